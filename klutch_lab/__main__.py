@@ -1,0 +1,64 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""python -m klutch_lab up|down|status|identity|build"""
+
+import argparse
+import sys
+
+import yaml
+
+from klutch_lab import binaries
+from klutch_lab.errors import LabError
+from klutch_lab.lab import DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m klutch_lab",
+        description="Real Kubernetes clusters on loopback ports, without containers.",
+    )
+    parser.add_argument("--dir", help=f"lab state directory (default: ${LAB_DIR_ENV} or ~/.cache/klutch-bind/lab)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="build what is missing, start the clusters, wait until ready")
+    up.add_argument("--clusters", default=",".join(DEFAULT_CLUSTERS),
+                    help="comma-separated cluster names; the first is the control plane (default: %(default)s)")
+    commands.add_parser("down", help="stop what `up` started and remove the lab's state")
+    commands.add_parser("status", help="show the clusters and whether their processes run")
+    commands.add_parser("build", help="only build (or find) the binaries")
+    identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
+    identity.add_argument("--cluster", required=True)
+    identity.add_argument("--user", required=True)
+    identity.add_argument("--group", action="append", default=[], help="repeat for several groups")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            for name, path in binaries.ensure_binaries().items():
+                print(f"{name}: {path}")
+            return 0
+        lab = Lab(args.dir)
+        if args.command == "up":
+            lab.up([name.strip() for name in args.clusters.split(",") if name.strip()])
+            for name, cluster in lab.clusters.items():
+                print(f"{name}: {cluster.server}\n  kubeconfig: {cluster.admin_kubeconfig}")
+            print(f"all clusters, one context each: {lab.kubeconfig}")
+            print(f"Ansible inventory ({lab.inventory}):")
+            print(yaml.safe_dump(lab.inventory_data(), sort_keys=False).rstrip())
+        elif args.command == "down":
+            lab.down()
+        elif args.command == "status":
+            print("\n".join(lab.status_lines()))
+            return 0 if not lab.dead_components() else 1
+        elif args.command == "identity":
+            print(lab.cluster(args.cluster).mint_identity(args.user, args.group))
+    except LabError as error:
+        print(f"lab: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One lab cluster: its files, its processes, a tiny HTTPS client and identity minting."""
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import yaml
+
+from klutch_lab import pki, process
+from klutch_lab.errors import LabError
+
+ADMIN_USER = "klutch-lab-admin"
+CONTROLLER_MANAGER_USER = "klutch-lab-controller-manager"
+CONTROLLERS = (
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "clusterrole-aggregation-controller",
+    "root-ca-certificate-publisher-controller",
+)
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _b64(data):
+    return base64.b64encode(data).decode()
+
+
+def kubeconfig(entries, current):
+    """A kubeconfig for [(context, cluster_name, server, ca_pem, user, cert_pem, key_pem)]."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
+            for _, cluster, server, ca, _, _, _ in entries
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}
+            for _, _, _, _, user, cert, key in entries
+        ],
+        "contexts": [
+            {"name": context, "context": {"cluster": cluster, "user": user}}
+            for context, cluster, _, _, user, _, _ in entries
+        ],
+        "current-context": current,
+    }
+
+
+def write_private(path, content):
+    """Write key material and kubeconfigs readable by the owner only."""
+    path = Path(path)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+class Cluster:
+    """A cluster as recorded in the lab state: `record` is the dict stored in lab.json."""
+
+    def __init__(self, lab_dir, name, record):
+        self.name = name
+        self.dir = Path(lab_dir) / name
+        self.record = record
+
+    # -- files --------------------------------------------------------------------------
+    @property
+    def pki_dir(self):
+        return self.dir / "pki"
+
+    @property
+    def server(self):
+        return f"https://127.0.0.1:{self.record['ports']['apiserver']}"
+
+    @property
+    def etcd_url(self):
+        return f"http://127.0.0.1:{self.record['ports']['etcd']}"
+
+    @property
+    def admin_kubeconfig(self):
+        return self.dir / "admin.kubeconfig"
+
+    @property
+    def audit_log_path(self):
+        return self.dir / "audit.log"
+
+    @property
+    def ca_cert(self):
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def processes(self):
+        return self.record.setdefault("processes", {})
+
+    def kubeconfig_entry(self, user, cert_pem, key_pem):
+        return (self.name, self.name, self.server, self.ca_cert.read_bytes(), user, cert_pem, key_pem)
+
+    def admin_entry(self):
+        return self.kubeconfig_entry(
+            f"{ADMIN_USER}@{self.name}",
+            (self.pki_dir / "admin.crt").read_bytes(),
+            (self.pki_dir / "admin.key").read_bytes(),
+        )
+
+    # -- preparation --------------------------------------------------------------------
+    def prepare(self):
+        """Make the directory, keys, certificates, policy and kubeconfigs of a new cluster."""
+        self.dir.mkdir(parents=True)
+        self.pki_dir.mkdir(mode=0o700)
+        self.record["ports"] = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+        serving_ca = pki.CertificateAuthority.create(f"klutch-lab-{self.name}-ca")
+        client_ca = pki.CertificateAuthority.create(f"klutch-lab-{self.name}-client-ca")
+        hosts = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "10.0.0.1", socket.gethostname()]
+        self._write_pair("ca", serving_ca.key, serving_ca.cert)
+        self._write_pair("client-ca", client_ca.key, client_ca.cert)
+        self._write_pair("apiserver", *serving_ca.issue("kube-apiserver", hosts=hosts))
+        self._write_pair("admin", *client_ca.issue(ADMIN_USER, ["system:masters"]))
+        self._write_pair("controller-manager", *client_ca.issue(CONTROLLER_MANAGER_USER, ["system:masters"]))
+        sa_key = pki.new_key()
+        write_private(self.pki_dir / "sa.key", pki.key_pem(sa_key))
+        (self.pki_dir / "sa.pub").write_bytes(pki.public_key_pem(sa_key))
+        (self.dir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+        write_private(self.admin_kubeconfig, yaml.safe_dump(kubeconfig([self.admin_entry()], self.name)))
+        controller_manager = self.kubeconfig_entry(
+            CONTROLLER_MANAGER_USER,
+            (self.pki_dir / "controller-manager.crt").read_bytes(),
+            (self.pki_dir / "controller-manager.key").read_bytes(),
+        )
+        write_private(self.dir / "controller-manager.kubeconfig",
+                      yaml.safe_dump(kubeconfig([controller_manager], self.name)))
+
+    def _write_pair(self, name, key, cert):
+        write_private(self.pki_dir / f"{name}.key", pki.key_pem(key))
+        (self.pki_dir / f"{name}.crt").write_bytes(pki.cert_pem(cert))
+
+    def mint_identity(self, user, groups=()):
+        """A kubeconfig for a non-admin identity: a client certificate with CN=user, O=groups."""
+        client_ca = pki.CertificateAuthority.load(
+            (self.pki_dir / "client-ca.key").read_bytes(), (self.pki_dir / "client-ca.crt").read_bytes()
+        )
+        key, cert = client_ca.issue(user, list(groups))
+        directory = self.dir / "identities"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        entry = self.kubeconfig_entry(f"{user}@{self.name}", pki.cert_pem(cert), pki.key_pem(key))
+        return write_private(directory / f"{user}.kubeconfig", yaml.safe_dump(kubeconfig([entry], self.name)))
+
+    # -- processes ----------------------------------------------------------------------
+    def start(self, component, argv, env=None):
+        """Start a process that belongs to this cluster; `down` stops it with the cluster."""
+        record = process.spawn(argv, self.dir / f"{component}.log", env=env)
+        self.processes[component] = record
+        return record
+
+    def component_argv(self, component, binaries):
+        """The command lines of the built-in components."""
+        ports = self.record["ports"]
+        peer = f"http://127.0.0.1:{ports['etcd_peer']}"
+        pki_dir = self.pki_dir
+        if component == "etcd":
+            return [
+                binaries["etcd"], "--name", self.name, "--data-dir", self.dir / "etcd",
+                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"{self.name}={peer}", "--unsafe-no-fsync", "--log-level", "warn",
+            ]
+        if component == "kube-apiserver":
+            return [
+                binaries["kube-apiserver"], "--etcd-servers", self.etcd_url,
+                "--bind-address", "127.0.0.1", "--secure-port", ports["apiserver"],
+                # Loopback-only lab: no reachable advertise address, so no endpoint reconciling.
+                "--advertise-address", "127.0.0.1", "--endpoint-reconciler-type", "none",
+                "--tls-cert-file", pki_dir / "apiserver.crt", "--tls-private-key-file", pki_dir / "apiserver.key",
+                "--client-ca-file", pki_dir / "client-ca.crt", "--authorization-mode", "RBAC",
+                "--service-cluster-ip-range", "10.0.0.0/24",
+                "--service-account-issuer", "https://kubernetes.default.svc",
+                "--service-account-key-file", pki_dir / "sa.pub",
+                "--service-account-signing-key-file", pki_dir / "sa.key",
+                "--cert-dir", self.dir / "apiserver-certs", "--profiling=false",
+                "--audit-log-path", self.audit_log_path, "--audit-policy-file", self.dir / "audit-policy.yaml",
+            ]
+        if component == "kube-controller-manager":
+            return [
+                binaries["kube-controller-manager"], "--kubeconfig", self.dir / "controller-manager.kubeconfig",
+                "--leader-elect=false", "--secure-port=0", "--controllers", ",".join(CONTROLLERS),
+                "--service-account-private-key-file", pki_dir / "sa.key", "--root-ca-file", self.ca_cert,
+            ]
+        raise ValueError(component)
+
+    def is_ready(self, component):
+        """True once a built-in component serves what the lab needs of it."""
+        try:
+            if component == "etcd":
+                return _http_get_json(self.etcd_url + "/health").get("health") == "true"
+            if component == "kube-apiserver":
+                return self.request("GET", "/readyz")[0] == 200
+            if component == "kube-controller-manager":
+                # The default ServiceAccount and root CA ConfigMap are made by its controllers.
+                return (self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+                        and self.request("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")[0] == 200)
+        except (OSError, ValueError, http.client.HTTPException):
+            return False
+        raise ValueError(component)
+
+    def wait_ready(self, component, timeout=60.0):
+        record = self.processes[component]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.alive(record):
+                raise LabError(
+                    f"{component} of cluster {self.name} exited during start. Last lines of {record['log']}:\n"
+                    + process.log_tail(record)
+                )
+            if self.is_ready(component):
+                return
+            time.sleep(0.1)
+        raise LabError(
+            f"{component} of cluster {self.name} did not become ready within {timeout:.0f} s. "
+            f"Last lines of {record['log']}:\n" + process.log_tail(record)
+        )
+
+    # -- HTTPS --------------------------------------------------------------------------
+    def ssl_context(self, identity=None):
+        """TLS trusting the cluster CA, authenticating as admin or as a minted identity's files."""
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        cert, key = identity or (self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def request(self, method, path, body=None, timeout=10.0):
+        """One admin request; returns (status, decoded JSON or raw text)."""
+        port = self.record["ports"]["apiserver"]
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=self.ssl_context(), timeout=timeout)
+        try:
+            headers = {"Accept": "application/json"}
+            payload = None
+            if body is not None:
+                payload = json.dumps(body)
+                headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read().decode()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(data)
+        except ValueError:
+            return response.status, data
+
+
+def _http_get_json(url, timeout=2.0):
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+    connection = http.client.HTTPConnection(host_port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()

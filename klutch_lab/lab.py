@@ -1,0 +1,193 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lab: N clusters of etcd + kube-apiserver + kube-controller-manager, started and ended together."""
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from klutch_lab import binaries, process
+from klutch_lab.cluster import Cluster, kubeconfig, write_private
+from klutch_lab.errors import LabError
+
+DEFAULT_CLUSTERS = ("control-plane", "app")
+LAB_DIR_ENV = "KLUTCH_LAB_DIR"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+
+
+def default_lab_dir():
+    configured = os.environ.get(LAB_DIR_ENV)
+    return Path(configured).expanduser() if configured else binaries.cache_root() / "lab"
+
+
+class Lab:
+    """A lab rooted at a directory; its lab.json records every cluster, port and process."""
+
+    def __init__(self, directory=None, progress=print):
+        self.dir = Path(directory) if directory else default_lab_dir()
+        self.progress = progress
+        self.state = self._load()
+
+    @property
+    def state_file(self):
+        return self.dir / "lab.json"
+
+    @property
+    def kubeconfig(self):
+        """One kubeconfig with a context per cluster, named like the cluster."""
+        return self.dir / "kubeconfig"
+
+    @property
+    def inventory(self):
+        return self.dir / "inventory.yml"
+
+    @property
+    def clusters(self):
+        return {name: Cluster(self.dir, name, record) for name, record in self.state["clusters"].items()}
+
+    def cluster(self, name):
+        if name not in self.state["clusters"]:
+            known = ", ".join(self.state["clusters"]) or "none"
+            raise LabError(f"The lab at {self.dir} has no cluster {name!r} (it has: {known}).")
+        return Cluster(self.dir, name, self.state["clusters"][name])
+
+    # -- state ---------------------------------------------------------------------------
+    def _load(self):
+        if self.dir.exists() and not self.dir.is_dir():
+            raise LabError(f"{self.dir} exists and is not a directory: remove it or set {LAB_DIR_ENV} elsewhere.")
+        if not self.state_file.exists():
+            if self.dir.is_dir() and any(self.dir.iterdir()):
+                raise LabError(
+                    f"{self.dir} holds files but no lab.json, so it is not a lab this tool can manage. "
+                    f"Remove it (rm -rf {self.dir}) or set {LAB_DIR_ENV} to another directory."
+                )
+            return {"clusters": {}}
+        try:
+            return json.loads(self.state_file.read_text())
+        except ValueError as error:
+            raise LabError(
+                f"{self.state_file} is not valid JSON ({error}). Stop what it started with `down` if "
+                f"possible, else end the processes by hand and remove {self.dir}."
+            ) from error
+
+    def _save(self):
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, default=str))
+        os.replace(tmp, self.state_file)
+
+    def dead_components(self):
+        return [
+            (name, component, record)
+            for name, cluster in self.clusters.items()
+            for component, record in cluster.processes.items()
+            if not process.alive(record)
+        ]
+
+    # -- up ------------------------------------------------------------------------------
+    def up(self, names=DEFAULT_CLUSTERS):
+        """Start the named clusters that are not running yet; reuse the ones that are."""
+        names = list(dict.fromkeys(names))
+        bad = [name for name in names if not CLUSTER_NAME.match(name)]
+        if bad or not names:
+            raise LabError(
+                f"Invalid cluster names {bad or names}: use lower-case letters, digits and '-', "
+                "e.g. --clusters control-plane,app1,app2."
+            )
+        dead = self.dead_components()
+        if dead:
+            lines = "\n".join(f"  {name}: {component} (pid {record['pid']}, log {record['log']})"
+                              for name, component, record in dead)
+            raise LabError(
+                f"The lab at {self.dir} is stale: these processes are no longer running:\n{lines}\n"
+                "Run `python -m klutch_lab down` to clean it up, then `up` again."
+            )
+        new = [name for name in names if name not in self.state["clusters"]]
+        for name in names:
+            if name not in new:
+                self.progress(f"[lab] cluster {name} is already running at {self.cluster(name).server}")
+        if new:
+            found = binaries.ensure_binaries(self.progress)
+            started = time.monotonic()
+            try:
+                self._start(new, found)
+            except BaseException:
+                self._remove(new)
+                raise
+            self.progress(f"[lab] started {', '.join(new)} in {time.monotonic() - started:.1f} s")
+        self._write_access_files()
+        return self
+
+    def _start(self, names, found):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            self.state["clusters"][name] = {}
+            self._save()
+            self.cluster(name).prepare()
+            self._save()
+        # Start each component on every new cluster before waiting, so the clusters boot in parallel.
+        for component in COMPONENTS:
+            for name in names:
+                cluster = self.cluster(name)
+                cluster.start(component, cluster.component_argv(component, found))
+                self._save()
+            for name in names:
+                self.cluster(name).wait_ready(component)
+
+    def _remove(self, names):
+        for name in names:
+            if name in self.state["clusters"]:
+                cluster = self.cluster(name)
+                for record in reversed(list(cluster.processes.values())):
+                    process.stop(record)
+                shutil.rmtree(cluster.dir, ignore_errors=True)
+                del self.state["clusters"][name]
+        if self.state["clusters"]:
+            self._save()
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _write_access_files(self):
+        clusters = self.clusters
+        entries = [cluster.admin_entry() for cluster in clusters.values()]
+        write_private(self.kubeconfig, yaml.safe_dump(kubeconfig(entries, entries[0][0])))
+        write_private(self.inventory, yaml.safe_dump(self.inventory_data(), sort_keys=False))
+
+    def inventory_data(self):
+        """An Ansible inventory: the first cluster as control_plane, the others as app_clusters."""
+        names = list(self.state["clusters"])
+
+        def host(name):
+            return {"ansible_connection": "local", "kubeconfig": str(self.cluster(name).admin_kubeconfig)}
+
+        return {"all": {"children": {
+            "control_plane": {"hosts": {names[0]: host(names[0])}},
+            "app_clusters": {"hosts": {name: host(name) for name in names[1:]}},
+        }}}
+
+    # -- down / status ---------------------------------------------------------------------
+    def down(self):
+        """Stop exactly the processes this lab recorded, then remove its directory."""
+        if not self.state_file.exists():
+            self.progress(f"[lab] no lab at {self.dir}; nothing to stop")
+            return
+        names = list(self.state["clusters"])
+        self._remove(names)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.progress(f"[lab] stopped {', '.join(names) or 'nothing'} and removed {self.dir}")
+
+    def status_lines(self):
+        if not self.state["clusters"]:
+            return [f"no lab at {self.dir}"]
+        lines = [f"lab at {self.dir} (kubeconfig {self.kubeconfig}, inventory {self.inventory})"]
+        for name, cluster in self.clusters.items():
+            lines.append(f"{name}: {cluster.server}  kubeconfig {cluster.admin_kubeconfig}")
+            for component, record in cluster.processes.items():
+                state = "running" if process.alive(record) else "NOT RUNNING"
+                lines.append(f"  {component:<24} pid {record['pid']:<8} {state}")
+        return lines
