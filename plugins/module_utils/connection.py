@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connection options (kubernetes.core's names and K8S_AUTH_* fallbacks) to a client configuration.
+
+`resolve_auth` and `parse_kubeconfig` are pure; `build_configuration` hands the kubeconfig to the
+official `kubernetes` package, which knows every auth flavour (exec plugins, OIDC, token files).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import os
+
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+
+try:
+    import yaml
+except ImportError:  # reported by the module's import check
+    yaml = None
+
+try:
+    from kubernetes import config as kube_config
+    from kubernetes.client import Configuration
+    from kubernetes.config.config_exception import ConfigException
+except ImportError:  # reported by the module's import check
+    kube_config = Configuration = None
+    ConfigException = Exception
+
+AUTH_ARG_SPEC = {
+    "kubeconfig": {"type": "raw"},
+    "context": {"type": "str"},
+    "host": {"type": "str"},
+    "api_key": {"type": "str", "no_log": True},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"]},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"]},
+    "client_cert": {"type": "path", "aliases": ["cert_file"]},
+    "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False},
+    "proxy": {"type": "str"},
+    "no_proxy": {"type": "str"},
+    "impersonate_user": {"type": "str"},
+    "impersonate_groups": {"type": "list", "elements": "str"},
+}
+
+# kubernetes.core reads K8S_AUTH_<OPTION> and, for some options, the older client attribute name.
+ENV_NAMES = {
+    name: ["K8S_AUTH_" + name.upper()] + [
+        "K8S_AUTH_" + legacy for legacy in {
+            "validate_certs": ["VERIFY_SSL"],
+            "ca_cert": ["SSL_CA_CERT"],
+            "client_cert": ["CERT_FILE"],
+            "client_key": ["KEY_FILE"],
+        }.get(name, [])
+    ]
+    for name in AUTH_ARG_SPEC
+}
+
+FALSE_STRINGS = ("0", "false", "no", "off", "n", "f")
+SECRET_USER_KEYS = ("token", "password", "client-key-data", "id-token", "refresh-token", "client-secret",
+                    "access-token")
+
+
+def resolve_auth(params, environ=None):
+    """The connection settings: task parameters first, then K8S_AUTH_* environment variables."""
+    environ = os.environ if environ is None else environ
+    settings = {}
+    for name, spec in AUTH_ARG_SPEC.items():
+        value = params.get(name)
+        if value is None:
+            value = next((environ[env] for env in ENV_NAMES[name] if environ.get(env)), None)
+            if value is not None and spec["type"] == "bool":
+                value = value.strip().lower() not in FALSE_STRINGS
+            elif value is not None and spec["type"] == "list":
+                value = [item.strip() for item in value.split(",") if item.strip()]
+            elif value is not None and spec["type"] == "path":
+                value = os.path.expanduser(value)
+        settings[name] = value
+    settings["kubeconfig"] = parse_kubeconfig(settings["kubeconfig"])
+    return settings
+
+
+def _looks_inline(text):
+    stripped = text.lstrip()
+    return "\n" in stripped or stripped.startswith("{")
+
+
+def parse_kubeconfig(value):
+    """A kubeconfig option as a dict (inline YAML, JSON or dict) or a path string; None stays None."""
+    if value is None or isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError("kubeconfig must be a path, a dict or an inline YAML document, not a %s." % type(value).__name__)
+    if not _looks_inline(value):
+        return os.path.expanduser(value)
+    try:
+        loaded = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark else ""
+        raise ConfigError("The inline kubeconfig is not valid YAML%s: fix it, or pass a file path instead." % where)
+    if not isinstance(loaded, dict):
+        raise ConfigError("The inline kubeconfig is not a YAML mapping: pass a kubeconfig document or a file path.")
+    return loaded
+
+
+def kubeconfig_secrets(kubeconfig):
+    """Secret values inside an inline kubeconfig, for `no_log_values` (server names stay visible)."""
+    if not isinstance(kubeconfig, dict):
+        return set()
+    values = set()
+    for entry in kubeconfig.get("users") or []:
+        user = (entry or {}).get("user") or {}
+        values.update(str(user[key]) for key in SECRET_USER_KEYS if user.get(key))
+        provider = (user.get("auth-provider") or {}).get("config") or {}
+        values.update(str(provider[key]) for key in SECRET_USER_KEYS if provider.get(key))
+    return values
+
+
+def _read_kubeconfig_files(path):
+    """Merge a ':'-separated list of kubeconfig files the way kubectl does: first wins."""
+    merged = {"clusters": [], "contexts": [], "users": []}
+    for single in [part for part in path.split(":") if part]:
+        if not os.path.isfile(single):
+            raise ConfigError("The kubeconfig file %s does not exist: check the kubeconfig option or K8S_AUTH_KUBECONFIG." % single)
+        try:
+            with open(single) as handle:
+                loaded = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError) as error:
+            mark = getattr(error, "problem_mark", None)
+            where = " at line %d" % (mark.line + 1) if mark else ""
+            raise ConfigError("The kubeconfig file %s is not valid YAML%s: fix or regenerate it." % (single, where))
+        if not isinstance(loaded, dict):
+            raise ConfigError("The kubeconfig file %s is not a kubeconfig (no YAML mapping): fix or regenerate it." % single)
+        if not merged.get("current-context"):
+            merged["current-context"] = loaded.get("current-context")
+        for section in ("clusters", "contexts", "users"):
+            known = set(item.get("name") for item in merged[section])
+            merged[section].extend(item for item in loaded.get(section) or [] if isinstance(item, dict)
+                                   and item.get("name") not in known)
+    return merged
+
+
+def select_context(kubeconfig, context, source):
+    """The (context name, cluster server) that `context` picks; a clear error when it cannot."""
+    contexts = {item.get("name"): item.get("context") or {} for item in kubeconfig.get("contexts") or []
+                if isinstance(item, dict)}
+    name = context or kubeconfig.get("current-context")
+    if not contexts:
+        raise ConfigError("The kubeconfig %s has no contexts: it is not a usable kubeconfig." % source)
+    if not name:
+        raise ConfigError("The kubeconfig %s sets no current-context: set the context option to one of: %s." % (
+            source, ", ".join(sorted(contexts))))
+    if name not in contexts:
+        raise ConfigError("The context %r is not in the kubeconfig %s. Its contexts are: %s. Set context to one of them." % (
+            name, source, ", ".join(sorted(contexts))))
+    clusters = {item.get("name"): item.get("cluster") or {} for item in kubeconfig.get("clusters") or []
+                if isinstance(item, dict)}
+    cluster = contexts[name].get("cluster")
+    if cluster not in clusters or not clusters[cluster].get("server"):
+        raise ConfigError("The context %r of the kubeconfig %s names cluster %r, which has no server entry: fix the kubeconfig." % (
+            name, source, cluster))
+    return name, clusters[cluster]["server"]
+
+
+def describe(settings):
+    """How messages name the cluster: the context and server, never credentials."""
+    if settings.get("_context"):
+        return "cluster %s (%s)" % (settings["_context"], settings.get("_server"))
+    return "cluster %s" % settings.get("_server")
+
+
+def build_configuration(settings, environ=None):
+    """A kubernetes.client.Configuration and a label for messages, from resolved settings."""
+    environ = os.environ if environ is None else environ
+    settings = copy.copy(settings)
+    configuration = Configuration()
+    has_direct_credentials = settings.get("host") and (
+        settings.get("api_key") or settings.get("username") or settings.get("client_cert"))
+    if not has_direct_credentials:
+        kubeconfig = settings.get("kubeconfig")
+        if kubeconfig is None and not settings.get("context") and environ.get("KUBERNETES_SERVICE_HOST"):
+            kube_config.load_incluster_config(client_configuration=configuration)
+            settings["_server"] = configuration.host
+        else:
+            _load_kubeconfig(kubeconfig, settings, configuration, environ)
+    _apply_overrides(settings, configuration)
+    settings.setdefault("_server", configuration.host)
+    return configuration, describe(settings)
+
+
+def _load_kubeconfig(kubeconfig, settings, configuration, environ):
+    if kubeconfig is None:
+        kubeconfig = os.path.expanduser(environ.get("KUBECONFIG") or "~/.kube/config")
+        if not all(os.path.isfile(part) for part in kubeconfig.split(":") if part):
+            raise ConfigError(
+                "No cluster to connect to: set kubeconfig (a path or inline), host with api_key, or the "
+                "K8S_AUTH_KUBECONFIG / K8S_AUTH_HOST environment variables; %s does not exist." % kubeconfig)
+    if isinstance(kubeconfig, dict):
+        source = "given inline"
+        settings["_context"], settings["_server"] = select_context(kubeconfig, settings.get("context"), source)
+    else:
+        source = kubeconfig
+        settings["_context"], settings["_server"] = select_context(
+            _read_kubeconfig_files(kubeconfig), settings.get("context"), source)
+    try:
+        if isinstance(kubeconfig, dict):
+            kube_config.load_kube_config_from_dict(
+                config_dict=kubeconfig, context=settings["_context"], client_configuration=configuration,
+                persist_config=False)
+        else:
+            kube_config.load_kube_config(
+                config_file=kubeconfig, context=settings["_context"], client_configuration=configuration,
+                persist_config=False)
+    except (ConfigException, ValueError, TypeError, KeyError) as error:
+        raise ConfigError("The kubeconfig %s is not usable: %s. Fix or regenerate it." % (
+            source, str(error).splitlines()[0] if str(error) else type(error).__name__))
+
+
+def _apply_overrides(settings, configuration):
+    """Options given next to a kubeconfig win over what it says, as in kubernetes.core."""
+    if settings.get("host"):
+        configuration.host = settings["host"].rstrip("/")
+        settings["_server"] = configuration.host
+    if settings.get("validate_certs") is not None:
+        configuration.verify_ssl = settings["validate_certs"]
+    for option, attribute in (("ca_cert", "ssl_ca_cert"), ("client_cert", "cert_file"),
+                              ("client_key", "key_file"), ("proxy", "proxy"), ("no_proxy", "no_proxy")):
+        if settings.get(option):
+            setattr(configuration, attribute, settings[option])
+    if settings.get("api_key"):
+        configuration.api_key = {"authorization": settings["api_key"]}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.refresh_api_key_hook = None
+    if settings.get("username"):
+        configuration.username = settings["username"]
+        configuration.password = settings.get("password") or ""
+    for option in ("ca_cert", "client_cert", "client_key"):
+        if settings.get(option) and not os.path.isfile(settings[option]):
+            raise ConfigError("%s %s does not exist: check the path." % (option, settings[option]))
+    if settings.get("client_cert") and not (settings.get("client_key") or configuration.key_file):
+        raise ConfigError("client_cert is set without client_key: set both, or neither.")

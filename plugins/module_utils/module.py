@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every klutch.bind module shares: the connection options, dependency checks, redaction."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+
+try:
+    import kubernetes  # noqa: F401 pylint: disable=unused-import
+
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError:
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    import yaml  # noqa: F401 pylint: disable=unused-import
+
+    YAML_IMPORT_ERROR = None
+except ImportError:
+    YAML_IMPORT_ERROR = traceback.format_exc()
+
+
+def klutch_argument_spec(**options):
+    """The module's own options plus the connection options."""
+    spec = copy.deepcopy(AUTH_ARG_SPEC)
+    spec.update(options)
+    return spec
+
+
+class KlutchModule:
+    """A thin wrapper: only `main()` of a module turns errors into fail_json, through `fail`."""
+
+    def __init__(self, argument_spec, **kwargs):
+        self.ansible = AnsibleModule(argument_spec=klutch_argument_spec(**argument_spec), **kwargs)
+        if KUBERNETES_IMPORT_ERROR:
+            self.ansible.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+        if YAML_IMPORT_ERROR:
+            self.ansible.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
+        self._hide_kubeconfig_secrets()
+
+    def _hide_kubeconfig_secrets(self):
+        """Tokens and keys of an inline kubeconfig never reach logs; server names stay readable."""
+        try:
+            inline = parse_kubeconfig(self.params.get("kubeconfig"))
+        except ClusterError:
+            return  # reported when the client is built
+        self.ansible.no_log_values.update(kubeconfig_secrets(inline))
+
+    @property
+    def params(self):
+        return self.ansible.params
+
+    @property
+    def check_mode(self):
+        return self.ansible.check_mode
+
+    @property
+    def diff_mode(self):
+        return self.ansible._diff
+
+    def client(self):
+        # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
+        from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+
+        return ClusterClient.from_params(self.params, dry_run=self.check_mode)
+
+    def exit(self, **result):
+        self.ansible.exit_json(**result)
+
+    def fail(self, error, **result):
+        """A ClusterError's message is the whole story: no traceback, no request body."""
+        self.ansible.fail_json(msg=str(error), **result)

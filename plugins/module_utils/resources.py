@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Resource types known in advance, so no request is spent on API discovery."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class Resource:
+    """An API resource type: where it lives on the API server and what it is called."""
+
+    def __init__(self, api_version, kind, plural, namespaced=True):
+        self.api_version = api_version
+        self.kind = kind
+        self.plural = plural
+        self.namespaced = namespaced
+
+    def __repr__(self):
+        return "Resource(%r, %r, %r, namespaced=%r)" % (self.api_version, self.kind, self.plural, self.namespaced)
+
+    @property
+    def group_version_path(self):
+        return "/api/v1" if self.api_version == "v1" else "/apis/" + self.api_version
+
+    def path(self, namespace=None, name=None, subresource=None):
+        parts = [self.group_version_path]
+        if self.namespaced and namespace:
+            parts += ["namespaces", namespace]
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+            if subresource:
+                parts.append(subresource)
+        return "/".join(parts)
+
+    def describe(self, name=None, namespace=None):
+        """How messages name one object ("Secret ns/name") or the collection ("secrets in ns")."""
+        if name:
+            return "%s %s" % (self.kind, "%s/%s" % (namespace, name) if self.namespaced and namespace else name)
+        if self.namespaced and namespace:
+            return "%s in namespace %s" % (self.plural, namespace)
+        return self.plural
+
+
+NAMESPACES = Resource("v1", "Namespace", "namespaces", namespaced=False)
+SECRETS = Resource("v1", "Secret", "secrets")
+CONFIG_MAPS = Resource("v1", "ConfigMap", "configmaps")
+SERVICE_ACCOUNTS = Resource("v1", "ServiceAccount", "serviceaccounts")
+CUSTOM_RESOURCE_DEFINITIONS = Resource(
+    "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False)
+ROLES = Resource("rbac.authorization.k8s.io/v1", "Role", "roles")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
+CLUSTER_ROLE_BINDINGS = Resource(
+    "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False)

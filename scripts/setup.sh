@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Prepares this checkout for the demo and the tests; safe to run again (it skips what is done).
+#  - a virtualenv (.venv) with requirements.txt and test-requirements.txt
+#  - the collection linked at .venv/collections/ansible_collections/klutch/bind
+#  - the lab's Kubernetes and etcd binaries, built once into ~/.cache/klutch-bind
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${KLUTCH_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating virtualenv $venv"
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.requirements.sha256"
+wanted=$(cat "$root/requirements.txt" "$root/test-requirements.txt" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  step "installing Python requirements"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -r "$root/requirements.txt" -r "$root/test-requirements.txt"
+  echo "$wanted" > "$stamp"
+fi
+
+# Ansible finds the collection by its FQCN through this path.
+mkdir -p "$venv/collections/ansible_collections/klutch"
+ln -sfn "$root" "$venv/collections/ansible_collections/klutch/bind"
+
+# ansible-test seeds pip into its venvs with a script from a site outside the package registries;
+# this stand-in does the same job with ensurepip and the configured index.
+getpip="$HOME/.ansible/test/cache/get_pip_24_2.py"
+if [ ! -f "$getpip" ]; then
+  mkdir -p "$(dirname "$getpip")"
+  cp "$root/scripts/get_pip_standin.py" "$getpip"
+fi
+
+if [ "${KLUTCH_SKIP_LAB_BUILD:-}" != 1 ]; then
+  step "lab binaries"
+  (cd "$root" && "$venv/bin/python" -m klutch_lab build)
+fi
