@@ -24,6 +24,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     api_error_message,
     connection_error_message,
     object_missing,
+    typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed
 
@@ -53,7 +54,7 @@ def retry_delay(attempt, status, status_body, retry_after=None):
     429 and 5xx are transient. A 409 is only worth another try when the object was modified or
     is still being deleted; an apply conflict between field managers or AlreadyExists is not.
     """
-    if attempt >= RETRIES:
+    if attempt >= RETRIES or typed_patch_error(status, status_body):
         return None
     message = (status_body or {}).get("message", "") if isinstance(status_body, dict) else ""
     transient = status == 429 or status >= 500 or (
@@ -168,7 +169,11 @@ class ClusterClient:
             query = dict(query, **{"continue": token})
 
     def apply(self, resource, body, force=False):
-        """Server-side apply of `body` as field manager klutch.bind; a Change with before and after."""
+        """Server-side apply of `body` as field manager klutch.bind; a Change with before and after.
+
+        The apply is first sent as a dry run: when the server's answer equals what is stored, no
+        write request is made at all, so an unchanged object costs two reads and no write.
+        """
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
         if not name or (resource.namespaced and not namespace):
@@ -176,10 +181,17 @@ class ClusterClient:
                 resource.kind, " and metadata.namespace" if resource.namespaced else ""))
         body = dict(body, apiVersion=resource.api_version, kind=resource.kind)
         before = self.get(resource, name, namespace)
-        query = self._dry_run({"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"})
-        after = self.request("PATCH", resource.path(namespace, name), "apply", resource.describe(name, namespace),
-                             query=query, body=body, content_type="application/apply-patch+yaml")
-        return Change(before, after, has_changed(before, after, self.dry_run))
+        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+
+        def send(dry_run):
+            return self.request("PATCH", resource.path(namespace, name), "apply", resource.describe(name, namespace),
+                                query=dict(query, dryRun="All") if dry_run else query, body=body,
+                                content_type="application/apply-patch+yaml")
+
+        planned = send(dry_run=True)
+        if not has_changed(before, planned):
+            return Change(before, before, False)
+        return Change(before, planned if self.dry_run else send(dry_run=False), True)
 
     def delete(self, resource, name, namespace=None, propagation="Background"):
         """Delete if present; a Change whose `after` is None."""

@@ -49,6 +49,11 @@ def object_missing(status, status_body):
     return status == 404 and isinstance(status_body, dict) and bool((status_body.get("details") or {}).get("name"))
 
 
+def typed_patch_error(status, status_body):
+    """Server-side apply of a value of the wrong type fails with 500, but it is the caller's error."""
+    return status == 500 and "failed to create typed patch object" in _server_message(status_body)
+
+
 def api_error_message(status, status_body, action, target, cluster):
     """The message for an HTTP error `status` while doing `action` on `target` in `cluster`."""
     server = _server_message(status_body)
@@ -79,7 +84,7 @@ def api_error_message(status, status_body, action, target, cluster):
         else:
             fix = "It was changed or created concurrently: run the task again."
         return "Cannot %s: conflict (409).%s %s" % (where, said, fix)
-    if status == 422:
+    if status == 422 or typed_patch_error(status, status_body):
         return "Cannot %s: the object is invalid (422).%s Fix the fields named above." % (where, said)
     if status == 429:
         return "Cannot %s: the API server is throttling requests (429) and retries ran out.%s Try again later." % (

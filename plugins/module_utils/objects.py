@@ -13,32 +13,27 @@ from collections import namedtuple
 REDACTED = "VALUE_REDACTED"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Fields the server sets on every write; they say nothing about what the user asked for.
-VOLATILE_METADATA = ("resourceVersion", "generation", "managedFields", "creationTimestamp", "uid")
+VOLATILE_METADATA = ("resourceVersion", "generation", "creationTimestamp", "uid")
 
 Change = namedtuple("Change", ["before", "after", "changed"])
 
 
-def _without_volatile(obj):
-    if obj is None:
-        return None
+def _comparable(obj):
     trimmed = copy.deepcopy(obj)
     metadata = trimmed.get("metadata") or {}
     for key in VOLATILE_METADATA:
         metadata.pop(key, None)
+    # Field ownership counts (a first apply takes it over), the time of the last change does not.
+    for entry in metadata.get("managedFields") or []:
+        entry.pop("time", None)
     return trimmed
 
 
-def has_changed(before, after, dry_run):
-    """Whether a write changed the object.
-
-    A real write that changes nothing keeps the resourceVersion, which is exact. A dry run never
-    persists, so its resourceVersion says nothing: compare the content instead.
-    """
-    if before is None or after is None:
-        return before is not after
-    if not dry_run:
-        return before["metadata"].get("resourceVersion") != after["metadata"].get("resourceVersion")
-    return _without_volatile(before) != _without_volatile(after)
+def has_changed(before, planned):
+    """Whether `planned` (a dry run's answer) differs from `before` in anything but bookkeeping."""
+    if before is None or planned is None:
+        return before is not planned
+    return _comparable(before) != _comparable(planned)
 
 
 def redact(obj):
@@ -65,7 +60,3 @@ def for_output(obj):
         shown["metadata"].pop("managedFields", None)
     return shown
 
-
-def diff(change):
-    """Ansible's before/after diff for a Change, redacted."""
-    return {"before": for_output(change.before) or {}, "after": for_output(change.after) or {}}

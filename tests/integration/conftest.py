@@ -1,0 +1,122 @@
+"""Session fixtures: one lab (control-plane + app) for the whole run, and helpers on it."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """The lab, brought up once per test run in its own directory and stopped at the end."""
+    started = Lab(tmp_path_factory.mktemp("lab") / "state", progress=lambda line: print(line, file=sys.stderr))
+    started.up(DEFAULT_CLUSTERS)
+    yield started
+    started.down()
+
+
+@pytest.fixture(scope="session")
+def control_plane(lab):
+    return lab.cluster("control-plane")
+
+
+@pytest.fixture(scope="session")
+def app(lab):
+    return lab.cluster("app")
+
+
+@pytest.fixture(scope="session")
+def audit(lab):
+    """audit(cluster) -> the AuditLog reader of that cluster (one reader per cluster)."""
+    readers = {}
+
+    def reader(cluster):
+        return readers.setdefault(cluster.name, AuditLog(cluster))
+
+    return reader
+
+
+@pytest.fixture(scope="session")
+def client_for():
+    """client_for(kubeconfig_path, **options) -> a ClusterClient as a module would build it."""
+
+    def build(kubeconfig=None, dry_run=False, environ=None, **options):
+        params = dict(options, kubeconfig=str(kubeconfig) if kubeconfig else None)
+        return ClusterClient.from_params(params, dry_run=dry_run, environ=environ or {})
+
+    return build
+
+
+@pytest.fixture
+def admin(app, client_for):
+    return client_for(app.admin_kubeconfig)
+
+
+@pytest.fixture
+def namespace(admin):
+    """A fresh namespace on the app cluster, deleted after the test."""
+    from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
+
+    name = "t-" + uuid.uuid4().hex[:8]
+    admin.apply(NAMESPACES, {"metadata": {"name": name}})
+    yield name
+    admin.delete(NAMESPACES, name)
+
+
+@pytest.fixture(scope="session")
+def run_task(tmp_path_factory):
+    """run_task(module, args, env=None, check=False) -> (result, output) of one task via ansible-playbook.
+
+    The module runs through AnsiballZ like in any playbook; `output` is everything ansible-playbook
+    printed, so tests can check it for tracebacks and secrets.
+    """
+    workdir = tmp_path_factory.mktemp("ansible")
+
+    def run(module, args, env=None, check=False):
+        name = uuid.uuid4().hex[:8]
+        result_file = workdir / f"{name}.json"
+        playbook = workdir / f"{name}.yml"
+        playbook.write_text(textwrap.dedent(f"""\
+            - name: Run one task
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              tasks:
+                - name: Task under test
+                  {module}: {json.dumps(args)}
+                  register: outcome
+                  ignore_errors: true
+                - name: Save the outcome
+                  ansible.builtin.copy:
+                    content: "{{{{ outcome | to_json }}}}"
+                    dest: {result_file}
+                    mode: "0600"
+                  check_mode: false
+            """))
+        command = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)]
+        if check:
+            command.append("--check")
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("K8S_AUTH_")}
+        environ.update(env or {}, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+                       ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+        completed = subprocess.run(command, env=environ, capture_output=True, text=True, cwd=workdir, check=False)
+        output = completed.stdout + completed.stderr
+        assert result_file.exists(), output
+        return json.loads(result_file.read_text()), output
+
+    return run
+
+
+def kubeconfig_dict(path):
+    return yaml.safe_load(Path(path).read_text())

@@ -1,0 +1,54 @@
+"""Pure parts of the client: request paths and the retry policy."""
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils import client
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
+
+
+def test_paths_without_discovery():
+    assert SECRETS.path("ns", "s") == "/api/v1/namespaces/ns/secrets/s"
+    assert SECRETS.path() == "/api/v1/secrets"
+    assert NAMESPACES.path("ignored", "n") == "/api/v1/namespaces/n"
+    assert CUSTOM_RESOURCE_DEFINITIONS.path(name="a.b") == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/a.b"
+    bindings = Resource("klutch.anynines.com/v1alpha1", "APIServiceBinding", "apiservicebindings")
+    assert bindings.path("klutch-bind", "x", "status") == \
+        "/apis/klutch.anynines.com/v1alpha1/namespaces/klutch-bind/apiservicebindings/x/status"
+
+
+def test_descriptions():
+    assert SECRETS.describe("s", "ns") == "Secret ns/s"
+    assert NAMESPACES.describe("n") == "Namespace n"
+    assert SECRETS.describe(namespace="ns") == "secrets in namespace ns"
+
+
+@pytest.mark.parametrize("status, body", [(429, {}), (500, {}), (503, {}),
+                                          (409, {"message": "the object has been modified; please apply"}),
+                                          (409, {"message": "object is being deleted: namespaces \"x\""})])
+def test_transient_failures_are_retried_with_growing_backoff(status, body):
+    delays = [client.retry_delay(attempt, status, body) for attempt in range(client.RETRIES)]
+    assert all(delay is not None for delay in delays)
+    assert delays == sorted(delays) and delays[0] < delays[-1] <= client.BACKOFF_CAP
+    assert client.retry_delay(client.RETRIES, status, body) is None
+
+
+@pytest.mark.parametrize("status, body", [(400, {}), (401, {}), (403, {}), (404, {}), (422, {}),
+                                          (409, {"message": "Apply failed with 1 conflict"}),
+                                          (409, {"message": "configmaps \"x\" already exists"})])
+def test_permanent_failures_are_not_retried(status, body):
+    assert client.retry_delay(0, status, body) is None
+
+
+def test_retry_after_is_honoured_within_the_cap():
+    assert client.retry_delay(0, 429, {}, retry_after="3") == 3.0
+    assert client.retry_delay(0, 429, {}, retry_after="3600") == client.BACKOFF_CAP
+
+
+def test_a_wrongly_typed_apply_is_not_retried():
+    body = {"message": "failed to create typed patch object (/v1, Kind=X): .spec.size: expected numeric"}
+    assert client.retry_delay(0, 500, body) is None

@@ -1,0 +1,105 @@
+"""Connection options: K8S_AUTH_* fallbacks, kubeconfig forms, context selection, secret hiding."""
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+    AUTH_ARG_SPEC,
+    kubeconfig_secrets,
+    parse_kubeconfig,
+    resolve_auth,
+    select_context,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "cp", "cluster": {"server": "https://cp:6443"}},
+                 {"name": "app", "cluster": {"server": "https://app:6443"}}],
+    "users": [{"name": "admin", "user": {"token": "s3cret-token", "client-key-data": "S0VZ"}}],
+    "contexts": [{"name": "cp", "context": {"cluster": "cp", "user": "admin"}},
+                 {"name": "app", "context": {"cluster": "app", "user": "admin"}}],
+    "current-context": "cp",
+}
+
+
+def test_parameters_win_over_environment():
+    settings = resolve_auth({"host": "https://param"}, {"K8S_AUTH_HOST": "https://env"})
+    assert settings["host"] == "https://param"
+
+
+@pytest.mark.parametrize("env, option, expected", [
+    ({"K8S_AUTH_HOST": "https://env:6443"}, "host", "https://env:6443"),
+    ({"K8S_AUTH_API_KEY": "tok"}, "api_key", "tok"),
+    ({"K8S_AUTH_CONTEXT": "app"}, "context", "app"),
+    ({"K8S_AUTH_VERIFY_SSL": "False"}, "validate_certs", False),
+    ({"K8S_AUTH_VALIDATE_CERTS": "yes"}, "validate_certs", True),
+    ({"K8S_AUTH_SSL_CA_CERT": "/ca.pem"}, "ca_cert", "/ca.pem"),
+    ({"K8S_AUTH_CA_CERT": "/ca.pem"}, "ca_cert", "/ca.pem"),
+    ({"K8S_AUTH_CERT_FILE": "/c.pem"}, "client_cert", "/c.pem"),
+    ({"K8S_AUTH_KEY_FILE": "/k.pem"}, "client_key", "/k.pem"),
+    ({"K8S_AUTH_IMPERSONATE_GROUPS": "a, b"}, "impersonate_groups", ["a", "b"]),
+    ({"K8S_AUTH_KUBECONFIG": "/tmp/kc"}, "kubeconfig", "/tmp/kc"),
+])
+def test_environment_fallbacks_match_kubernetes_core(env, option, expected):
+    assert resolve_auth({}, env)[option] == expected
+
+
+def test_every_option_has_an_environment_variable():
+    settings = resolve_auth({}, {})
+    assert set(settings) == set(AUTH_ARG_SPEC)
+    assert all(value is None for value in settings.values())
+
+
+def test_inline_yaml_kubeconfig_becomes_a_dict():
+    text = "apiVersion: v1\nkind: Config\ncontexts: []\n"
+    assert parse_kubeconfig(text) == {"apiVersion": "v1", "kind": "Config", "contexts": []}
+
+
+def test_inline_json_kubeconfig_becomes_a_dict():
+    assert parse_kubeconfig('{"kind": "Config"}') == {"kind": "Config"}
+
+
+def test_a_single_line_is_a_path():
+    assert parse_kubeconfig("~/kc") != "~/kc" and parse_kubeconfig("~/kc").endswith("/kc")
+
+
+def test_malformed_inline_kubeconfig_names_the_place_not_the_content():
+    with pytest.raises(ConfigError) as error:
+        parse_kubeconfig("apiVersion: v1\nusers: [token: s3cret\n")
+    assert "not valid YAML (line" in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_inline_kubeconfig_that_is_not_a_mapping():
+    with pytest.raises(ConfigError, match="not a YAML mapping"):
+        parse_kubeconfig("- a\n- b\n")
+
+
+def test_context_defaults_to_current_context():
+    assert select_context(KUBECONFIG, None, "x") == ("cp", "https://cp:6443")
+    assert select_context(KUBECONFIG, "app", "x") == ("app", "https://app:6443")
+
+
+def test_unknown_context_lists_the_known_ones():
+    with pytest.raises(ConfigError) as error:
+        select_context(KUBECONFIG, "nope", "/home/me/kc")
+    message = str(error.value)
+    assert "'nope' is not in the kubeconfig /home/me/kc" in message
+    assert "app, cp" in message
+
+
+def test_context_pointing_at_a_missing_cluster():
+    broken = dict(KUBECONFIG, contexts=[{"name": "x", "context": {"cluster": "gone"}}])
+    with pytest.raises(ConfigError, match="names cluster 'gone', which has no server entry"):
+        select_context(broken, "x", "kc")
+
+
+def test_kubeconfig_without_contexts():
+    with pytest.raises(ConfigError, match="has no contexts"):
+        select_context({"clusters": []}, None, "kc")
+
+
+def test_kubeconfig_secrets_are_collected_for_no_log():
+    assert kubeconfig_secrets(KUBECONFIG) == {"s3cret-token", "S0VZ"}
+    assert kubeconfig_secrets("/a/path") == set()
