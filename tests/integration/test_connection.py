@@ -1,0 +1,159 @@
+"""One cluster, every way of reaching it; and each misconfiguration as one clear line.
+
+Each case runs klutch.bind.klutch_cluster_info through ansible-playbook (AnsiballZ), as users do.
+"""
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.klutch.bind.plugins.module_utils.resources import SERVICE_ACCOUNTS
+
+MODULE = "klutch.bind.klutch_cluster_info"
+
+
+@pytest.fixture(scope="module")
+def token(app, client_for):
+    """A real ServiceAccount token of the app cluster (TokenRequest API)."""
+    admin = client_for(app.admin_kubeconfig)
+    admin.apply(SERVICE_ACCOUNTS, {"metadata": {"name": "connection-test", "namespace": "default"}})
+    review = admin.request("POST", SERVICE_ACCOUNTS.path("default", "connection-test", "token"), "create",
+                           "a token", body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                            "spec": {"expirationSeconds": 3600}})
+    return review["status"]["token"]
+
+
+def reached(result, app):
+    assert not result.get("failed"), result.get("msg")
+    assert result["host"] == app.server
+    assert result["kubernetes_version"] == "v1.34.2"
+    return True
+
+
+def test_kubeconfig_path(run_task, app):
+    result, _ = run_task(MODULE, {"kubeconfig": str(app.admin_kubeconfig)})
+    assert reached(result, app)
+    assert result["cluster"] == f"cluster app ({app.server})"
+
+
+def test_inline_kubeconfig_dict_keeps_its_key_out_of_the_output(run_task, app):
+    inline = yaml.safe_load(app.admin_kubeconfig.read_text())
+    result, output = run_task(MODULE, {"kubeconfig": inline})
+    assert reached(result, app)
+    key_data = inline["users"][0]["user"]["client-key-data"]
+    assert key_data not in output and key_data not in str(result)
+
+
+def test_inline_kubeconfig_yaml_text(run_task, app):
+    result, _ = run_task(MODULE, {"kubeconfig": app.admin_kubeconfig.read_text()})
+    assert reached(result, app)
+
+
+def test_context_of_a_kubeconfig_with_several_clusters(run_task, lab, app, control_plane):
+    result, _ = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "app"})
+    assert reached(result, app)
+    other, _ = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "control-plane"})
+    assert other["host"] == control_plane.server
+
+
+def test_host_and_token(run_task, app, token):
+    result, output = run_task(MODULE, {"host": app.server, "api_key": token, "ca_cert": str(app.ca_cert)})
+    assert reached(result, app)
+    assert token not in output
+
+
+def test_awx_style_environment_variables(run_task, app, token):
+    env = {"K8S_AUTH_HOST": app.server, "K8S_AUTH_API_KEY": token, "K8S_AUTH_VERIFY_SSL": "True",
+           "K8S_AUTH_SSL_CA_CERT": str(app.ca_cert)}
+    result, output = run_task(MODULE, {}, env=env)
+    assert reached(result, app)
+    assert token not in output
+
+
+def test_kubeconfig_and_context_environment_variables(run_task, lab, app):
+    result, _ = run_task(MODULE, {}, env={"K8S_AUTH_KUBECONFIG": str(lab.kubeconfig), "K8S_AUTH_CONTEXT": "app"})
+    assert reached(result, app)
+
+
+def test_impersonation_acts_as_the_given_user(app, client_for):
+    from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+    from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS
+
+    as_bob = client_for(app.admin_kubeconfig, impersonate_user="bob", impersonate_groups=["team-a", "team-b"])
+    with pytest.raises(ClusterError) as error:
+        as_bob.list(SECRETS, "default")
+    assert 'User "bob" cannot list resource "secrets"' in str(error.value)
+
+
+def failed_cleanly(result, output, *secrets):
+    """A failure is one line, without a traceback, and shows no secret."""
+    assert result.get("failed") is True
+    message = result["msg"]
+    assert "\n" not in message.strip()
+    assert "Traceback" not in output and "Traceback" not in str(result)
+    for secret in secrets:
+        assert secret not in output and secret not in str(result)
+    return message
+
+
+def test_wrong_context(run_task, lab):
+    result, output = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "staging"})
+    message = failed_cleanly(result, output)
+    assert message == (f"The context 'staging' is not in the kubeconfig {lab.kubeconfig}. Its contexts are: app, "
+                       "control-plane. Set context to one of them.")
+
+
+def test_malformed_kubeconfig_file(run_task, app, tmp_path):
+    broken = tmp_path / "broken.kubeconfig"
+    text = app.admin_kubeconfig.read_text()
+    key_data = yaml.safe_load(text)["users"][0]["user"]["client-key-data"]
+    broken.write_text(text.replace("contexts:", "contexts: [", 1))
+    result, output = run_task(MODULE, {"kubeconfig": str(broken)})
+    message = failed_cleanly(result, output, key_data)
+    assert message.startswith(f"The kubeconfig file {broken} is not valid YAML at line")
+
+
+def test_malformed_inline_kubeconfig(run_task, app):
+    text = app.admin_kubeconfig.read_text()
+    key_data = yaml.safe_load(text)["users"][0]["user"]["client-key-data"]
+    result, output = run_task(MODULE, {"kubeconfig": text.replace("contexts:", "contexts: [", 1)})
+    message = failed_cleanly(result, output, key_data)
+    assert message.startswith("The inline kubeconfig is not valid YAML (line")
+
+
+def test_unreachable_host(run_task, token, app):
+    result, output = run_task(MODULE, {"host": "https://127.0.0.1:1", "api_key": token, "ca_cert": str(app.ca_cert)})
+    message = failed_cleanly(result, output, token)
+    assert message == ("Cannot read the server version on cluster https://127.0.0.1:1: the connection was refused. "
+                       "Check that the API server runs and the host and port are right.")
+
+
+def test_bad_ca(run_task, app, control_plane, token):
+    result, output = run_task(MODULE, {"host": app.server, "api_key": token, "ca_cert": str(control_plane.ca_cert)})
+    message = failed_cleanly(result, output, token)
+    assert message == (f"Cannot read the server version on cluster {app.server}: the server's TLS certificate is not "
+                       "trusted by the configured CA. Set ca_cert (or the kubeconfig's certificate-authority-data) "
+                       "to the cluster's CA.")
+
+
+def test_rejected_token(run_task, app):
+    bogus = "not-a-valid-token-" + base64.b64encode(b"x" * 12).decode()
+    result, output = run_task(MODULE, {"host": app.server, "api_key": bogus, "ca_cert": str(app.ca_cert)})
+    message = failed_cleanly(result, output, bogus)
+    assert "credentials were rejected (401 Unauthorized)" in message
+
+
+def test_missing_kubeconfig_file(run_task, tmp_path):
+    result, output = run_task(MODULE, {"kubeconfig": str(tmp_path / "nope")})
+    message = failed_cleanly(result, output)
+    assert message == (f"The kubeconfig file {tmp_path / 'nope'} does not exist: check the kubeconfig option or "
+                       "K8S_AUTH_KUBECONFIG.")
+
+
+def test_nothing_configured(run_task, tmp_path):
+    result, output = run_task(MODULE, {}, env={"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")})
+    message = failed_cleanly(result, output)
+    assert message.startswith("No cluster to connect to: set kubeconfig")
+    assert Path(tmp_path / "none").exists() is False
