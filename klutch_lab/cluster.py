@@ -3,6 +3,7 @@
 """One lab cluster: its files, its processes, a tiny HTTPS client and identity minting."""
 
 import base64
+import collections
 import http.client
 import json
 import socket
@@ -43,23 +44,20 @@ def _b64(data):
     return base64.b64encode(data).decode()
 
 
+KubeconfigEntry = collections.namedtuple("KubeconfigEntry", "context cluster server ca user cert key")
+
+
 def kubeconfig(entries, current):
-    """A kubeconfig for [(context, cluster_name, server, ca_pem, user, cert_pem, key_pem)]."""
+    """A kubeconfig with one context per KubeconfigEntry, certificates embedded."""
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
-            for _, cluster, server, ca, _, _, _ in entries
-        ],
-        "users": [
-            {"name": user, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}
-            for _, _, _, _, user, cert, key in entries
-        ],
-        "contexts": [
-            {"name": context, "context": {"cluster": cluster, "user": user}}
-            for context, cluster, _, _, user, _, _ in entries
-        ],
+        "clusters": [{"name": entry.cluster, "cluster": {
+            "server": entry.server, "certificate-authority-data": _b64(entry.ca)}} for entry in entries],
+        "users": [{"name": entry.user, "user": {
+            "client-certificate-data": _b64(entry.cert), "client-key-data": _b64(entry.key)}} for entry in entries],
+        "contexts": [{"name": entry.context, "context": {"cluster": entry.cluster, "user": entry.user}}
+                     for entry in entries],
         "current-context": current,
     }
 
@@ -111,7 +109,7 @@ class Cluster:
         return self.record.setdefault("processes", {})
 
     def kubeconfig_entry(self, user, cert_pem, key_pem):
-        return (self.name, self.name, self.server, self.ca_cert.read_bytes(), user, cert_pem, key_pem)
+        return KubeconfigEntry(self.name, self.name, self.server, self.ca_cert.read_bytes(), user, cert_pem, key_pem)
 
     def admin_entry(self):
         return self.kubeconfig_entry(
@@ -238,11 +236,10 @@ class Cluster:
         )
 
     # -- HTTPS --------------------------------------------------------------------------
-    def ssl_context(self, identity=None):
-        """TLS trusting the cluster CA, authenticating as admin or as a minted identity's files."""
+    def ssl_context(self):
+        """TLS trusting the cluster CA and authenticating as the lab's admin."""
         context = ssl.create_default_context(cafile=str(self.ca_cert))
-        cert, key = identity or (self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
-        context.load_cert_chain(str(cert), str(key))
+        context.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
         return context
 
     def request(self, method, path, body=None, timeout=10.0):

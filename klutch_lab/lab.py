@@ -155,7 +155,7 @@ class Lab:
     def _write_access_files(self):
         clusters = self.clusters
         entries = [cluster.admin_entry() for cluster in clusters.values()]
-        write_private(self.kubeconfig, yaml.safe_dump(kubeconfig(entries, entries[0][0])))
+        write_private(self.kubeconfig, yaml.safe_dump(kubeconfig(entries, entries[0].context)))
         write_private(self.inventory, yaml.safe_dump(self.inventory_data(), sort_keys=False))
 
     def inventory_data(self):
@@ -163,7 +163,9 @@ class Lab:
         names = list(self.state["clusters"])
 
         def host(name):
-            return {"ansible_connection": "local", "kubeconfig": str(self.cluster(name).admin_kubeconfig)}
+            # Modules run on the controller, in the Python that has the collection's requirements.
+            return {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                    "kubeconfig": str(self.cluster(name).admin_kubeconfig)}
 
         return {"all": {"children": {
             "control_plane": {"hosts": {names[0]: host(names[0])}},

@@ -35,6 +35,21 @@ if [ ! -f "$getpip" ]; then
   cp "$root/scripts/get_pip_standin.py" "$getpip"
 fi
 
+# ansible-test checks modules on every Python 3.8+ it finds as python3.X on PATH; pyenv's shims
+# hide inactive versions, so link the real interpreters where scripts/test.sh puts them on PATH.
+mkdir -p "$venv/pythons"
+if command -v pyenv >/dev/null 2>&1; then
+  for version in $(pyenv versions --bare | grep -E '^3\.([89]|1[0-9])\.[0-9]+$'); do
+    minor=${version%.*}
+    ln -sfn "$(pyenv prefix "$version")/bin/python$minor" "$venv/pythons/python$minor"
+  done
+fi
+
+if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing shellcheck (ansible-test sanity runs it on the scripts)"
+  apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null
+fi
+
 if [ "${KLUTCH_SKIP_LAB_BUILD:-}" != 1 ]; then
   step "lab binaries"
   (cd "$root" && "$venv/bin/python" -m klutch_lab build)

@@ -11,7 +11,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import os
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
@@ -166,65 +165,56 @@ def select_context(kubeconfig, context, source):
     return name, clusters[cluster]["server"]
 
 
-def describe(settings):
+def cluster_label(context, server):
     """How messages name the cluster: the context and server, never credentials."""
-    if settings.get("_context"):
-        return "cluster %s (%s)" % (settings["_context"], settings.get("_server"))
-    return "cluster %s" % settings.get("_server")
+    return "cluster %s (%s)" % (context, server) if context else "cluster %s" % server
 
 
 def build_configuration(settings, environ=None):
     """A kubernetes.client.Configuration and a label for messages, from resolved settings."""
     environ = os.environ if environ is None else environ
-    settings = copy.copy(settings)
     configuration = Configuration()
+    context = None
     has_direct_credentials = settings.get("host") and (
         settings.get("api_key") or settings.get("username") or settings.get("client_cert"))
     if not has_direct_credentials:
         kubeconfig = settings.get("kubeconfig")
         if kubeconfig is None and not settings.get("context") and environ.get("KUBERNETES_SERVICE_HOST"):
             kube_config.load_incluster_config(client_configuration=configuration)
-            settings["_server"] = configuration.host
         else:
-            _load_kubeconfig(kubeconfig, settings, configuration, environ)
+            context = _load_kubeconfig(kubeconfig, settings.get("context"), configuration, environ)
     _apply_overrides(settings, configuration)
-    settings.setdefault("_server", configuration.host)
-    return configuration, describe(settings)
+    return configuration, cluster_label(context, configuration.host)
 
 
-def _load_kubeconfig(kubeconfig, settings, configuration, environ):
+def _load_kubeconfig(kubeconfig, context, configuration, environ):
+    """Load the kubeconfig into `configuration`; returns the context it used."""
     if kubeconfig is None:
         kubeconfig = os.path.expanduser(environ.get("KUBECONFIG") or "~/.kube/config")
         if not all(os.path.isfile(part) for part in kubeconfig.split(":") if part):
             raise ConfigError(
                 "No cluster to connect to: set kubeconfig (a path or inline), host with api_key, or the "
                 "K8S_AUTH_KUBECONFIG / K8S_AUTH_HOST environment variables; %s does not exist." % kubeconfig)
-    if isinstance(kubeconfig, dict):
-        source = "given inline"
-        settings["_context"], settings["_server"] = select_context(kubeconfig, settings.get("context"), source)
-    else:
-        source = kubeconfig
-        settings["_context"], settings["_server"] = select_context(
-            _read_kubeconfig_files(kubeconfig), settings.get("context"), source)
+    inline = isinstance(kubeconfig, dict)
+    source = "given inline" if inline else kubeconfig
+    context = select_context(kubeconfig if inline else _read_kubeconfig_files(kubeconfig), context, source)[0]
     try:
-        if isinstance(kubeconfig, dict):
+        if inline:
             kube_config.load_kube_config_from_dict(
-                config_dict=kubeconfig, context=settings["_context"], client_configuration=configuration,
-                persist_config=False)
+                config_dict=kubeconfig, context=context, client_configuration=configuration, persist_config=False)
         else:
             kube_config.load_kube_config(
-                config_file=kubeconfig, context=settings["_context"], client_configuration=configuration,
-                persist_config=False)
+                config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False)
     except (ConfigException, ValueError, TypeError, KeyError) as error:
         raise ConfigError("The kubeconfig %s is not usable: %s. Fix or regenerate it." % (
             source, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    return context
 
 
 def _apply_overrides(settings, configuration):
     """Options given next to a kubeconfig win over what it says, as in kubernetes.core."""
     if settings.get("host"):
         configuration.host = settings["host"].rstrip("/")
-        settings["_server"] = configuration.host
     if settings.get("validate_certs") is not None:
         configuration.verify_ssl = settings["validate_certs"]
     for option, attribute in (("ca_cert", "ssl_ca_cert"), ("client_cert", "cert_file"),

@@ -63,10 +63,6 @@ class KlutchModule:
     def check_mode(self):
         return self.ansible.check_mode
 
-    @property
-    def diff_mode(self):
-        return self.ansible._diff
-
     def client(self):
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
         from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient

@@ -59,4 +59,3 @@ def for_output(obj):
         shown = copy.deepcopy(shown) if shown is obj else shown
         shown["metadata"].pop("managedFields", None)
     return shown
-

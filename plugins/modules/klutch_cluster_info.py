@@ -12,7 +12,7 @@ module: klutch_cluster_info
 short_description: Check that a cluster answers and which Klutch APIs it serves
 version_added: 0.1.0
 author:
-  - klutch.bind contributors
+  - klutch.bind contributors (@klutch-bind)
 description:
   - Connects to one cluster with the kubernetes.core connection options and reports the API
     server's version and whether the Klutch API groups are served there.

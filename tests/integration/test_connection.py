@@ -33,7 +33,7 @@ def reached(result, app):
 
 
 def test_kubeconfig_path(run_task, app):
-    result, _ = run_task(MODULE, {"kubeconfig": str(app.admin_kubeconfig)})
+    result = run_task(MODULE, {"kubeconfig": str(app.admin_kubeconfig)})[0]
     assert reached(result, app)
     assert result["cluster"] == f"cluster app ({app.server})"
 
@@ -47,14 +47,14 @@ def test_inline_kubeconfig_dict_keeps_its_key_out_of_the_output(run_task, app):
 
 
 def test_inline_kubeconfig_yaml_text(run_task, app):
-    result, _ = run_task(MODULE, {"kubeconfig": app.admin_kubeconfig.read_text()})
+    result = run_task(MODULE, {"kubeconfig": app.admin_kubeconfig.read_text()})[0]
     assert reached(result, app)
 
 
 def test_context_of_a_kubeconfig_with_several_clusters(run_task, lab, app, control_plane):
-    result, _ = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "app"})
+    result = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "app"})[0]
     assert reached(result, app)
-    other, _ = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "control-plane"})
+    other = run_task(MODULE, {"kubeconfig": str(lab.kubeconfig), "context": "control-plane"})[0]
     assert other["host"] == control_plane.server
 
 
@@ -73,7 +73,7 @@ def test_awx_style_environment_variables(run_task, app, token):
 
 
 def test_kubeconfig_and_context_environment_variables(run_task, lab, app):
-    result, _ = run_task(MODULE, {}, env={"K8S_AUTH_KUBECONFIG": str(lab.kubeconfig), "K8S_AUTH_CONTEXT": "app"})
+    result = run_task(MODULE, {}, env={"K8S_AUTH_KUBECONFIG": str(lab.kubeconfig), "K8S_AUTH_CONTEXT": "app"})[0]
     assert reached(result, app)
 
 

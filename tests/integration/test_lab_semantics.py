@@ -125,7 +125,7 @@ def test_non_admin_identity_is_forbidden_until_a_role_binding_allows_it(admin, a
     deadline = time.monotonic() + 10  # the authorizer's informer sees the binding within moments
     while True:
         try:
-            items, _ = alice.list(SECRETS, namespace)
+            items = alice.list(SECRETS, namespace)[0]
             break
         except ClusterError as denied:
             if denied.status != 403 or time.monotonic() > deadline:
