@@ -23,6 +23,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
+# Older ansible-core releases the collection supports get a small venv each, for the
+# compatibility test (tests/integration/test_ansible_core_versions.py).
+while read -r core; do
+  [ -n "$core" ] || continue
+  core_venv="$venv/cores/$core"
+  core_wanted=$(printf '%s %s' "$core" "$(sha256sum "$root/requirements.txt")" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$core_venv/.stamp" 2>/dev/null)" != "$core_wanted" ]; then
+    step "installing ansible-core $core for the compatibility test"
+    "$python" -m venv "$core_venv"
+    "$core_venv/bin/python" -m pip install --quiet "ansible-core==$core.*" -r "$root/requirements.txt"
+    echo "$core_wanted" > "$core_venv/.stamp"
+  fi
+done < "$root/tests/ansible-core-versions.txt"
+
 # Ansible finds the collection by its FQCN through this path.
 mkdir -p "$venv/collections/ansible_collections/klutch"
 ln -sfn "$root" "$venv/collections/ansible_collections/klutch/bind"

@@ -1,0 +1,42 @@
+"""The oldest supported ansible-core releases run the collection's playbook and docs too.
+
+scripts/setup.sh makes one venv per release listed in tests/ansible-core-versions.txt.
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = Path(os.environ.get("KLUTCH_VENV") or ROOT / ".venv")
+VERSIONS = [line.strip() for line in (ROOT / "tests" / "ansible-core-versions.txt").read_text().splitlines()
+            if line.strip()]
+
+
+def core_tool(version, tool):
+    path = VENV / "cores" / version / "bin" / tool
+    assert path.exists(), f"{path} is missing: run scripts/setup.sh"
+    return str(path)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_bind_app_cluster_runs_on_ansible_core(version, lab, app):
+    environ = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    reported = subprocess.run([core_tool(version, "ansible-playbook"), "--version"], capture_output=True, text=True,
+                              env=environ, check=True)
+    assert f"core {version}." in reported.stdout.splitlines()[0]
+    run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(lab.inventory),
+                          "playbooks/bind-app-cluster.yml"], capture_output=True, text=True, env=environ, cwd=ROOT,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"app cluster app answers at {app.server}" in run.stdout
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_module_docs_render_on_ansible_core(version):
+    environ = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    docs = subprocess.run([core_tool(version, "ansible-doc"), "klutch.bind.klutch_cluster_info"],
+                          capture_output=True, text=True, env=environ, check=True)
+    assert "K8S_AUTH_KUBECONFIG" in docs.stdout
