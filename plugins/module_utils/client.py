@@ -27,6 +27,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed
+from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, Resource, api_resource_list_entry
 
 try:
     from urllib.parse import urlencode
@@ -80,6 +81,7 @@ class ClusterClient:
         self.impersonate_user = impersonate_user
         self.impersonate_groups = impersonate_groups or []
         self._pool = _pool_manager(configuration)
+        self._group_versions = {}
 
     @classmethod
     def from_params(cls, params, dry_run=False, environ=None):
@@ -145,6 +147,29 @@ class ClusterClient:
         if self.dry_run:
             query["dryRun"] = "All"
         return query
+
+    def resource_for(self, api_version, kind):
+        """The Resource for a kind: from the known table, else one look at its group version.
+
+        Only the group version of an unfamiliar kind is read (cached per client), never the whole
+        API; a kind that is not served gives None.
+        """
+        if (api_version, kind) in KNOWN:
+            return KNOWN[(api_version, kind)]
+        if api_version not in self._group_versions:
+            probe = Resource(api_version, kind, "")
+            try:
+                self._group_versions[api_version] = self.request(
+                    "GET", probe.group_version_path, "read", "API group version %s" % api_version)
+            except ClusterError as error:
+                if error.status != 404:
+                    raise
+                self._group_versions[api_version] = {}
+        return api_resource_list_entry(self._group_versions[api_version], kind)
+
+    def forget_group_version(self, api_version):
+        """Read a group version again on next use, e.g. after its CRD was installed."""
+        self._group_versions.pop(api_version, None)
 
     # -- verbs --------------------------------------------------------------------------------
     def get(self, resource, name, namespace=None):

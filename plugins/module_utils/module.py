@@ -63,6 +63,18 @@ class KlutchModule:
     def check_mode(self):
         return self.ansible.check_mode
 
+    @property
+    def diff_mode(self):
+        return self.ansible._diff
+
+    def hide_secret_values(self, objects):
+        """Values of Secrets given as task input never appear in the result."""
+        for obj in objects:
+            if obj.get("kind") == "Secret" and str(obj.get("apiVersion")) == "v1":
+                for field in ("data", "stringData"):
+                    self.ansible.no_log_values.update(
+                        str(value) for value in (obj.get(field) or {}).values() if value not in (None, ""))
+
     def client(self):
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
         from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient

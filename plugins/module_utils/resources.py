@@ -55,3 +55,18 @@ ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebin
 CLUSTER_ROLES = Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
 CLUSTER_ROLE_BINDINGS = Resource(
     "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False)
+
+
+def api_resource_list_entry(api_resource_list, kind):
+    """The Resource for `kind` in a /apis/<group>/<version> answer, or None."""
+    group_version = api_resource_list.get("groupVersion")
+    for entry in api_resource_list.get("resources") or []:
+        if entry.get("kind") == kind and "/" not in entry.get("name", ""):
+            return Resource(group_version, kind, entry["name"], namespaced=bool(entry.get("namespaced")))
+    return None
+
+
+KNOWN = dict(((resource.api_version, resource.kind), resource) for resource in (
+    NAMESPACES, SECRETS, CONFIG_MAPS, SERVICE_ACCOUNTS, CUSTOM_RESOURCE_DEFINITIONS,
+    ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS,
+))

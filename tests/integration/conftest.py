@@ -76,14 +76,14 @@ def namespace(admin):
 
 @pytest.fixture(scope="session")
 def run_task(tmp_path_factory):
-    """run_task(module, args, env=None, check=False) -> (result, output) of one task via ansible-playbook.
+    """run_task(module, args, env=None, check=False, diff=False) -> (result, output) of one task via ansible-playbook.
 
     The module runs through AnsiballZ like in any playbook; `output` is everything ansible-playbook
     printed, so tests can check it for tracebacks and secrets.
     """
     workdir = tmp_path_factory.mktemp("ansible")
 
-    def run(module, args, env=None, check=False):
+    def run(module, args, env=None, check=False, diff=False):
         name = uuid.uuid4().hex[:8]
         result_file = workdir / f"{name}.json"
         playbook = workdir / f"{name}.yml"
@@ -107,6 +107,8 @@ def run_task(tmp_path_factory):
         command = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)]
         if check:
             command.append("--check")
+        if diff:
+            command.append("--diff")
         environ = {key: value for key, value in os.environ.items() if not key.startswith("K8S_AUTH_")}
         environ.update(env or {}, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
                        ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
