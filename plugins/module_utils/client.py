@@ -148,6 +148,19 @@ class ClusterClient:
             query["dryRun"] = "All"
         return query
 
+    def api_resources(self, api_version):
+        """The API server's resource list of one group version (cached); empty when not served."""
+        if api_version not in self._group_versions:
+            path = Resource(api_version, "", "").group_version_path
+            try:
+                self._group_versions[api_version] = self.request(
+                    "GET", path, "read", "API group version %s" % api_version)
+            except ClusterError as error:
+                if error.status != 404:
+                    raise
+                self._group_versions[api_version] = {}
+        return self._group_versions[api_version]
+
     def resource_for(self, api_version, kind):
         """The Resource for a kind: from the known table, else one look at its group version.
 
@@ -156,16 +169,7 @@ class ClusterClient:
         """
         if (api_version, kind) in KNOWN:
             return KNOWN[(api_version, kind)]
-        if api_version not in self._group_versions:
-            probe = Resource(api_version, kind, "")
-            try:
-                self._group_versions[api_version] = self.request(
-                    "GET", probe.group_version_path, "read", "API group version %s" % api_version)
-            except ClusterError as error:
-                if error.status != 404:
-                    raise
-                self._group_versions[api_version] = {}
-        return api_resource_list_entry(self._group_versions[api_version], kind)
+        return api_resource_list_entry(self.api_resources(api_version), kind)
 
     def forget_group_version(self, api_version):
         """Read a group version again on next use, e.g. after its CRD was installed."""

@@ -14,6 +14,7 @@ REDACTED = "VALUE_REDACTED"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Fields the server sets on every write; they say nothing about what the user asked for.
 VOLATILE_METADATA = ("resourceVersion", "generation", "creationTimestamp", "uid")
+BEFORE_FIRST_APPLY = "before-first-apply"
 
 Change = namedtuple("Change", ["before", "after", "changed"])
 
@@ -24,8 +25,15 @@ def _comparable(obj):
     for key in VOLATILE_METADATA:
         metadata.pop(key, None)
     # Field ownership counts (a first apply takes it over), the time of the last change does not.
-    for entry in metadata.get("managedFields") or []:
+    # The server invents a "before-first-apply" owner when an apply meets an object without any
+    # managed fields (say, a Namespace that names nothing but itself); that is bookkeeping too.
+    managed = [entry for entry in metadata.get("managedFields") or [] if entry.get("manager") != BEFORE_FIRST_APPLY]
+    for entry in managed:
         entry.pop("time", None)
+    if managed:
+        metadata["managedFields"] = managed
+    else:
+        metadata.pop("managedFields", None)
     return trimmed
 
 
@@ -59,3 +67,8 @@ def for_output(obj):
         shown = copy.deepcopy(shown) if shown is obj else shown
         shown["metadata"].pop("managedFields", None)
     return shown
+
+
+def diff(change):
+    """Ansible's before/after of a Change, redacted."""
+    return {"before": for_output(change.before) or {}, "after": for_output(change.after) or {}}

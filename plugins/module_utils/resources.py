@@ -70,3 +70,7 @@ KNOWN = dict(((resource.api_version, resource.kind), resource) for resource in (
     NAMESPACES, SECRETS, CONFIG_MAPS, SERVICE_ACCOUNTS, CUSTOM_RESOURCE_DEFINITIONS,
     ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS,
 ))
+
+KLUTCH_API_VERSION = "klutch.anynines.com/v1alpha1"
+TEMPLATE_API_VERSION = "example-backend.klutch.anynines.com/v1alpha1"
+EXPORT_TEMPLATES = Resource(TEMPLATE_API_VERSION, "APIServiceExportTemplate", "apiserviceexporttemplates")

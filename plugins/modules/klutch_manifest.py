@@ -156,7 +156,7 @@ diff:
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import for_output
+from ansible_collections.klutch.bind.plugins.module_utils.objects import diff
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 CRD_KIND = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
@@ -212,7 +212,7 @@ def apply_all(module, client, planned):
         entry["action"] = "unchanged" if not change.changed else ("created" if change.before is None else "updated")
         results.append(entry)
         if change.changed:
-            diffs.append({"before": for_output(change.before) or {}, "after": for_output(change.after) or {}})
+            diffs.append(diff(change))
         name = obj["metadata"]["name"]
         is_crd = (obj["apiVersion"], obj["kind"]) == CRD_KIND
         if is_crd:
@@ -237,7 +237,7 @@ def delete_all(module, client, planned):
         entry["action"] = "deleted" if change and change.changed else "absent"
         results.append(entry)
         if change and change.changed:
-            diffs.append({"before": for_output(change.before), "after": {}})
+            diffs.append(diff(change))
             if module.params["wait"] and not module.check_mode:
                 client.wait(resource, name, namespace, lambda current: current is None, module.params["wait_timeout"],
                             "deleted")

@@ -25,6 +25,13 @@ def test_taking_over_field_ownership_is_a_change():
     assert has_changed(before, after)
 
 
+def test_the_servers_before_first_apply_owner_is_bookkeeping():
+    before = {"kind": "Namespace", "metadata": {"name": "n", "resourceVersion": "1"}}
+    planned = {"kind": "Namespace", "metadata": {"name": "n", "resourceVersion": "1", "managedFields": [
+        {"manager": "before-first-apply", "operation": "Update", "fieldsV1": {"f:spec": {}}}]}}
+    assert not has_changed(before, planned)
+
+
 def test_creation_and_absence():
     assert has_changed(None, configmap({}))
     assert not has_changed(None, None)

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning on the control plane: export templates and the checks that make them trustworthy.
+
+Pure functions over plain dicts; the module and the backend agent call them with what they read.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES
+
+
+def group_version(group, version):
+    return "%s/%s" % (group, version) if group else version
+
+
+def permission_claim(claim):
+    """A PermissionClaim in Klutch's wire format from the module's claim option."""
+    selector = {}
+    if claim.get("names"):
+        selector["names"] = list(claim["names"])
+    if claim.get("label_selectors"):
+        selector["labelSelectors"] = [dict(labels) for labels in claim["label_selectors"]]
+    if claim.get("owner"):
+        selector["owner"] = claim["owner"]
+    wire = {"group": claim.get("group") or "", "resource": claim["resource"], "version": claim.get("version") or "v1",
+            "required": bool(claim.get("required"))}
+    if selector:
+        wire["selector"] = selector
+    return wire
+
+
+def export_template(name, namespace, group, resource, version=None, permission_claims=None):
+    """The APIServiceExportTemplate that exports CRD <resource>.<group>."""
+    selector = {"group": group or "", "resource": resource}
+    if version:
+        selector["version"] = version
+    spec = {"APIServiceSelector": selector}
+    if permission_claims:
+        spec["permissionClaims"] = [permission_claim(claim) for claim in permission_claims]
+    return {"apiVersion": EXPORT_TEMPLATES.api_version, "kind": EXPORT_TEMPLATES.kind,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def served_versions(crd):
+    return [item["name"] for item in (crd.get("spec") or {}).get("versions") or [] if item.get("served")]
+
+
+def exported_api_problem(crd, name, version):
+    """Why the CRD `name` cannot be exported as asked, or None."""
+    if crd is None:
+        return ("the CRD %s is not served on the control plane. Publish the data service first (its XRD creates the "
+                "CRD), fix group and resource, or set validate_api: false to skip this check." % name)
+    versions = served_versions(crd)
+    if version and version not in versions:
+        return "the CRD %s does not serve version %s; it serves %s. Set version to one of them." % (
+            name, version, ", ".join(versions) or "none")
+    return None
+
+
+def claim_problem(claim, served_plurals):
+    """Why a permission claim names something the control plane does not serve, or None."""
+    if claim["resource"] in served_plurals:
+        return None
+    where = group_version(claim["group"], claim["version"])
+    return ("permission claim %s in %s: the control plane does not serve that resource. Check group, resource "
+            "(plural, lower case) and version." % (claim["resource"], where))
+
+
+def conflicting_templates(templates, name, namespace, group, resource):
+    """Other templates that already export <resource>.<group>; Klutch would silently pick one."""
+    return sorted(
+        "%s/%s" % (item["metadata"].get("namespace"), item["metadata"]["name"])
+        for item in templates
+        if ((item.get("spec") or {}).get("APIServiceSelector") or {}).get("group", "") == (group or "")
+        and ((item.get("spec") or {}).get("APIServiceSelector") or {}).get("resource") == resource
+        and (item["metadata"].get("namespace"), item["metadata"]["name"]) != (namespace, name)
+    )
