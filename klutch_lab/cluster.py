@@ -6,6 +6,7 @@ import base64
 import collections
 import http.client
 import json
+import random
 import socket
 import ssl
 import time
@@ -34,10 +35,27 @@ AUDIT_POLICY = {
 }
 
 
+# Below Linux's ephemeral range (32768-60999), so the kernel never hands a chosen port to an
+# outgoing connection between choosing it and the component binding it; 8080 and 9443 stay free
+# for provider-kubernetes, which cannot move off them.
+PORT_RANGE = (20000, 32000)
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that is free now and was not handed out before by this process."""
+    for _attempt in range(200):
+        port = random.randint(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise LabError(f"No free loopback port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")
 
 
 def _b64(data):

@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The lab: N clusters of etcd + kube-apiserver + kube-controller-manager, started and ended together."""
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -72,8 +74,9 @@ class Lab:
             return json.loads(self.state_file.read_text())
         except ValueError as error:
             raise LabError(
-                f"{self.state_file} is not valid JSON ({error}). Stop what it started with `down` if "
-                f"possible, else end the processes by hand and remove {self.dir}."
+                f"{self.state_file} is not valid JSON ({error}), so the processes it started cannot be "
+                f"told apart. Their command lines name the lab directory: end them with `pkill -f {self.dir}/`, "
+                f"then remove {self.dir}."
             ) from error
 
     def _save(self):
@@ -90,8 +93,24 @@ class Lab:
         ]
 
     # -- up ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One `up` or `down` at a time per lab directory; the state is re-read under the lock."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.dir.with_name(self.dir.name + ".lock")
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.state = self._load()
+            yield
+            if not self.dir.exists():
+                lock_path.unlink()  # a lab that is gone leaves nothing behind, its lock included
+
     def up(self, names=DEFAULT_CLUSTERS):
         """Start the named clusters that are not running yet; reuse the ones that are."""
+        with self._exclusive():
+            return self._up(names)
+
+    def _up(self, names):
         names = list(dict.fromkeys(names))
         bad = [name for name in names if not CLUSTER_NAME.match(name)]
         if bad or not names:
@@ -116,6 +135,10 @@ class Lab:
             started = time.monotonic()
             try:
                 self._start(new, found)
+            except LabError as error:
+                kept = self._keep_logs(new)
+                self._remove(new)
+                raise LabError(f"{error}\nThe logs of the failed start are kept in {kept}.") from error
             except BaseException:
                 self._remove(new)
                 raise
@@ -138,6 +161,15 @@ class Lab:
                 self._save()
             for name in names:
                 self.cluster(name).wait_ready(component)
+
+    def _keep_logs(self, names):
+        """Copy the logs of clusters whose start failed next to the lab, before their state goes."""
+        kept = self.dir.with_name(self.dir.name + "-failed-logs")
+        for name in names:
+            for log in (self.dir / name).glob("*.log"):
+                (kept / name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, kept / name / log.name)
+        return kept
 
     def _remove(self, names):
         for name in names:
@@ -175,6 +207,10 @@ class Lab:
     # -- down / status ---------------------------------------------------------------------
     def down(self):
         """Stop exactly the processes this lab recorded, then remove its directory."""
+        with self._exclusive():
+            self._down()
+
+    def _down(self):
         if not self.state_file.exists():
             self.progress(f"[lab] no lab at {self.dir}; nothing to stop")
             return

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from klutch_lab.errors import LabError
+
 
 def start_time(pid):
     """The kernel's start time of `pid` in clock ticks, or None when it is gone."""
@@ -59,10 +61,14 @@ def stop(record, grace=10.0):
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-        while alive(record):
+        deadline = time.monotonic() + grace
+        while alive(record) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.05)
     _reap(pid)
+    if alive(record):
+        raise LabError(f"pid {pid} ({record['argv'][0]}) survived SIGKILL for {grace:.0f} s (stuck in the kernel?): "
+                       "check it with `ps` and end it by hand.")
 
 
 def _reap(pid):

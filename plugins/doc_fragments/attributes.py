@@ -15,6 +15,11 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action_group:
+    description: Use C(group/klutch.bind.k8s) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - klutch.bind.k8s
 """
 
     INFO_MODULE = r"""

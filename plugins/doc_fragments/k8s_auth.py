@@ -93,7 +93,10 @@ options:
     elements: str
 requirements:
   - kubernetes >= 24.2.0
-  - PyYAML >= 3.11
+  - PyYAML >= 5.4
+  - urllib3 >= 1.26
 notes:
-  - Requests go to known API paths; no API discovery is done.
+  - Requests go to known API paths; the API is never discovered as a whole. A kind that is not
+    built in is looked up in its own group version only.
+  - E(HTTPS_PROXY) and E(NO_PROXY) are not read; set O(proxy) and O(no_proxy), or the kubeconfig's C(proxy-url).
 """

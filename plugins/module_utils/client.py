@@ -12,11 +12,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import ssl
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils.connection import build_configuration, resolve_auth
+from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+    authorization_header,
+    build_configuration,
+    resolve_auth,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     ClusterError,
     ConfigError,
@@ -80,7 +85,11 @@ class ClusterClient:
         self.dry_run = dry_run
         self.impersonate_user = impersonate_user
         self.impersonate_groups = impersonate_groups or []
-        self._pool = _pool_manager(configuration)
+        try:
+            self._pool = _pool_manager(configuration)
+        except ValueError as error:  # e.g. a socks5:// proxy, which urllib3 cannot use without extras
+            raise ConfigError("Cannot connect to %s through proxy %s: %s. Use an http:// or https:// proxy." % (
+                label, configuration.proxy, error))
         self._group_versions = {}
 
     @classmethod
@@ -96,12 +105,9 @@ class ClusterClient:
         headers = HTTPHeaderDict({"Accept": "application/json", "User-Agent": USER_AGENT})
         if content_type:
             headers["Content-Type"] = content_type
-        for setting in self.configuration.auth_settings().values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
-        if self.configuration.username:
-            headers.update(urllib3.util.make_headers(
-                basic_auth="%s:%s" % (self.configuration.username, self.configuration.password or "")))
+        authorization = authorization_header(self.configuration)
+        if authorization:
+            headers["Authorization"] = authorization
         if self.impersonate_user:
             headers["Impersonate-User"] = self.impersonate_user
         for group in self.impersonate_groups:
@@ -129,10 +135,19 @@ class ClusterClient:
                     time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
                     continue
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
+            except urllib3.exceptions.LocationValueError:
+                raise ConfigError("The API server address %s is not a valid URL: fix host or the kubeconfig's "
+                                  "server." % self.configuration.host)
             except urllib3.exceptions.HTTPError as error:
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
-            if response.status < 400:
+            if response.status < 300:
                 return response if stream else _decode(response.data)
+            if response.status < 400:
+                raise ClusterError(
+                    "Cannot %s %s on %s: the server redirected to %s (%s); an API server never does. Check host, "
+                    "proxy and any authenticating proxy in front of the cluster." % (
+                        action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
+                    status=response.status)
             status_body = _decode(response.data if not stream else response.read())
             delay = retry_delay(attempt, response.status, status_body, response.headers.get("Retry-After"))
             if delay is None:
@@ -142,11 +157,6 @@ class ClusterClient:
                                    object_missing=object_missing(response.status, status_body))
             attempt += 1
             time.sleep(delay)
-
-    def _dry_run(self, query):
-        if self.dry_run:
-            query["dryRun"] = "All"
-        return query
 
     def api_resources(self, api_version):
         """The API server's resource list of one group version (cached); empty when not served."""
@@ -229,7 +239,7 @@ class ClusterClient:
             return Change(None, None, False)
         try:
             self.request("DELETE", resource.path(namespace, name), "delete", resource.describe(name, namespace),
-                         query=self._dry_run({"propagationPolicy": propagation}))
+                         query={"propagationPolicy": propagation, "dryRun": "All" if self.dry_run else None})
         except ClusterError as error:
             if not error.object_missing:
                 raise
@@ -247,6 +257,8 @@ class ClusterClient:
                 if line.strip():
                     event = json.loads(line)
                     yield event.get("type"), event.get("object") or {}
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError):
+            return  # the connection dropped (an idle timeout on the way, say): the caller watches again
         finally:
             response.release_conn()
 
@@ -265,7 +277,11 @@ class ClusterClient:
             gone = False
             for kind, obj in self.watch(resource, namespace, version, remaining, selector):
                 if kind == "ERROR":
-                    gone = True  # usually 410 Gone: the version is too old, so list again
+                    if obj.get("code") != 410:
+                        raise ClusterError(api_error_message(obj.get("code"), obj, "watch",
+                                                             resource.describe(name, namespace), self.label),
+                                           status=obj.get("code"), reason=obj.get("reason"))
+                    gone = True  # the version is too old: list again
                     break
                 version = (obj.get("metadata") or {}).get("resourceVersion", version)
                 if kind == "BOOKMARK":
@@ -308,8 +324,24 @@ def _pool_manager(configuration):
 
 
 def _bypasses_proxy(host, no_proxy):
+    """Whether `host` matches a no_proxy entry: a name, a domain suffix, an address or a CIDR."""
     if not no_proxy:
         return False
-    hostname = host.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
-    return any(entry == "*" or hostname == entry or hostname.endswith("." + entry.lstrip("."))
-               for entry in (part.strip().lower() for part in no_proxy.split(",")) if entry)
+    hostname = urllib3.util.parse_url(host).host or ""
+    hostname = hostname.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    for entry in (part.strip().lower() for part in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*" or hostname == entry or hostname.endswith("." + entry.lstrip(".")):
+            return True
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import os
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
@@ -122,9 +123,11 @@ def kubeconfig_secrets(kubeconfig):
 def _read_kubeconfig_files(path):
     """Merge a ':'-separated list of kubeconfig files the way kubectl does: first wins."""
     merged = {"clusters": [], "contexts": [], "users": []}
-    for single in [part for part in path.split(":") if part]:
-        if not os.path.isfile(single):
-            raise ConfigError("The kubeconfig file %s does not exist: check the kubeconfig option or K8S_AUTH_KUBECONFIG." % single)
+    paths = [os.path.expanduser(part) for part in path.split(":") if part]
+    existing = [single for single in paths if os.path.isfile(single)]
+    if not existing:
+        raise ConfigError("The kubeconfig file %s does not exist: check the kubeconfig option or K8S_AUTH_KUBECONFIG." % path)
+    for single in existing:  # like kubectl, missing files in a list are skipped
         try:
             with open(single) as handle:
                 loaded = yaml.safe_load(handle)
@@ -174,13 +177,20 @@ def build_configuration(settings, environ=None):
     """A kubernetes.client.Configuration and a label for messages, from resolved settings."""
     environ = os.environ if environ is None else environ
     configuration = Configuration()
+    # Some versions of the kubernetes package copy HTTPS_PROXY into every Configuration; like
+    # kubernetes.core, a proxy comes only from the proxy option or the kubeconfig's proxy-url.
+    configuration.proxy = None
     context = None
     has_direct_credentials = settings.get("host") and (
         settings.get("api_key") or settings.get("username") or settings.get("client_cert"))
     if not has_direct_credentials:
         kubeconfig = settings.get("kubeconfig")
         if kubeconfig is None and not settings.get("context") and environ.get("KUBERNETES_SERVICE_HOST"):
-            kube_config.load_incluster_config(client_configuration=configuration)
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except ConfigException as error:
+                raise ConfigError("Running in a Pod, but its service account cannot be used: %s. Mount the "
+                                  "token or give kubeconfig." % str(error).splitlines()[0])
         else:
             context = _load_kubeconfig(kubeconfig, settings.get("context"), configuration, environ)
     _apply_overrides(settings, configuration)
@@ -215,6 +225,8 @@ def _apply_overrides(settings, configuration):
     """Options given next to a kubeconfig win over what it says, as in kubernetes.core."""
     if settings.get("host"):
         configuration.host = settings["host"].rstrip("/")
+        if "://" not in configuration.host:
+            configuration.host = "https://" + configuration.host  # as kubectl does
     if settings.get("validate_certs") is not None:
         configuration.verify_ssl = settings["validate_certs"]
     for option, attribute in (("ca_cert", "ssl_ca_cert"), ("client_cert", "cert_file"),
@@ -222,8 +234,8 @@ def _apply_overrides(settings, configuration):
         if settings.get(option):
             setattr(configuration, attribute, settings[option])
     if settings.get("api_key"):
-        configuration.api_key = {"authorization": settings["api_key"]}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.api_key = {"authorization": "Bearer " + settings["api_key"]}
+        configuration.api_key_prefix = {}
         configuration.refresh_api_key_hook = None
     if settings.get("username"):
         configuration.username = settings["username"]
@@ -233,3 +245,24 @@ def _apply_overrides(settings, configuration):
             raise ConfigError("%s %s does not exist: check the path." % (option, settings[option]))
     if settings.get("client_cert") and not (settings.get("client_key") or configuration.key_file):
         raise ConfigError("client_cert is set without client_key: set both, or neither.")
+    if configuration.host.startswith("http://") and (settings.get("api_key") or settings.get("password")):
+        raise ConfigError("host %s is plain http: the credentials would travel unencrypted. Use https://." % configuration.host)
+
+
+def authorization_header(configuration):
+    """The Authorization header the configuration implies, refreshing exec or OIDC tokens first.
+
+    Read from the configuration's fields rather than `auth_settings()`, whose keys changed
+    between releases of the kubernetes package.
+    """
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
+    for key in ("BearerToken", "authorization"):
+        value = (configuration.api_key or {}).get(key)
+        if value:
+            prefix = (configuration.api_key_prefix or {}).get(key)
+            return "%s %s" % (prefix, value) if prefix else value
+    if configuration.username:
+        return "Basic " + base64.b64encode(
+            ("%s:%s" % (configuration.username, configuration.password or "")).encode()).decode()
+    return None

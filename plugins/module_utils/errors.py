@@ -99,15 +99,15 @@ def connection_error_message(error_text, action, target, cluster):
     """The message when no HTTP answer came back: refused, unresolvable, TLS, timeout."""
     text = error_text.lower()
     where = "%s %s on %s" % (action, target, cluster)
+    if "mismatch" in text or ("hostname" in text and "match" in text):
+        return (
+            "Cannot %s: the server's certificate does not name this host. Use the host name or address the "
+            "certificate was issued for (or the kubeconfig's tls-server-name)." % where
+        )
     if "certificate verify failed" in text or "certificate_verify_failed" in text:
         return (
             "Cannot %s: the server's TLS certificate is not trusted by the configured CA. Set ca_cert "
             "(or the kubeconfig's certificate-authority-data) to the cluster's CA." % where
-        )
-    if "hostname" in text and "match" in text:
-        return (
-            "Cannot %s: the server's certificate does not name this host. Use the host name the "
-            "certificate was issued for." % where
         )
     if "ssl" in text or "tls" in text:
         return "Cannot %s: the TLS handshake failed. Check ca_cert, client_cert and client_key." % where

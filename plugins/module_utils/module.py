@@ -11,6 +11,7 @@ import copy
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 
@@ -36,24 +37,46 @@ def klutch_argument_spec(**options):
     return spec
 
 
+def input_secrets(params):
+    """Secret values inside option values: what an inline kubeconfig or a Secret manifest carries."""
+    found = set()
+    try:
+        found.update(kubeconfig_secrets(parse_kubeconfig(params.get("kubeconfig"))))
+    except ClusterError:
+        pass  # reported when the client is built
+    for option in ("definition", "resource_definition", "inline"):
+        try:
+            objects = manifests.load(params[option]) if params.get(option) else []
+        except ClusterError:
+            objects = []  # reported by the module
+        for obj in objects:
+            if obj.get("kind") == "Secret":
+                for field in ("data", "stringData"):
+                    found.update(str(value) for value in (obj.get(field) or {}).values() if value not in (None, ""))
+    return found
+
+
+class _SecretAwareModule(AnsibleModule):
+    """Registers secrets hidden inside option values as soon as the parameters are read.
+
+    AnsibleModule logs the invocation, and reports argument errors, before a module's own code
+    runs; registering here keeps those values out of syslog and out of every result.
+    """
+
+    def _load_params(self):
+        super(_SecretAwareModule, self)._load_params()
+        self.no_log_values.update(input_secrets(self.params))
+
+
 class KlutchModule:
     """A thin wrapper: only `main()` of a module turns errors into fail_json, through `fail`."""
 
     def __init__(self, argument_spec, **kwargs):
-        self.ansible = AnsibleModule(argument_spec=klutch_argument_spec(**argument_spec), **kwargs)
+        self.ansible = _SecretAwareModule(argument_spec=klutch_argument_spec(**argument_spec), **kwargs)
         if KUBERNETES_IMPORT_ERROR:
             self.ansible.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
         if YAML_IMPORT_ERROR:
             self.ansible.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
-        self._hide_kubeconfig_secrets()
-
-    def _hide_kubeconfig_secrets(self):
-        """Tokens and keys of an inline kubeconfig never reach logs; server names stay readable."""
-        try:
-            inline = parse_kubeconfig(self.params.get("kubeconfig"))
-        except ClusterError:
-            return  # reported when the client is built
-        self.ansible.no_log_values.update(kubeconfig_secrets(inline))
 
     @property
     def params(self):
@@ -66,14 +89,6 @@ class KlutchModule:
     @property
     def diff_mode(self):
         return self.ansible._diff
-
-    def hide_secret_values(self, objects):
-        """Values of Secrets given as task input never appear in the result."""
-        for obj in objects:
-            if obj.get("kind") == "Secret" and str(obj.get("apiVersion")) == "v1":
-                for field in ("data", "stringData"):
-                    self.ansible.no_log_values.update(
-                        str(value) for value in (obj.get(field) or {}).values() if value not in (None, ""))
 
     def client(self):
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.

@@ -18,7 +18,7 @@ description:
     server's version and whether the Klutch API groups are served there.
   - Use it as a preflight check before binding, to fail early with a clear message when a cluster
     is unreachable or the credentials are wrong.
-  - Sends one request for the version and one per Klutch API group, none for discovery, and writes nothing.
+  - Reads C(/version) and one group version per Klutch API group, and writes nothing.
 options: {}
 extends_documentation_fragment:
   - klutch.bind.k8s_auth

@@ -89,7 +89,8 @@ attributes:
     support: full
     details: Secret values are redacted in the diff.
 notes:
-  - Secret values in O(definition) are hidden from the module's output; still use C(no_log) on tasks that carry Secrets.
+  - Values of Secrets given in O(definition) are hidden from the module's logs and results; values
+    read from files with O(src) are not task input and never shown.
 """
 
 EXAMPLES = r"""
@@ -265,7 +266,6 @@ def main():
     )
     try:
         objects = manifests.load(module.params["definition"], module.params["src"])
-        module.hide_secret_values(objects)
         client = module.client()
         planned = plan(client, objects, module.params["namespace"], module.params["state"] == "absent")
         if module.params["state"] == "present":

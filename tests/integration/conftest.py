@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,9 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def lab(tmp_path_factory):
     """The lab, brought up once per test run in its own directory and stopped at the end."""
     started = Lab(tmp_path_factory.mktemp("lab") / "state", progress=lambda line: print(line, file=sys.stderr))
+    # A CI cancel sends SIGTERM: turn it into an exit, so this fixture's teardown still stops the lab.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     started.up(DEFAULT_CLUSTERS)
-    yield started
-    started.down()
+    try:
+        yield started
+    finally:
+        started.down()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

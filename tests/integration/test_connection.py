@@ -157,3 +157,20 @@ def test_nothing_configured(run_task, tmp_path):
     message = failed_cleanly(result, output)
     assert message.startswith("No cluster to connect to: set kubeconfig")
     assert Path(tmp_path / "none").exists() is False
+
+
+def test_inline_kubeconfig_token_stays_hidden_when_arguments_are_rejected(run_task, app, token):
+    inline = {"apiVersion": "v1", "kind": "Config", "current-context": "app",
+              "clusters": [{"name": "app", "cluster": {"server": app.server,
+                                                       "certificate-authority": str(app.ca_cert)}}],
+              "users": [{"name": "robot", "user": {"token": token}}],
+              "contexts": [{"name": "app", "context": {"cluster": "app", "user": "robot"}}]}
+    result, output = run_task(MODULE, {"kubeconfig": inline, "no_such_option": 1})
+    assert result["failed"] and "no_such_option" in result["msg"]
+    assert token not in output and token not in str(result)
+    assert reached(run_task(MODULE, {"kubeconfig": inline})[0], app)
+
+
+def test_host_without_scheme_means_https(run_task, app, token):
+    host = app.server.replace("https://", "")
+    assert reached(run_task(MODULE, {"host": host, "api_key": token, "ca_cert": str(app.ca_cert)})[0], app)

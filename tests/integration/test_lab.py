@@ -43,7 +43,7 @@ def test_up_then_down_leaves_no_process_port_or_state(tmp_path):
     Lab(tmp_path / "lab", progress=quiet).down()
     assert not any(os.path.exists(f"/proc/{record['pid']}") and process.alive(record) for record in records)
     assert all(port_is_free(port) for port in ports)
-    assert not (tmp_path / "lab").exists()
+    assert list(tmp_path.iterdir()) == [], "no state, lock or log is left"
 
 
 def test_up_adds_clusters_to_a_running_lab_and_the_cli_reports_them(tmp_path):
@@ -108,6 +108,9 @@ def test_a_component_that_dies_during_start_is_reported_with_its_log(tmp_path, m
     assert message.startswith("etcd of cluster clash exited during start. Last lines of")
     assert "address already in use" in message
     assert not (tmp_path / "lab").exists(), "what the failed up started is stopped and removed"
+    kept = tmp_path / "lab-failed-logs" / "clash" / "etcd.log"
+    assert message.endswith(f"The logs of the failed start are kept in {tmp_path / 'lab-failed-logs'}.")
+    assert "address already in use" in kept.read_text()
 
 
 def test_a_stale_lab_is_refused_until_down(tmp_path):
@@ -122,6 +125,14 @@ def test_a_stale_lab_is_refused_until_down(tmp_path):
     assert "`python -m klutch_lab down`" in str(error.value)
     Lab(tmp_path / "lab", progress=quiet).down()
     assert not (tmp_path / "lab").exists()
+
+
+def test_a_corrupt_state_file_says_how_to_clean_up(tmp_path):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "lab.json").write_text("{not json")
+    with pytest.raises(LabError) as error:
+        Lab(tmp_path / "lab", progress=quiet)
+    assert f"pkill -f {tmp_path / 'lab'}/" in str(error.value)
 
 
 def test_a_directory_that_is_not_a_lab_is_left_alone(tmp_path):

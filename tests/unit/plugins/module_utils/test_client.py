@@ -52,3 +52,17 @@ def test_retry_after_is_honoured_within_the_cap():
 def test_a_wrongly_typed_apply_is_not_retried():
     body = {"message": "failed to create typed patch object (/v1, Kind=X): .spec.size: expected numeric"}
     assert client.retry_delay(0, 500, body) is None
+
+
+@pytest.mark.parametrize("host, no_proxy, bypass", [
+    ("https://127.0.0.1:6443", "127.0.0.0/8", True),
+    ("https://10.1.2.3", "10.0.0.0/8,example.com", True),
+    ("https://api.example.com:6443", ".example.com", True),
+    ("https://api.example.com", "example.com", True),
+    ("https://api.other.org", "example.com,10.0.0.0/8", False),
+    ("https://[::1]:6443", "::1", True),
+    ("https://anything", "*", True),
+    ("https://anything", "", False),
+])
+def test_no_proxy_matches_names_domains_and_networks(host, no_proxy, bypass):
+    assert client._bypasses_proxy(host, no_proxy) is bypass  # pylint: disable=protected-access

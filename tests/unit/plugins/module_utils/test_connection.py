@@ -103,3 +103,48 @@ def test_kubeconfig_without_contexts():
 def test_kubeconfig_secrets_are_collected_for_no_log():
     assert kubeconfig_secrets(KUBECONFIG) == {"s3cret-token", "S0VZ"}
     assert kubeconfig_secrets("/a/path") == set()
+
+
+def configuration_for(settings):
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import build_configuration
+
+    base = {name: None for name in AUTH_ARG_SPEC}
+    base.update(settings)
+    return build_configuration(base, environ={})
+
+
+def test_api_key_becomes_a_bearer_header():
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+
+    configuration, label = configuration_for({"host": "https://h:6443", "api_key": "tok"})
+    assert authorization_header(configuration) == "Bearer tok"
+    assert label == "cluster https://h:6443"
+
+
+def test_kubeconfig_token_becomes_a_bearer_header():
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+
+    configuration, label = configuration_for({"kubeconfig": KUBECONFIG, "context": "app"})
+    assert authorization_header(configuration) == "Bearer s3cret-token"
+    assert label == "cluster app (https://app:6443)"
+
+
+def test_host_without_scheme_is_https():
+    configuration, _label = configuration_for({"host": "h:6443", "api_key": "tok"})
+    assert configuration.host == "https://h:6443"
+
+
+def test_credentials_over_plain_http_are_refused():
+    with pytest.raises(ConfigError, match="plain http: the credentials would travel unencrypted"):
+        configuration_for({"host": "http://h:8080", "api_key": "tok"})
+
+
+def test_environment_proxy_is_not_used():
+    import os
+
+    os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"
+    try:
+        configuration, _label = configuration_for({"host": "https://h", "api_key": "t"})
+    finally:
+        del os.environ["HTTPS_PROXY"]
+    assert not configuration.proxy

@@ -69,3 +69,10 @@ def test_apply_conflict_advises_force():
 def test_connection_errors(error, fragment):
     text = connection_error_message(error, "get", TARGET, CLUSTER)
     assert fragment in text and CLUSTER in text
+
+
+def test_a_name_mismatch_is_not_called_an_untrusted_ca():
+    text = connection_error_message(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid "
+        "for '10.0.0.1'", "get", TARGET, CLUSTER)
+    assert "does not name this host" in text
