@@ -22,7 +22,8 @@ def _parser():
     up = commands.add_parser("up", help="build what is missing, start the clusters, wait until ready")
     up.add_argument("--clusters", default=",".join(DEFAULT_CLUSTERS),
                     help="comma-separated cluster names; the first is the control plane (default: %(default)s)")
-    commands.add_parser("down", help="stop what `up` started and remove the lab's state")
+    down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
+    down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
     commands.add_parser("build", help="only build (or find) the binaries")
     identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
@@ -48,7 +49,7 @@ def main(argv=None):
             print(f"Ansible inventory ({lab.inventory}):")
             print(yaml.safe_dump(lab.inventory_data(), sort_keys=False).rstrip())
         elif args.command == "down":
-            lab.down()
+            lab.down([name.strip() for name in args.clusters.split(",")] if args.clusters else None)
         elif args.command == "status":
             print("\n".join(lab.status_lines()))
             return 0 if not lab.dead_components() else 1

@@ -205,19 +205,20 @@ class Lab:
         }}}
 
     # -- down / status ---------------------------------------------------------------------
-    def down(self):
-        """Stop exactly the processes this lab recorded, then remove its directory."""
+    def down(self, names=None):
+        """Stop exactly the processes this lab recorded and remove their state: all, or the named clusters."""
         with self._exclusive():
-            self._down()
-
-    def _down(self):
-        if not self.state_file.exists():
-            self.progress(f"[lab] no lab at {self.dir}; nothing to stop")
-            return
-        names = list(self.state["clusters"])
-        self._remove(names)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.progress(f"[lab] stopped {', '.join(names) or 'nothing'} and removed {self.dir}")
+            if not self.state_file.exists():
+                self.progress(f"[lab] no lab at {self.dir}; nothing to stop")
+                return
+            names = list(self.state["clusters"]) if names is None else [n for n in names if n in self.state["clusters"]]
+            self._remove(names)
+            if self.state["clusters"]:
+                self._write_access_files()
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            self.progress(f"[lab] stopped {', '.join(names) or 'nothing'}"
+                          + ("" if self.state["clusters"] else f" and removed {self.dir}"))
 
     def status_lines(self):
         if not self.state["clusters"]:

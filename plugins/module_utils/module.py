@@ -96,6 +96,9 @@ class KlutchModule:
 
         return ClusterClient.from_params(self.params, dry_run=self.check_mode)
 
+    def warn(self, message):
+        self.ansible.warn(message)
+
     def exit(self, **result):
         self.ansible.exit_json(**result)
 

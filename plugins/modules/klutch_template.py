@@ -206,8 +206,16 @@ def main():
     try:
         client = module.client()
         if client.resource_for(EXPORT_TEMPLATES.api_version, EXPORT_TEMPLATES.kind) is None:
-            refuse(name, namespace, "%s does not serve APIServiceExportTemplates. Install the Klutch CRDs first, "
-                   "with the klutch.bind.control_plane role." % client.label)
+            missing = ("%s does not serve APIServiceExportTemplates. Install the Klutch CRDs first, with the "
+                       "klutch.bind.control_plane role." % client.label)
+            if params["state"] == "absent":
+                module.exit(changed=False, template={})  # without the CRD there is no template to delete
+            if not module.check_mode:
+                refuse(name, namespace, missing)
+            # In check mode the CRDs may be about to be installed by an earlier task that only dry-ran.
+            module.warn("Check mode: %s The template was not validated by the API server." % missing)
+            module.exit(changed=True, template=control_plane.export_template(
+                name, namespace, params["group"], params["resource"], params["version"], params["permission_claims"]))
         if params["state"] == "absent":
             change = client.delete(EXPORT_TEMPLATES, name, namespace)
         else:

@@ -1,19 +1,17 @@
 """Session fixtures: one lab (control-plane + app) for the whole run, and helpers on it."""
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
+from playbook_runner import ansible_playbook, mode_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,19 +79,30 @@ def namespace(admin):
 
 
 @pytest.fixture(scope="session")
-def run_task(tmp_path_factory):
-    """run_task(module, args, env=None, check=False, diff=False) -> (result, output) of one task via ansible-playbook.
+def run_playbook(tmp_path_factory):
+    """run_playbook(text, check=False, diff=False) -> the finished ansible-playbook process."""
+    workdir = tmp_path_factory.mktemp("playbooks")
 
-    The module runs through AnsiballZ like in any playbook; `output` is everything ansible-playbook
-    printed, so tests can check it for tracebacks and secrets.
+    def run(text, check=False, diff=False, env=None):
+        playbook = workdir / f"{uuid.uuid4().hex[:8]}.yml"
+        playbook.write_text(textwrap.dedent(text))
+        return ansible_playbook(playbook, *mode_options(check, diff), env=env, cwd=workdir)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_task(run_playbook, tmp_path_factory):
+    """run_task(module, args, env=None, check=False, diff=False) -> (result, output) of one task.
+
+    The module runs through ansible-playbook and AnsiballZ like in any playbook; `output` is
+    everything ansible-playbook printed, so tests can check it for tracebacks and secrets.
     """
-    workdir = tmp_path_factory.mktemp("ansible")
+    results = tmp_path_factory.mktemp("results")
 
     def run(module, args, env=None, check=False, diff=False):
-        name = uuid.uuid4().hex[:8]
-        result_file = workdir / f"{name}.json"
-        playbook = workdir / f"{name}.yml"
-        playbook.write_text(textwrap.dedent(f"""\
+        result_file = results / f"{uuid.uuid4().hex[:8]}.json"
+        completed = run_playbook(f"""\
             - name: Run one task
               hosts: localhost
               connection: local
@@ -109,25 +118,12 @@ def run_task(tmp_path_factory):
                     dest: {result_file}
                     mode: "0600"
                   check_mode: false
-            """))
-        command = [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)]
-        if check:
-            command.append("--check")
-        if diff:
-            command.append("--diff")
-        environ = {key: value for key, value in os.environ.items() if not key.startswith("K8S_AUTH_")}
-        environ.update(env or {}, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
-                       ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-        completed = subprocess.run(command, env=environ, capture_output=True, text=True, cwd=workdir, check=False)
+            """, check=check, diff=diff, env=env)
         output = completed.stdout + completed.stderr
         assert result_file.exists(), output
         return json.loads(result_file.read_text()), output
 
     return run
-
-
-def kubeconfig_dict(path):
-    return yaml.safe_load(Path(path).read_text())
 
 
 KLUTCH_CRDS = ROOT / "roles" / "control_plane" / "files" / "klutch-crds.yaml"
