@@ -23,16 +23,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" > "$stamp"
 fi
 
-# Older ansible-core releases the collection supports get a small venv each, for the
-# compatibility test (tests/integration/test_ansible_core_versions.py).
-while read -r core; do
+# Older ansible-core releases the collection supports get a small venv each, with the Python
+# requirements the file names (the oldest one with our minimum versions), for the compatibility
+# test (tests/integration/test_ansible_core_versions.py).
+while read -r core core_requirements; do
   [ -n "$core" ] || continue
   core_venv="$venv/cores/$core"
-  core_wanted=$(printf '%s %s' "$core" "$(sha256sum "$root/requirements.txt")" | sha256sum | cut -d' ' -f1)
+  core_wanted=$(printf '%s %s' "$core" "$(sha256sum "$root/$core_requirements")" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$core_venv/.stamp" 2>/dev/null)" != "$core_wanted" ]; then
-    step "installing ansible-core $core for the compatibility test"
+    step "installing ansible-core $core with $core_requirements for the compatibility test"
+    rm -rf "$core_venv"
     "$python" -m venv "$core_venv"
-    "$core_venv/bin/python" -m pip install --quiet "ansible-core==$core.*" -r "$root/requirements.txt"
+    "$core_venv/bin/python" -m pip install --quiet "ansible-core==$core.*" -r "$root/$core_requirements"
     echo "$core_wanted" > "$core_venv/.stamp"
   fi
 done < "$root/tests/ansible-core-versions.txt"

@@ -93,7 +93,7 @@ options:
     elements: str
 requirements:
   - kubernetes >= 24.2.0
-  - PyYAML >= 5.4
+  - PyYAML >= 6.0.1
   - urllib3 >= 1.26
 notes:
   - Requests go to known API paths; the API is never discovered as a whole. A kind that is not
