@@ -9,7 +9,7 @@ import yaml
 
 from klutch_lab import binaries
 from klutch_lab.errors import LabError
-from klutch_lab.lab import DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
+from klutch_lab.lab import CROSSPLANE_CLUSTERS, DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
 
 
 def _parser():
@@ -22,6 +22,9 @@ def _parser():
     up = commands.add_parser("up", help="build what is missing, start the clusters, wait until ready")
     up.add_argument("--clusters", default=",".join(DEFAULT_CLUSTERS),
                     help="comma-separated cluster names; the first is the control plane (default: %(default)s)")
+    up.add_argument("--crossplane", default=",".join(CROSSPLANE_CLUSTERS),
+                    help="clusters that get Crossplane, provider-kubernetes and a package registry; '' for none "
+                         "(default: %(default)s)")
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
@@ -33,23 +36,30 @@ def _parser():
     return parser
 
 
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
-            for name, path in binaries.ensure_binaries().items():
+            for name, path in {**binaries.ensure_binaries(), **binaries.ensure_crossplane()}.items():
                 print(f"{name}: {path}")
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
-            lab.up([name.strip() for name in args.clusters.split(",") if name.strip()])
+            lab.up(_names(args.clusters), crossplane=_names(args.crossplane))
             for name, cluster in lab.clusters.items():
                 print(f"{name}: {cluster.server}\n  kubeconfig: {cluster.admin_kubeconfig}")
             print(f"all clusters, one context each: {lab.kubeconfig}")
+            if any("crossplane" in cluster.record for cluster in lab.clusters.values()):
+                print(f"crank (Crossplane's package CLI): "
+                      f"export PATH={binaries.cache_root() / 'bin' / ('crossplane-' + binaries.CROSSPLANE_VERSION)}:$PATH")
             print(f"Ansible inventory ({lab.inventory}):")
             print(yaml.safe_dump(lab.inventory_data(), sort_keys=False).rstrip())
         elif args.command == "down":
-            lab.down([name.strip() for name in args.clusters.split(",")] if args.clusters else None)
+            lab.down(_names(args.clusters) if args.clusters else None)
         elif args.command == "status":
             print("\n".join(lab.status_lines()))
             return 0 if not lab.dead_components() else 1

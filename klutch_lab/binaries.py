@@ -160,7 +160,9 @@ def _install(tmp_dir, final_dir, names):
 
 def _wrapper_module(path, name):
     path.mkdir(parents=True, exist_ok=True)
-    (path / "go.mod").write_text(f"module {name}\n")
+    # A go directive of 1.17 or later prunes the module graph; without it Go would fetch the go.mod
+    # of every module ever required, some of which the module proxy no longer serves.
+    (path / "go.mod").write_text(f"module {name}\n\ngo {MINIMUM_GO[0]}.{MINIMUM_GO[1]}\n")
     return path
 
 
@@ -200,11 +202,72 @@ def _build_kubernetes(go, names, progress):
     progress(f"[lab] Kubernetes {KUBERNETES_VERSION} ready after {time.monotonic() - started:.0f} s")
 
 
-def _build_etcd(go, progress):
-    progress(f"[lab] building etcd {ETCD_VERSION} into {etcd_dir()}")
-    src = _wrapper_module(cache_root() / "src" / ("etcd-" + ETCD_VERSION), "klutchlab/etcd")
-    _run([go, "get", "go.etcd.io/etcd/server/v3@" + ETCD_VERSION], cwd=src, env=_build_env())
-    tmp_dir = etcd_dir().with_name(etcd_dir().name + f".tmp-{os.getpid()}")
+def _build_module(go, build, progress):
+    """Build the packages of one Go module at a pinned version into its cache directory.
+
+    `build` names the module, version, {binary: package}, ldflags, and {directory: path in the
+    module} of data to keep next to the binaries (CRDs, say), so the lab needs no Go at run time.
+    """
+    label = f"{build['name']} {build['version']}"
+    final = cache_root() / "bin" / f"{build['name']}-{build['version']}"
+    progress(f"[lab] building {label} into {final}")
+    src = _wrapper_module(cache_root() / "src" / f"{build['name']}-{build['version']}", "klutchlab/" + build["name"])
+    # `go get` asks the proxy for the version list, which it refuses for some modules; a require does not.
+    _run([go, "mod", "edit", f"-require={build['module']}@{build['version']}"], cwd=src)
+    tmp_dir = final.with_name(final.name + f".tmp-{os.getpid()}")
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    _go_build(go, ["go.etcd.io/etcd/server/v3"], str(tmp_dir / "etcd"), "-s -w", src, "etcd " + ETCD_VERSION, progress)
-    _install(tmp_dir, etcd_dir(), ["etcd"])
+    for binary, package in build["packages"].items():
+        _go_build(go, [package], str(tmp_dir / binary), build.get("ldflags", "-s -w"), src, f"{label} {binary}",
+                  progress)
+    kept = list(build["packages"])
+    if build.get("data"):
+        info = json.loads(_run([go, "mod", "download", "-json", f"{build['module']}@{build['version']}"],
+                               cwd=src, capture=True))
+        for directory, inside in build["data"].items():
+            shutil.copytree(Path(info["Dir"]) / inside, tmp_dir / directory)
+            (tmp_dir / directory).chmod(0o755)
+            kept.append(directory)
+    _install(tmp_dir, final, kept)
+    return final
+
+
+ETCD_BUILD = {"name": "etcd", "module": "go.etcd.io/etcd/server/v3", "version": ETCD_VERSION,
+              "packages": {"etcd": "go.etcd.io/etcd/server/v3"}}
+
+
+def _build_etcd(go, progress):
+    _build_module(go, ETCD_BUILD, progress)
+
+
+# Crossplane and the provider that lets it compose objects in the cluster, both run as processes,
+# plus an OCI registry for Configuration packages (a Crossplane dependency, so one more binary).
+CROSSPLANE_VERSION = "v1.20.1"
+PROVIDER_KUBERNETES_VERSION = "v0.17.1"
+CROSSPLANE_BUILDS = (
+    {"name": "crossplane", "module": "github.com/crossplane/crossplane", "version": CROSSPLANE_VERSION,
+     "packages": {"crossplane": "github.com/crossplane/crossplane/cmd/crossplane",
+                  "crank": "github.com/crossplane/crossplane/cmd/crank",
+                  "registry": "github.com/google/go-containerregistry/cmd/registry"},
+     # Without the version stamp every package with a Crossplane version constraint is refused.
+     "ldflags": f"-s -w -X github.com/crossplane/crossplane/internal/version.version={CROSSPLANE_VERSION}",
+     "data": {"crds": "cluster/crds"}},
+    {"name": "provider-kubernetes", "module": "github.com/crossplane-contrib/provider-kubernetes",
+     "version": PROVIDER_KUBERNETES_VERSION,
+     "packages": {"provider-kubernetes": "github.com/crossplane-contrib/provider-kubernetes/cmd/provider"},
+     "data": {"crds": "package/crds"}},
+)
+
+
+def ensure_crossplane(progress=print):
+    """{name: directory} of the Crossplane builds (binaries and CRDs), building what is missing."""
+    found = {}
+    for build in CROSSPLANE_BUILDS:
+        final = cache_root() / "bin" / f"{build['name']}-{build['version']}"
+        complete = all(_executable(final / binary) for binary in build["packages"]) and all(
+            (final / directory).is_dir() for directory in build.get("data", {}))
+        if not complete:
+            started = time.monotonic()
+            _build_module(_go_toolchain([build["name"]], None), build, progress)
+            progress(f"[lab] {build['name']} {build['version']} ready after {time.monotonic() - started:.0f} s")
+        found[build["name"]] = final
+    return found

@@ -225,7 +225,7 @@ class Cluster:
         """True once a built-in component serves what the lab needs of it."""
         try:
             if component == "etcd":
-                return _http_get_json(self.etcd_url + "/health").get("health") == "true"
+                return self.http_status(self.record["ports"]["etcd"], "/health") == 200
             if component == "kube-apiserver":
                 return self.request("GET", "/readyz")[0] == 200
             if component == "kube-controller-manager":
@@ -236,8 +236,10 @@ class Cluster:
             return False
         raise ValueError(component)
 
-    def wait_ready(self, component, timeout=60.0):
+    def wait_ready(self, component, timeout=60.0, ready=None):
+        """Wait for a component to serve (`ready()`, default: the built-in check); fail fast if it dies."""
         record = self.processes[component]
+        ready = ready or (lambda: self.is_ready(component))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not process.alive(record):
@@ -245,7 +247,7 @@ class Cluster:
                     f"{component} of cluster {self.name} exited during start. Last lines of {record['log']}:\n"
                     + process.log_tail(record)
                 )
-            if self.is_ready(component):
+            if ready():
                 return
             time.sleep(0.1)
         raise LabError(
@@ -260,7 +262,7 @@ class Cluster:
         context.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
         return context
 
-    def request(self, method, path, body=None, timeout=10.0):
+    def request(self, method, path, body=None, timeout=10.0, content_type="application/json"):
         """One admin request; returns (status, decoded JSON or raw text)."""
         port = self.record["ports"]["apiserver"]
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=self.ssl_context(), timeout=timeout)
@@ -269,7 +271,7 @@ class Cluster:
             payload = None
             if body is not None:
                 payload = json.dumps(body)
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read().decode()
@@ -280,13 +282,30 @@ class Cluster:
         except ValueError:
             return response.status, data
 
+    def apply(self, path, obj):
+        """Server-side apply of one object at its API path, as the lab's own field manager."""
+        status, answer = self.request("PATCH", path + "?fieldManager=klutch-lab&force=true", obj,
+                                      content_type="application/apply-patch+yaml")
+        if status >= 400:
+            message = answer.get("message") if isinstance(answer, dict) else answer
+            raise LabError(f"Cluster {self.name} refused {obj.get('kind')} {obj['metadata']['name']} ({status}): {message}")
+        return answer
 
-def _http_get_json(url, timeout=2.0):
-    host_port = url.split("//", 1)[1].split("/", 1)[0]
-    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
-    connection = http.client.HTTPConnection(host_port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        return json.loads(connection.getresponse().read())
-    finally:
-        connection.close()
+    def wait_for(self, description, predicate, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise LabError(f"Cluster {self.name}: {description} did not happen within {timeout:.0f} s.")
+            time.sleep(0.1)
+
+    @staticmethod
+    def http_status(port, path, timeout=2.0):
+        """The status of a plain HTTP GET to a loopback port, or None when nothing answers."""
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()

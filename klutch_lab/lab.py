@@ -15,9 +15,11 @@ import yaml
 
 from klutch_lab import binaries, process
 from klutch_lab.cluster import Cluster, kubeconfig, write_private
+from klutch_lab.crossplane import Crossplane
 from klutch_lab.errors import LabError
 
 DEFAULT_CLUSTERS = ("control-plane", "app")
+CROSSPLANE_CLUSTERS = ("control-plane",)
 LAB_DIR_ENV = "KLUTCH_LAB_DIR"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
@@ -100,17 +102,22 @@ class Lab:
         lock_path = self.dir.with_name(self.dir.name + ".lock")
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.state = self._load()
-            yield
-            if not self.dir.exists():
-                lock_path.unlink()  # a lab that is gone leaves nothing behind, its lock included
+            try:
+                self.state = self._load()
+                yield
+            finally:
+                if not self.dir.exists():
+                    lock_path.unlink()  # a lab that is gone leaves nothing behind, its lock included
 
-    def up(self, names=DEFAULT_CLUSTERS):
-        """Start the named clusters that are not running yet; reuse the ones that are."""
+    def up(self, names=DEFAULT_CLUSTERS, crossplane=CROSSPLANE_CLUSTERS):
+        """Start the named clusters that are not running yet; reuse the ones that are.
+
+        New clusters named in `crossplane` also get Crossplane, provider-kubernetes and a registry.
+        """
         with self._exclusive():
-            return self._up(names)
+            return self._up(names, set(crossplane))
 
-    def _up(self, names):
+    def _up(self, names, crossplane):
         names = list(dict.fromkeys(names))
         bad = [name for name in names if not CLUSTER_NAME.match(name)]
         if bad or not names:
@@ -132,9 +139,16 @@ class Lab:
                 self.progress(f"[lab] cluster {name} is already running at {self.cluster(name).server}")
         if new:
             found = binaries.ensure_binaries(self.progress)
+            builds = None
+            if crossplane & set(new):
+                Crossplane.check_ports()
+                builds = binaries.ensure_crossplane(self.progress)
             started = time.monotonic()
             try:
                 self._start(new, found)
+                for name in new:
+                    if name in crossplane:
+                        self._start_crossplane(self.cluster(name), builds)
             except LabError as error:
                 kept = self._keep_logs(new)
                 self._remove(new)
@@ -161,6 +175,17 @@ class Lab:
                 self._save()
             for name in names:
                 self.cluster(name).wait_ready(component)
+
+    def _start_crossplane(self, cluster, builds):
+        started = time.monotonic()
+        crossplane = Crossplane(cluster, builds)
+        crossplane.prepare()
+        self._save()
+        crossplane.install_apis()
+        crossplane.start()
+        self._save()
+        self.progress(f"[lab] Crossplane {binaries.CROSSPLANE_VERSION} on {cluster.name} ready in "
+                      f"{time.monotonic() - started:.1f} s; registry {crossplane.registry}")
 
     def _keep_logs(self, names):
         """Copy the logs of clusters whose start failed next to the lab, before their state goes."""
@@ -196,8 +221,12 @@ class Lab:
 
         def host(name):
             # Modules run on the controller, in the Python that has the collection's requirements.
-            return {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                    "kubeconfig": str(self.cluster(name).admin_kubeconfig)}
+            cluster = self.cluster(name)
+            variables = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                         "kubeconfig": str(cluster.admin_kubeconfig)}
+            if "crossplane" in cluster.record:
+                variables["crossplane_registry"] = Crossplane(cluster, None).registry
+            return variables
 
         return {"all": {"children": {
             "control_plane": {"hosts": {names[0]: host(names[0])}},
@@ -227,6 +256,11 @@ class Lab:
         for name, cluster in self.clusters.items():
             lines.append(f"{name}: {cluster.server}  kubeconfig {cluster.admin_kubeconfig}")
             for component, record in cluster.processes.items():
-                state = "running" if process.alive(record) else "NOT RUNNING"
-                lines.append(f"  {component:<24} pid {record['pid']:<8} {state}")
+                if process.alive(record):
+                    lines.append(f"  {component:<24} pid {record['pid']:<8} running")
+                else:
+                    lines.append(f"  {component:<24} pid {record['pid']:<8} NOT RUNNING; last lines of {record['log']}:")
+                    lines.extend("    " + line for line in process.log_tail(record, 10).splitlines())
+            if "crossplane" in cluster.record:
+                lines.append(f"  crossplane registry: {Crossplane(cluster, None).registry}")
         return lines

@@ -119,6 +119,8 @@ def test_a_stale_lab_is_refused_until_down(tmp_path):
     os.killpg(etcd["pid"], signal.SIGKILL)
     while process.alive(etcd):
         time.sleep(0.05)
+    status = "\n".join(Lab(tmp_path / "lab", progress=quiet).status_lines())
+    assert f"NOT RUNNING; last lines of {etcd['log']}:" in status
     with pytest.raises(LabError) as error:
         Lab(tmp_path / "lab", progress=quiet).up(["stale"])
     assert "is stale" in str(error.value) and "stale: etcd (pid" in str(error.value)
