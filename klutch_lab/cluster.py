@@ -42,17 +42,22 @@ PORT_RANGE = (20000, 32000)
 _handed_out = set()
 
 
+def port_in_use(port, host="127.0.0.1"):
+    """Whether something listens on (or holds) the port; host 0.0.0.0 asks for every address."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port():
     """A loopback port that is free now and was not handed out before by this process."""
     for _attempt in range(200):
         port = random.randint(*PORT_RANGE)
-        if port in _handed_out:
+        if port in _handed_out or port_in_use(port):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _handed_out.add(port)
         return port
     raise LabError(f"No free loopback port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")

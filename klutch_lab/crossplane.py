@@ -8,13 +8,12 @@ provider that composes Kubernetes objects, and a registry for Configuration pack
 """
 
 import os
-import socket
 from pathlib import Path
 
 import yaml
 
 from klutch_lab import pki
-from klutch_lab.cluster import free_port, write_private
+from klutch_lab.cluster import free_port, port_in_use, write_private
 from klutch_lab.errors import LabError
 
 NAMESPACE = "crossplane-system"
@@ -22,15 +21,6 @@ PROVIDER_CONFIG = "kubernetes-provider"  # the name Klutch's compositions refer 
 # provider-kubernetes v0.17 listens on these with no flag to move them: one per machine.
 PROVIDER_PORTS = (8080, 9443)
 CROSSPLANE_COMPONENTS = ("registry", "crossplane", "provider-kubernetes")
-
-
-def _port_taken(port):
-    with socket.socket() as sock:
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return True
-    return False
 
 
 def _crds(directory):
@@ -70,7 +60,7 @@ class Crossplane:
     @staticmethod
     def check_ports():
         """Fail before anything starts when provider-kubernetes could not listen."""
-        taken = [port for port in PROVIDER_PORTS if _port_taken(port)]
+        taken = [port for port in PROVIDER_PORTS if port_in_use(port, "0.0.0.0")]
         if taken:
             raise LabError(
                 f"provider-kubernetes needs ports {PROVIDER_PORTS[0]} and {PROVIDER_PORTS[1]}, and "

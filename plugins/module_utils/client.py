@@ -76,6 +76,9 @@ def retry_delay(attempt, status, status_body, retry_after=None):
     return delay
 
 
+UNREAD = object()  # apply() reads the current object itself unless given it
+
+
 class ClusterClient:
     """A connection to one cluster; `label` names it in every message."""
 
@@ -207,11 +210,12 @@ class ClusterClient:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
 
-    def apply(self, resource, body, force=False):
+    def apply(self, resource, body, force=False, before=UNREAD):
         """Server-side apply of `body` as field manager klutch.bind; a Change with before and after.
 
         The apply is first sent as a dry run: when the server's answer equals what is stored, no
-        write request is made at all, so an unchanged object costs two reads and no write.
+        write request is made at all, so an unchanged object costs two reads and no write. A caller
+        that has just listed the object passes it as `before` (None when absent) to save the GET.
         """
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
@@ -219,7 +223,8 @@ class ClusterClient:
             raise ConfigError("Cannot apply %s without metadata.name%s." % (
                 resource.kind, " and metadata.namespace" if resource.namespaced else ""))
         body = dict(body, apiVersion=resource.api_version, kind=resource.kind)
-        before = self.get(resource, name, namespace)
+        if before is UNREAD:
+            before = self.get(resource, name, namespace)
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
 
         def send(dry_run):

@@ -222,15 +222,18 @@ def main():
             claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
             if params["validate_api"]:
                 validate(client, params, claims)
-            others = control_plane.conflicting_templates(
-                client.list(EXPORT_TEMPLATES)[0], name, namespace, params["group"], params["resource"])
+            templates = client.list(EXPORT_TEMPLATES)[0]
+            others = control_plane.conflicting_templates(templates, name, namespace, params["group"],
+                                                         params["resource"])
             if others:
                 refuse(name, namespace, "%s.%s is already exported by template %s; Klutch would use only one of "
                        "them. Change that template instead, or delete it first." % (
                            params["resource"], params["group"], ", ".join(others)))
             desired = control_plane.export_template(name, namespace, params["group"], params["resource"],
                                                     params["version"], params["permission_claims"])
-            change = client.apply(EXPORT_TEMPLATES, desired)
+            current = next((item for item in templates
+                            if (item["metadata"].get("namespace"), item["metadata"]["name"]) == (namespace, name)), None)
+            change = client.apply(EXPORT_TEMPLATES, desired, before=current)
     except ClusterError as error:
         module.fail(error)
     result = dict(changed=change.changed, template=for_output(change.after) or {})

@@ -11,19 +11,11 @@ import pytest
 
 from klutch_lab import Lab, LabError, binaries, process
 from klutch_lab import cluster as cluster_module
+from klutch_lab.cluster import port_in_use
 
 
 def quiet(_line):
     pass
-
-
-def port_is_free(port):
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_up_then_down_leaves_no_process_port_or_state(tmp_path):
@@ -35,14 +27,14 @@ def test_up_then_down_leaves_no_process_port_or_state(tmp_path):
     records = [record for c in lab.clusters.values() for record in c.processes.values()]
     ports = [port for c in lab.clusters.values() for port in c.record["ports"].values()]
     assert len(records) == 6 and all(process.alive(record) for record in records)
-    assert not any(port_is_free(port) for port in (c.record["ports"]["apiserver"] for c in lab.clusters.values()))
+    assert all(port_in_use(c.record["ports"]["apiserver"]) for c in lab.clusters.values())
 
     again = Lab(tmp_path / "lab", progress=quiet).up(["first", "second"])
     assert [r["pid"] for c in again.clusters.values() for r in c.processes.values()] == [r["pid"] for r in records]
 
     Lab(tmp_path / "lab", progress=quiet).down()
     assert not any(os.path.exists(f"/proc/{record['pid']}") and process.alive(record) for record in records)
-    assert all(port_is_free(port) for port in ports)
+    assert all(not port_in_use(port) for port in ports)
     assert list(tmp_path.iterdir()) == [], "no state, lock or log is left"
 
 
