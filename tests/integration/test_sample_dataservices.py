@@ -1,0 +1,92 @@
+"""The sample data services shipped with the collection, on the lab's real Crossplane.
+
+Their XRDs and Compositions are applied directly here; the role's package path comes next.
+"""
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, NAMESPACES, SECRETS, Resource
+
+SOURCE = Path(__file__).resolve().parents[2] / "roles" / "control_plane" / "files" / "dataservices"
+XRDS = Resource("apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions",
+                namespaced=False)
+COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)
+POSTGRESQL = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
+MESSAGING = Resource("samples.klutch.bind/v1", "MessagingInstance", "messaginginstances")
+NAMESPACE = "sample-claims"
+
+
+def condition(kind):
+    def check(obj):
+        return any(c.get("type") == kind and c.get("status") == "True"
+                   for c in ((obj or {}).get("status") or {}).get("conditions") or [])
+    return check
+
+
+@pytest.fixture(scope="module")
+def cp(control_plane, client_for):
+    client = client_for(control_plane.admin_kubeconfig)
+    objects = [obj for path in sorted(SOURCE.glob("*-*.yaml")) for obj in manifests.load(src=str(path))]
+    for obj in objects:
+        client.apply(XRDS if obj["kind"] == "CompositeResourceDefinition" else COMPOSITIONS, obj)
+    for xrd in (obj for obj in objects if obj["kind"] == "CompositeResourceDefinition"):
+        client.wait(XRDS, xrd["metadata"]["name"], None, lambda obj: condition("Established")(obj)
+                    and condition("Offered")(obj), 60, "Established and Offered")
+    client.apply(NAMESPACES, {"metadata": {"name": NAMESPACE}})
+    return client
+
+
+def secret_data(secret):
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+@pytest.mark.parametrize("kind, name, spec, keys, scheme", [
+    (POSTGRESQL, "orders", {"service": "postgresql-17", "plan": "postgresql-single-small"},
+     {"host", "port", "username", "password", "database", "uri"}, "postgresql://"),
+    (MESSAGING, "events", {"service": "messaging-4.1", "plan": "messaging-cluster-small"},
+     {"host", "port", "username", "password", "vhost", "uri"}, "amqp://"),
+])
+def test_a_claim_is_ready_with_the_promised_secret_and_its_objects_go_with_it(cp, kind, name, spec, keys, scheme):
+    cp.apply(kind, {"metadata": {"name": name, "namespace": NAMESPACE},
+                    "spec": dict(spec, writeConnectionSecretToRef={"name": f"{name}-creds"})})
+    claim = cp.wait(kind, name, NAMESPACE, condition("Ready"), 90, "Ready")
+    assert claim["status"]["instance"]["state"] == "running"
+    assert claim["status"]["instance"]["plan"] == spec["plan"]
+    secret = cp.wait(SECRETS, f"{name}-creds", NAMESPACE, lambda obj: obj is not None, 30, "published")
+    data = secret_data(secret)
+    assert set(data) == keys
+    assert data["uri"].startswith(f"{scheme}{name}:{data['password']}@{data['host']}:{data['port']}/")
+    composite = claim["spec"]["resourceRef"]["name"]
+    server = f"{kind.plural[:-len('instances')]}-{composite}"
+    assert cp.get(CONFIG_MAPS, server, "crossplane-system")["data"]["plan"] == spec["plan"]
+
+    cp.delete(kind, name, NAMESPACE)
+    cp.wait(CONFIG_MAPS, server, "crossplane-system", lambda obj: obj is None, 120, "deleted with its claim")
+
+
+@pytest.mark.parametrize("start, change, message", [
+    ("postgresql-single-medium", {"plan": "postgresql-single-small"},
+     "Transition from bigger to smaller plan size is not supported."),
+    ("postgresql-replica-small", {"plan": "postgresql-single-big"},
+     "Migration from replica to single plans is not supported."),
+    ("postgresql-single-small", {"service": "postgresql-15"}, "Service is an immutable field"),
+])
+def test_the_api_server_refuses_what_the_service_cannot_do(cp, start, change, message):
+    name = "guarded-" + start.split("-", 1)[1]
+    body = {"metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"service": "postgresql-17", "plan": start}}
+    cp.apply(POSTGRESQL, body)
+    try:
+        with pytest.raises(ClusterError) as error:
+            cp.apply(POSTGRESQL, dict(body, spec=dict(body["spec"], **change)))
+        assert error.value.status == 422
+        assert message in str(error.value)
+        upgraded = cp.apply(POSTGRESQL, dict(body, spec=dict(body["spec"], plan=start.rsplit("-", 1)[0] + "-big")))
+        assert upgraded.changed, "growing the plan is allowed"
+    finally:
+        cp.delete(POSTGRESQL, name, NAMESPACE)
