@@ -45,6 +45,8 @@ _handed_out = set()
 def port_in_use(port, host="127.0.0.1"):
     """Whether something listens on (or holds) the port; host 0.0.0.0 asks for every address."""
     with socket.socket() as sock:
+        # Like a server, ignore connections of a stopped process that linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -220,8 +220,8 @@ class ClusterClient:
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
         if not name or (resource.namespaced and not namespace):
-            raise ConfigError("Cannot apply %s without metadata.name%s." % (
-                resource.kind, " and metadata.namespace" if resource.namespaced else ""))
+            raise ConfigError("Cannot apply %s %s without metadata.name%s." % (
+                resource.kind, name or "(unnamed)", " and metadata.namespace" if resource.namespaced else ""))
         body = dict(body, apiVersion=resource.api_version, kind=resource.kind)
         if before is UNREAD:
             before = self.get(resource, name, namespace)

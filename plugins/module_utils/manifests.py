@@ -20,7 +20,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def manifest_files(src):
-    """A file, or the YAML files of a directory tree in name order."""
+    """A file, or the YAML files of a directory and its subdirectories, in path order."""
     if os.path.isfile(src):
         return [src]
     if not os.path.isdir(src):
@@ -34,6 +34,8 @@ def manifest_files(src):
 
 
 def parse_documents(text, source):
+    if yaml is None:
+        raise ConfigError("PyYAML is not installed: install the collection's requirements.txt.")
     try:
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as error:
@@ -79,11 +81,12 @@ def load(definition=None, src=None):
 
 
 def served_by(crd):
-    """(apiVersion, kind) pairs that a CustomResourceDefinition object will serve."""
+    """{(apiVersion, kind): namespaced} for what a CustomResourceDefinition object will serve."""
     spec = crd.get("spec") or {}
     kind = (spec.get("names") or {}).get("kind")
-    return set(("%s/%s" % (spec.get("group"), version.get("name")), kind)
-               for version in spec.get("versions") or [] if version.get("served", True))
+    namespaced = spec.get("scope", "Namespaced") == "Namespaced"
+    return dict((("%s/%s" % (spec.get("group"), version.get("name")), kind), namespaced)
+                for version in spec.get("versions") or [] if version.get("served", True))
 
 
 def identity(obj):

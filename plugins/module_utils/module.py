@@ -40,6 +40,8 @@ def klutch_argument_spec(**options):
 def input_secrets(params):
     """Secret values inside option values: what an inline kubeconfig or a Secret manifest carries."""
     found = set()
+    if YAML_IMPORT_ERROR:
+        return found  # the missing library is reported once the module is set up
     try:
         found.update(kubeconfig_secrets(parse_kubeconfig(params.get("kubeconfig"))))
     except ClusterError:

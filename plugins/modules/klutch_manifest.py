@@ -34,8 +34,8 @@ options:
     aliases: [resource_definition, inline]
   src:
     description:
-      - A YAML file, or a directory whose C(.yaml) and C(.yml) files are read in name order, on the
-        host that runs the module.
+      - A YAML file, or a directory whose C(.yaml) and C(.yml) files, subdirectories included, are
+        read in path order, on the host that runs the module.
       - Mutually exclusive with O(definition).
     type: path
   namespace:
@@ -55,13 +55,15 @@ options:
     default: false
   wait:
     description:
-      - With O(state=present), wait for O(wait_condition) on every object; with O(state=absent),
-        wait until every object is gone.
+      - With O(state=present), wait until every CustomResourceDefinition is Established and every
+        other object meets O(wait_condition) (objects are not waited for without one); with
+        O(state=absent), wait until every object is gone.
     type: bool
     default: false
   wait_condition:
     description:
-      - The status condition to wait for; default for CustomResourceDefinitions is C(Established).
+      - The status condition to wait for on objects other than CustomResourceDefinitions, which
+        are always waited for until C(Established).
     type: dict
     suboptions:
       type:
@@ -176,22 +178,27 @@ def plan(client, objects, default_namespace, deleting):
 
     When deleting, a kind the cluster does not serve has no objects, so it is not an error.
     """
-    promised = set()
+    promised = {}  # kinds that a CRD earlier in the task will serve: {(apiVersion, kind): namespaced}
     planned = []
     for obj in objects:
         kind = (obj["apiVersion"], obj["kind"])
         resource = client.resource_for(*kind)
-        if resource is None and kind not in promised and not deleting:
-            raise ConfigError(
-                "%s %s: %s does not serve kind %s in %s. Install its CustomResourceDefinition first, or "
-                "list the CRD before this object." % (obj["kind"], obj["metadata"]["name"], client.label, kind[1], kind[0]))
-        namespace = obj["metadata"].get("namespace") or default_namespace
-        if resource is not None and resource.namespaced and not namespace:
+        if resource is None and kind not in promised:
+            if not deleting:
+                raise ConfigError(
+                    "%s %s: %s does not serve kind %s in %s. Install its CustomResourceDefinition first, or "
+                    "list the CRD before this object." % (obj["kind"], obj["metadata"]["name"], client.label, kind[1],
+                                                          kind[0]))
+            planned.append((obj, None, None))
+            continue
+        namespaced = resource.namespaced if resource is not None else promised[kind]
+        namespace = (obj["metadata"].get("namespace") or default_namespace) if namespaced else None
+        if namespaced and not namespace:
             raise ConfigError("%s %s is namespaced but names no namespace: set metadata.namespace or the namespace option."
                               % (obj["kind"], obj["metadata"]["name"]))
         if kind == CRD_KIND:
-            promised |= manifests.served_by(obj)
-        planned.append((obj, resource, namespace if resource is None or resource.namespaced else None))
+            promised.update(manifests.served_by(obj))
+        planned.append((obj, resource, namespace))
     return planned
 
 
@@ -221,8 +228,9 @@ def apply_all(module, client, planned):
                 client.forget_group_version(api_version)
         if module.check_mode:
             continue
-        condition = params["wait_condition"] or ({"type": "Established", "status": "True"} if is_crd else None)
-        if (params["wait"] or (is_crd and change.changed)) and condition:
+        # A CRD is ready when Established, whatever the task waits for in its other objects.
+        condition = {"type": "Established", "status": "True"} if is_crd else params["wait_condition"]
+        if condition and (is_crd and change.changed or params["wait"]):
             client.wait(resource, name, namespace, condition_holds(condition), params["wait_timeout"],
                         "%s=%s" % (condition["type"], condition["status"]))
     return results, diffs

@@ -81,8 +81,14 @@ options:
         description: Only objects with these names; all when unset.
         type: list
         elements: str
+      namespaces:
+        description:
+          - Only objects in these namespaces; all when unset.
+          - Set to V([]) for a cluster-scoped resource, as Klutch requires.
+        type: list
+        elements: str
       label_selectors:
-        description: Only objects whose labels match one of these maps; all when unset.
+        description: Only objects whose labels match one of these maps (values are strings); all when unset.
         type: list
         elements: dict
       required:
@@ -156,7 +162,11 @@ from ansible_collections.klutch.bind.plugins.module_utils import control_plane
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 from ansible_collections.klutch.bind.plugins.module_utils.objects import diff, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS, EXPORT_TEMPLATES
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EXPORT_TEMPLATES,
+    NAMESPACES,
+)
 
 
 def refuse(name, namespace, problem):
@@ -178,6 +188,14 @@ def validate(client, params, claims):
             refuse(name, namespace, problem)
 
 
+def unvalidated(module, params, reason):
+    """Check mode on a control plane that an earlier task only dry-ran: say what would be created."""
+    module.warn("Check mode: %s The template was not validated by the API server." % reason)
+    claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
+    module.exit(changed=True, template=control_plane.export_template(
+        params["name"], params["namespace"], params["group"], params["resource"], params["version"], claims))
+
+
 def main():
     module = KlutchModule(
         argument_spec=dict(
@@ -193,6 +211,7 @@ def main():
                 version=dict(type="str", default="v1"),
                 owner=dict(type="str", choices=["Provider", "Consumer"]),
                 names=dict(type="list", elements="str"),
+                namespaces=dict(type="list", elements="str"),
                 label_selectors=dict(type="list", elements="dict"),
                 required=dict(type="bool", default=False),
             )),
@@ -213,15 +232,15 @@ def main():
             if not module.check_mode:
                 refuse(name, namespace, missing)
             # In check mode the CRDs may be about to be installed by an earlier task that only dry-ran.
-            module.warn("Check mode: %s The template was not validated by the API server." % missing)
-            module.exit(changed=True, template=control_plane.export_template(
-                name, namespace, params["group"], params["resource"], params["version"], params["permission_claims"]))
+            unvalidated(module, params, missing)
         if params["state"] == "absent":
             change = client.delete(EXPORT_TEMPLATES, name, namespace)
         else:
             claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
             if params["validate_api"]:
                 validate(client, params, claims)
+            if module.check_mode and client.get(NAMESPACES, namespace) is None:
+                unvalidated(module, params, "the namespace %s does not exist yet." % namespace)
             templates = client.list(EXPORT_TEMPLATES)[0]
             others = control_plane.conflicting_templates(templates, name, namespace, params["group"],
                                                          params["resource"])
@@ -230,9 +249,9 @@ def main():
                        "them. Change that template instead, or delete it first." % (
                            params["resource"], params["group"], ", ".join(others)))
             desired = control_plane.export_template(name, namespace, params["group"], params["resource"],
-                                                    params["version"], params["permission_claims"])
+                                                    params["version"], claims)
             current = next((item for item in templates
-                            if (item["metadata"].get("namespace"), item["metadata"]["name"]) == (namespace, name)), None)
+                            if control_plane.template_key(item) == (namespace, name)), None)
             change = client.apply(EXPORT_TEMPLATES, desired, before=current)
     except ClusterError as error:
         module.fail(error)

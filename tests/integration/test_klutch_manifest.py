@@ -116,3 +116,16 @@ def test_invalid_yaml_file_fails_clearly_and_writes_nothing(run_task, app, audit
     result = run_task(MODULE, {"kubeconfig": str(app.admin_kubeconfig), "src": str(src)})[0]
     assert result["failed"] and result["msg"].startswith(f"{src / 'b.yaml'} is not valid YAML at line")
     assert writes(audit, app, start) == 0
+
+
+def test_a_namespace_missing_on_an_object_of_a_new_crd_is_refused_before_the_crd_is_written(run_task, app, audit,
+                                                                                            admin):
+    group = f"g{uuid.uuid4().hex[:6]}.example.com"
+    text = gizmo_crd(group) + f"---\napiVersion: {group}/v1\nkind: Gizmo\nmetadata: {{name: homeless}}\n"
+    start = now()
+    result = run_task(MODULE, {"kubeconfig": str(app.admin_kubeconfig), "definition": text})[0]
+    assert result["failed"]
+    assert result["msg"] == ("Gizmo homeless is namespaced but names no namespace: set metadata.namespace or the "
+                             "namespace option.")
+    assert writes(audit, app, start) == 0
+    assert admin.get(CUSTOM_RESOURCE_DEFINITIONS, f"gizmos.{group}") is None

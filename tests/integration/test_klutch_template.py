@@ -154,3 +154,12 @@ def test_a_cluster_without_the_klutch_crds_is_refused(run_task, app, args, audit
         f"APIServiceExportTemplate crossplane-system/{args['name']}: cluster app ({app.server}) does not serve "
         "APIServiceExportTemplates. Install the Klutch CRDs first, with the klutch.bind.control_plane role.")
     assert audit(app).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_check_mode_before_the_namespace_exists_warns_and_writes_nothing(run_task, cp, args, audit, control_plane):
+    start = now()
+    result, output = run_task(MODULE, dict(args, namespace="not-yet-there"), check=True)
+    assert result["changed"] and not result.get("failed")
+    assert "Check mode: the namespace not-yet-there does not exist yet." in output
+    assert result["template"]["metadata"] == {"name": args["name"], "namespace": "not-yet-there"}
+    assert writes(audit, control_plane, start) == 0

@@ -50,6 +50,6 @@ def test_empty_or_missing_src(tmp_path):
 
 
 def test_kinds_a_crd_serves():
-    crd = {"spec": {"group": "example.com", "names": {"kind": "Gizmo"},
+    crd = {"spec": {"group": "example.com", "names": {"kind": "Gizmo"}, "scope": "Cluster",
                     "versions": [{"name": "v1"}, {"name": "v2", "served": False}]}}
-    assert manifests.served_by(crd) == {("example.com/v1", "Gizmo")}
+    assert manifests.served_by(crd) == {("example.com/v1", "Gizmo"): False}
