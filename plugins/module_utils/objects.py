@@ -72,3 +72,11 @@ def for_output(obj):
 def diff(change):
     """Ansible's before/after of a Change, redacted."""
     return {"before": for_output(change.before) or {}, "after": for_output(change.after) or {}}
+
+
+def condition_holds(condition_type, status="True"):
+    """A predicate for wait(): the object has a status condition of this type and status."""
+    def check(obj):
+        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+        return any(item.get("type") == condition_type and item.get("status") == status for item in conditions)
+    return check

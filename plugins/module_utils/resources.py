@@ -74,3 +74,8 @@ KNOWN = dict(((resource.api_version, resource.kind), resource) for resource in (
 KLUTCH_API_VERSION = "klutch.anynines.com/v1alpha1"
 TEMPLATE_API_VERSION = "example-backend.klutch.anynines.com/v1alpha1"
 EXPORT_TEMPLATES = Resource(TEMPLATE_API_VERSION, "APIServiceExportTemplate", "apiserviceexporttemplates")
+
+# Crossplane, for publishing data services on the control plane.
+COMPOSITE_RESOURCE_DEFINITIONS = Resource(
+    "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions", namespaced=False)
+COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)

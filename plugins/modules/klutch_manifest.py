@@ -159,18 +159,10 @@ diff:
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import diff
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds, diff
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 CRD_KIND = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-
-
-def condition_holds(condition):
-    def check(obj):
-        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-        return any(item.get("type") == condition["type"] and item.get("status") == condition["status"]
-                   for item in conditions)
-    return check
 
 
 def plan(client, objects, default_namespace, deleting):
@@ -231,7 +223,8 @@ def apply_all(module, client, planned):
         # A CRD is ready when Established, whatever the task waits for in its other objects.
         condition = {"type": "Established", "status": "True"} if is_crd else params["wait_condition"]
         if condition and (is_crd and change.changed or params["wait"]):
-            client.wait(resource, name, namespace, condition_holds(condition), params["wait_timeout"],
+            client.wait(resource, name, namespace, condition_holds(condition["type"], condition["status"]),
+                        params["wait_timeout"],
                         "%s=%s" % (condition["type"], condition["status"]))
     return results, diffs
 

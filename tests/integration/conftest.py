@@ -133,15 +133,12 @@ KLUTCH_CRDS = ROOT / "roles" / "control_plane" / "files" / "klutch-crds.yaml"
 def klutch_apis(control_plane):
     """The control plane with the Klutch CRDs installed and Established; returns an admin client."""
     from ansible_collections.klutch.bind.plugins.module_utils import manifests
+    from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
     from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS
 
     admin = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     for crd in manifests.load(src=str(KLUTCH_CRDS)):
         admin.apply(CUSTOM_RESOURCE_DEFINITIONS, crd)
-        admin.wait(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"], None, established, 30, "Established")
+        admin.wait(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"], None, condition_holds("Established"), 30,
+                   "Established")
     return admin
-
-
-def established(crd):
-    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)

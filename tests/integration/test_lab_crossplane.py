@@ -6,31 +6,29 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    COMPOSITE_RESOURCE_DEFINITIONS,
+    COMPOSITIONS,
+    CONFIG_MAPS,
+    SECRETS,
+    Resource,
+)
 from klutch_lab import Lab, LabError
 
 SERVICE = manifests.load(src=str(Path(__file__).parent / "fixtures" / "widget-service.yaml"))
-XRDS = Resource("apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions",
-                namespaced=False)
-COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)
 WIDGETS = Resource("test.example.com/v1", "Widget", "widgets")
-
-
-def condition(kind):
-    def check(obj):
-        return any(c.get("type") == kind and c.get("status") == "True"
-                   for c in ((obj or {}).get("status") or {}).get("conditions") or [])
-    return check
 
 
 @pytest.fixture(scope="module")
 def cp(control_plane, client_for):
     client = client_for(control_plane.admin_kubeconfig)
     xrd, composition = SERVICE
-    client.apply(XRDS, xrd)
+    client.apply(COMPOSITE_RESOURCE_DEFINITIONS, xrd)
     client.apply(COMPOSITIONS, composition)
-    client.wait(XRDS, xrd["metadata"]["name"], None, lambda obj: condition("Established")(obj)
-                and condition("Offered")(obj), 60, "Established and Offered")
+    client.wait(COMPOSITE_RESOURCE_DEFINITIONS, xrd["metadata"]["name"], None,
+                lambda obj: condition_holds("Established")(obj) and condition_holds("Offered")(obj), 60,
+                "Established and Offered")
     return client
 
 
@@ -45,7 +43,7 @@ def test_crossplane_runs_on_the_control_plane_only(lab, control_plane, app):
 def test_a_claim_becomes_ready_with_its_connection_secret_and_its_objects_go_with_it(cp, namespace_on_cp):
     cp.apply(WIDGETS, {"metadata": {"name": "w1", "namespace": namespace_on_cp},
                        "spec": {"size": 3, "writeConnectionSecretToRef": {"name": "w1-conn"}}})
-    cp.wait(WIDGETS, "w1", namespace_on_cp, condition("Ready"), 90, "Ready")
+    cp.wait(WIDGETS, "w1", namespace_on_cp, condition_holds("Ready"), 90, "Ready")
     secret = cp.wait(SECRETS, "w1-conn", namespace_on_cp, lambda obj: obj is not None, 30, "published")
     assert {key: base64.b64decode(value).decode() for key, value in secret["data"].items()} == {
         "host": "widget.example.com", "password": "s3cret"}

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -37,13 +38,6 @@ WIDGET_CRD = {
 }
 
 
-def condition_true(kind):
-    def check(obj):
-        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-        return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
-    return check
-
-
 def exists(obj):
     return obj is not None
 
@@ -54,7 +48,7 @@ def absent(obj):
 
 def test_crd_becomes_established_and_its_schema_rejects_invalid_objects(admin, namespace):
     admin.apply(CUSTOM_RESOURCE_DEFINITIONS, WIDGET_CRD)
-    admin.wait(CUSTOM_RESOURCE_DEFINITIONS, "widgets.example.com", None, condition_true("Established"), 30,
+    admin.wait(CUSTOM_RESOURCE_DEFINITIONS, "widgets.example.com", None, condition_holds("Established"), 30,
                "Established")
     created = admin.apply(WIDGETS, {"metadata": {"name": "ok", "namespace": namespace}, "spec": {"size": 2}})
     assert created.after["spec"]["size"] == 2

@@ -10,22 +10,20 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, NAMESPACES, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    COMPOSITE_RESOURCE_DEFINITIONS,
+    COMPOSITIONS,
+    CONFIG_MAPS,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
 
 SOURCE = Path(__file__).resolve().parents[2] / "roles" / "control_plane" / "files" / "dataservices"
-XRDS = Resource("apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions",
-                namespaced=False)
-COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)
 POSTGRESQL = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
 MESSAGING = Resource("samples.klutch.bind/v1", "MessagingInstance", "messaginginstances")
 NAMESPACE = "sample-claims"
-
-
-def condition(kind):
-    def check(obj):
-        return any(c.get("type") == kind and c.get("status") == "True"
-                   for c in ((obj or {}).get("status") or {}).get("conditions") or [])
-    return check
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +31,12 @@ def cp(control_plane, client_for):
     client = client_for(control_plane.admin_kubeconfig)
     objects = [obj for path in sorted(SOURCE.glob("*-*.yaml")) for obj in manifests.load(src=str(path))]
     for obj in objects:
-        client.apply(XRDS if obj["kind"] == "CompositeResourceDefinition" else COMPOSITIONS, obj)
+        kind = COMPOSITE_RESOURCE_DEFINITIONS if obj["kind"] == "CompositeResourceDefinition" else COMPOSITIONS
+        client.apply(kind, obj)
     for xrd in (obj for obj in objects if obj["kind"] == "CompositeResourceDefinition"):
-        client.wait(XRDS, xrd["metadata"]["name"], None, lambda obj: condition("Established")(obj)
-                    and condition("Offered")(obj), 60, "Established and Offered")
+        client.wait(COMPOSITE_RESOURCE_DEFINITIONS, xrd["metadata"]["name"], None,
+                    lambda obj: condition_holds("Established")(obj) and condition_holds("Offered")(obj), 60,
+                    "Established and Offered")
     client.apply(NAMESPACES, {"metadata": {"name": NAMESPACE}})
     return client
 
@@ -54,7 +54,7 @@ def secret_data(secret):
 def test_a_claim_is_ready_with_the_promised_secret_and_its_objects_go_with_it(cp, kind, name, spec, keys, scheme):
     cp.apply(kind, {"metadata": {"name": name, "namespace": NAMESPACE},
                     "spec": dict(spec, writeConnectionSecretToRef={"name": f"{name}-creds"})})
-    claim = cp.wait(kind, name, NAMESPACE, condition("Ready"), 90, "Ready")
+    claim = cp.wait(kind, name, NAMESPACE, condition_holds("Ready"), 90, "Ready")
     assert claim["status"]["instance"]["state"] == "running"
     assert claim["status"]["instance"]["plan"] == spec["plan"]
     secret = cp.wait(SECRETS, f"{name}-creds", NAMESPACE, lambda obj: obj is not None, 30, "published")
