@@ -241,11 +241,9 @@ class Lab:
                 self.progress(f"[lab] no lab at {self.dir}; nothing to stop")
                 return
             names = list(self.state["clusters"]) if names is None else [n for n in names if n in self.state["clusters"]]
-            self._remove(names)
+            self._remove(names)  # removes the whole directory once no cluster is left
             if self.state["clusters"]:
                 self._write_access_files()
-            else:
-                shutil.rmtree(self.dir, ignore_errors=True)
             self.progress(f"[lab] stopped {', '.join(names) or 'nothing'}"
                           + ("" if self.state["clusters"] else f" and removed {self.dir}"))
 

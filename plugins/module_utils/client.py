@@ -54,6 +54,11 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 
 
+def backoff(attempt):
+    """Exponential backoff: 0.5 s, 1 s, 2 s, ... capped."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
+
+
 def retry_delay(attempt, status, status_body, retry_after=None):
     """Seconds to wait before retrying a failed request, or None when retrying cannot help.
 
@@ -67,7 +72,7 @@ def retry_delay(attempt, status, status_body, retry_after=None):
         status == 409 and ("has been modified" in message or "being deleted" in message))
     if not transient:
         return None
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
+    delay = backoff(attempt)
     if retry_after:
         try:
             delay = min(BACKOFF_CAP, max(delay, float(retry_after)))
@@ -134,8 +139,8 @@ class ClusterClient:
             except urllib3.exceptions.ProtocolError as error:
                 # A dropped connection is transient; anything else (refused, TLS, DNS) will not heal.
                 if attempt < RETRIES:
+                    time.sleep(backoff(attempt))
                     attempt += 1
-                    time.sleep(min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt)))
                     continue
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
             except urllib3.exceptions.LocationValueError:

@@ -215,7 +215,7 @@ def apply_all(module, client, planned):
             diffs.append(diff(change))
         name = obj["metadata"]["name"]
         is_crd = (obj["apiVersion"], obj["kind"]) == CRD_KIND
-        if is_crd:
+        if is_crd and change.changed:  # its kinds may be new: read their group versions again when used
             for api_version, _kind in manifests.served_by(obj):
                 client.forget_group_version(api_version)
         if module.check_mode:

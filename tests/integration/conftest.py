@@ -62,6 +62,19 @@ def client_for():
     return build
 
 
+@pytest.fixture(scope="session")
+def token(app, client_for):
+    """A real ServiceAccount token of the app cluster (TokenRequest API), for host + api_key tests."""
+    from ansible_collections.klutch.bind.plugins.module_utils.resources import SERVICE_ACCOUNTS
+
+    admin = client_for(app.admin_kubeconfig)
+    admin.apply(SERVICE_ACCOUNTS, {"metadata": {"name": "token-holder", "namespace": "default"}})
+    review = admin.request("POST", SERVICE_ACCOUNTS.path("default", "token-holder", "token"), "create",
+                           "a token", body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                            "spec": {"expirationSeconds": 3600}})
+    return review["status"]["token"]
+
+
 @pytest.fixture
 def admin(app, client_for):
     return client_for(app.admin_kubeconfig)

@@ -44,15 +44,8 @@ def test_module_docs_render_on_ansible_core(version):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_token_authentication_on_ansible_core(version, run_playbook, app, client_for):
+def test_token_authentication_on_ansible_core(version, app, token):
     """Bearer tokens are where kubernetes package releases differed; check each installed one."""
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import SERVICE_ACCOUNTS
-
-    admin = client_for(app.admin_kubeconfig)
-    admin.apply(SERVICE_ACCOUNTS, {"metadata": {"name": "core-versions", "namespace": "default"}})
-    token = admin.request("POST", SERVICE_ACCOUNTS.path("default", "core-versions", "token"), "create", "a token",
-                          body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                "spec": {"expirationSeconds": 600}})["status"]["token"]
     environ = dict(os.environ, ANSIBLE_NOCOLOR="1", K8S_AUTH_HOST=app.server, K8S_AUTH_API_KEY=token,
                    K8S_AUTH_SSL_CA_CERT=str(app.ca_cert))
     playbook = ROOT / "tests" / "integration" / "fixtures" / "cluster-info.yml"

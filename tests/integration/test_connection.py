@@ -9,20 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import SERVICE_ACCOUNTS
 
 MODULE = "klutch.bind.klutch_cluster_info"
-
-
-@pytest.fixture(scope="module")
-def token(app, client_for):
-    """A real ServiceAccount token of the app cluster (TokenRequest API)."""
-    admin = client_for(app.admin_kubeconfig)
-    admin.apply(SERVICE_ACCOUNTS, {"metadata": {"name": "connection-test", "namespace": "default"}})
-    review = admin.request("POST", SERVICE_ACCOUNTS.path("default", "connection-test", "token"), "create",
-                           "a token", body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                            "spec": {"expirationSeconds": 3600}})
-    return review["status"]["token"]
 
 
 def reached(result, app):
