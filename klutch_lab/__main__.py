@@ -55,7 +55,7 @@ def main(argv=None):
             print(f"all clusters, one context each: {lab.kubeconfig}")
             if any("crossplane" in cluster.record for cluster in lab.clusters.values()):
                 print(f"crank (Crossplane's package CLI): "
-                      f"export PATH={binaries.cache_root() / 'bin' / ('crossplane-' + binaries.CROSSPLANE_VERSION)}:$PATH")
+                      f"export PATH={binaries.crank_path().parent}:$PATH")
             print(f"Ansible inventory ({lab.inventory}):")
             print(yaml.safe_dump(lab.inventory_data(), sort_keys=False).rstrip())
         elif args.command == "down":

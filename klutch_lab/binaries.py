@@ -258,6 +258,11 @@ CROSSPLANE_BUILDS = (
 )
 
 
+def crank_path():
+    """Where the lab's build of Crossplane's package CLI lives."""
+    return cache_root() / "bin" / f"crossplane-{CROSSPLANE_VERSION}" / "crank"
+
+
 def ensure_crossplane(progress=print):
     """{name: directory} of the Crossplane builds (binaries and CRDs), building what is missing."""
     found = {}

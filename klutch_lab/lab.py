@@ -226,6 +226,7 @@ class Lab:
                          "kubeconfig": str(cluster.admin_kubeconfig)}
             if "crossplane" in cluster.record:
                 variables["crossplane_registry"] = Crossplane(cluster, None).registry
+                variables["crossplane_crank"] = str(binaries.crank_path())
             return variables
 
         return {"all": {"children": {

@@ -31,7 +31,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     object_missing,
     typed_patch_error,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed
+from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
 from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, Resource, api_resource_list_entry
 
 try:
@@ -215,12 +215,13 @@ class ClusterClient:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
 
-    def apply(self, resource, body, force=False, before=UNREAD):
+    def apply(self, resource, body, force=False, before=UNREAD, subresource=None):
         """Server-side apply of `body` as field manager klutch.bind; a Change with before and after.
 
         The apply is first sent as a dry run: when the server's answer equals what is stored, no
         write request is made at all, so an unchanged object costs two reads and no write. A caller
         that has just listed the object passes it as `before` (None when absent) to save the GET.
+        With `subresource="status"`, only the status is applied, as a controller writes it.
         """
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
@@ -233,7 +234,8 @@ class ClusterClient:
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
 
         def send(dry_run):
-            return self.request("PATCH", resource.path(namespace, name), "apply", resource.describe(name, namespace),
+            return self.request("PATCH", resource.path(namespace, name, subresource), "apply",
+                                resource.describe(name, namespace),
                                 query=dict(query, dryRun="All") if dry_run else query, body=body,
                                 content_type="application/apply-patch+yaml")
 
@@ -281,9 +283,12 @@ class ClusterClient:
         while not condition(current):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout("Timed out after %ss waiting for %s on %s to be %s. Raise wait_timeout, or "
+                unmet = unmet_conditions(current)
+                raise WaitTimeout("Timed out after %ss waiting for %s on %s to be %s%s. Raise wait_timeout, or "
                                   "check why it is not (kubectl describe)." % (
-                                      timeout, resource.describe(name, namespace), self.label, description))
+                                      timeout, resource.describe(name, namespace), self.label, description,
+                                      "; it reports " + "; ".join(unmet) if unmet else
+                                      "; it does not exist" if current is None else ""))
             gone = False
             for kind, obj in self.watch(resource, namespace, version, remaining, selector):
                 if kind == "ERROR":

@@ -80,13 +80,28 @@ def load(definition=None, src=None):
     return flatten(definition if isinstance(definition, list) else [definition], "definition")
 
 
-def served_by(crd):
-    """{(apiVersion, kind): namespaced} for what a CustomResourceDefinition object will serve."""
-    spec = crd.get("spec") or {}
-    kind = (spec.get("names") or {}).get("kind")
-    namespaced = spec.get("scope", "Namespaced") == "Namespaced"
-    return dict((("%s/%s" % (spec.get("group"), version.get("name")), kind), namespaced)
-                for version in spec.get("versions") or [] if version.get("served", True))
+DEFINING_KINDS = {
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("apiextensions.crossplane.io/v1", "CompositeResourceDefinition"),
+}
+
+
+def served_by(definition):
+    """{(apiVersion, kind): namespaced} for what a CRD or a Crossplane XRD object will serve.
+
+    An XRD serves its cluster-scoped composite kind and, when it names claims, the namespaced
+    claim kind, in each served version.
+    """
+    spec = definition.get("spec") or {}
+    versions = ["%s/%s" % (spec.get("group"), version.get("name"))
+                for version in spec.get("versions") or [] if version.get("served", True)]
+    if definition.get("kind") == "CompositeResourceDefinition":
+        kinds = [((spec.get("names") or {}).get("kind"), False)]
+        if spec.get("claimNames"):
+            kinds.append((spec["claimNames"].get("kind"), True))
+    else:
+        kinds = [((spec.get("names") or {}).get("kind"), spec.get("scope", "Namespaced") == "Namespaced")]
+    return dict(((version, kind), namespaced) for version in versions for kind, namespaced in kinds)
 
 
 def identity(obj):

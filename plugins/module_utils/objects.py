@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure helpers on Kubernetes objects as dicts: change detection, redaction, diffs."""
+"""Pure helpers on Kubernetes objects as dicts: change detection, redaction, diffs, readiness."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -80,3 +80,47 @@ def condition_holds(condition_type, status="True"):
         conditions = ((obj or {}).get("status") or {}).get("conditions") or []
         return any(item.get("type") == condition_type and item.get("status") == status for item in conditions)
     return check
+
+
+def api_group_of(obj):
+    """The API group of an object's apiVersion; "" for the core group."""
+    api_version = str(obj.get("apiVersion", ""))
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def _all_hold(*predicates):
+    return lambda obj: all(predicate(obj) for predicate in predicates)
+
+
+def _runs_its_package(obj):
+    status = (obj or {}).get("status") or {}
+    return status.get("currentIdentifier") == ((obj or {}).get("spec") or {}).get("package")
+
+
+def readiness(obj):
+    """(predicate, description) for kinds with a known meaning of ready, else None.
+
+    A CRD serves its kind once Established; an XRD also needs its claim CRD (Offered) when it
+    names claims; a Crossplane package is ready when the revision of the package it names is
+    Installed and Healthy (conditions alone may still describe the previous revision).
+    """
+    api_group = api_group_of(obj)
+    kind = obj.get("kind")
+    if (api_group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+        return condition_holds("Established"), "Established"
+    if (api_group, kind) == ("apiextensions.crossplane.io", "CompositeResourceDefinition"):
+        if (obj.get("spec") or {}).get("claimNames"):
+            return _all_hold(condition_holds("Established"), condition_holds("Offered")), "Established and Offered"
+        return condition_holds("Established"), "Established"
+    if api_group == "pkg.crossplane.io" and kind in ("Configuration", "Provider", "Function"):
+        return (_all_hold(condition_holds("Installed"), condition_holds("Healthy"), _runs_its_package),
+                "Installed and Healthy on its package")
+    return None
+
+
+def unmet_conditions(obj):
+    """Conditions that are not True, as "Type=Status (reason: message)" for timeout messages."""
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return ["%s=%s (%s: %s)" % (item.get("type"), item.get("status"), item.get("reason") or "-",
+                                item.get("message") or "no message")
+            for item in conditions if item.get("status") != "True"]

@@ -21,8 +21,8 @@ description:
   - Every kind and its namespace are checked before the first write, so a manifest with an unknown
     kind or a missing name changes nothing.
   - Resource types are known without discovery for core kinds; for other kinds only their own group
-    version is read. A CustomResourceDefinition applied earlier in the same task is waited for until
-    Established, so objects of its kind can follow it.
+    version is read. A CustomResourceDefinition or Crossplane CompositeResourceDefinition applied
+    earlier in the same task is waited for, so objects of its kinds can follow it.
   - The roles of this collection use it for CRDs, RBAC and Crossplane packages.
 options:
   definition:
@@ -55,19 +55,23 @@ options:
     default: false
   wait:
     description:
-      - With O(state=present), wait until every CustomResourceDefinition is Established and every
-        other object meets O(wait_condition) (objects are not waited for without one); with
-        O(state=absent), wait until every object is gone.
+      - With O(state=present), wait until every object is ready after it is applied. Objects meet
+        O(wait_condition) when it is given; otherwise CustomResourceDefinitions are ready when
+        Established, Crossplane CompositeResourceDefinitions when Established and, if they name
+        claims, Offered, and Crossplane packages (Configuration, Provider, Function) when Installed
+        and Healthy on the package they name. Other kinds are not waited for without O(wait_condition).
+      - CRDs and XRDs that changed are always waited for, so that objects of their kinds can follow
+        them in the same task.
+      - With O(state=absent), wait until every object is gone.
     type: bool
     default: false
   wait_condition:
     description:
-      - The status condition to wait for on objects other than CustomResourceDefinitions, which
-        are always waited for until C(Established).
+      - The status condition to wait for on every object except CRDs and XRDs.
     type: dict
     suboptions:
       type:
-        description: The condition type, for example C(Ready) or C(Healthy).
+        description: The condition type, for example C(Ready) or C(Synced).
         type: str
         required: true
       status:
@@ -113,12 +117,17 @@ EXAMPLES = r"""
           resources: [configmaps]
           verbs: [get, list]
 
-- name: Wait for a Crossplane Configuration to be Healthy
+- name: Install a Crossplane Configuration and wait until its package is Installed and Healthy
   klutch.bind.klutch_manifest:
     definition: "{{ lookup('ansible.builtin.file', 'configuration.yaml') }}"
     wait: true
+
+- name: Wait for a claim to be Ready
+  klutch.bind.klutch_manifest:
+    src: claims/database.yaml
+    wait: true
     wait_condition:
-      type: Healthy
+      type: Ready
 
 - name: Remove objects again
   klutch.bind.klutch_manifest:
@@ -157,93 +166,9 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds, diff
+from ansible_collections.klutch.bind.plugins.module_utils import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-
-CRD_KIND = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-
-
-def plan(client, objects, default_namespace, deleting):
-    """(object, Resource or None, namespace) for each object; fails before any write on bad input.
-
-    When deleting, a kind the cluster does not serve has no objects, so it is not an error.
-    """
-    promised = {}  # kinds that a CRD earlier in the task will serve: {(apiVersion, kind): namespaced}
-    planned = []
-    for obj in objects:
-        kind = (obj["apiVersion"], obj["kind"])
-        resource = client.resource_for(*kind)
-        if resource is None and kind not in promised:
-            if not deleting:
-                raise ConfigError(
-                    "%s %s: %s does not serve kind %s in %s. Install its CustomResourceDefinition first, or "
-                    "list the CRD before this object." % (obj["kind"], obj["metadata"]["name"], client.label, kind[1],
-                                                          kind[0]))
-            planned.append((obj, None, None))
-            continue
-        namespaced = resource.namespaced if resource is not None else promised[kind]
-        namespace = (obj["metadata"].get("namespace") or default_namespace) if namespaced else None
-        if namespaced and not namespace:
-            raise ConfigError("%s %s is namespaced but names no namespace: set metadata.namespace or the namespace option."
-                              % (obj["kind"], obj["metadata"]["name"]))
-        if kind == CRD_KIND:
-            promised.update(manifests.served_by(obj))
-        planned.append((obj, resource, namespace))
-    return planned
-
-
-def apply_all(module, client, planned):
-    results, diffs = [], []
-    params = module.params
-    for obj, resource, namespace in planned:
-        entry = manifests.identity(obj)
-        entry["namespace"] = namespace
-        if resource is None:
-            # Check mode: the CRD that serves this kind was only dry-run applied above.
-            resource = client.resource_for(obj["apiVersion"], obj["kind"])
-        if resource is None:
-            entry["action"] = "created"
-            results.append(entry)
-            continue
-        body = dict(obj, metadata=dict(obj["metadata"], namespace=namespace) if namespace else obj["metadata"])
-        change = client.apply(resource, body, force=params["force_conflicts"])
-        entry["action"] = "unchanged" if not change.changed else ("created" if change.before is None else "updated")
-        results.append(entry)
-        if change.changed:
-            diffs.append(diff(change))
-        name = obj["metadata"]["name"]
-        is_crd = (obj["apiVersion"], obj["kind"]) == CRD_KIND
-        if is_crd and change.changed:  # its kinds may be new: read their group versions again when used
-            for api_version, _kind in manifests.served_by(obj):
-                client.forget_group_version(api_version)
-        if module.check_mode:
-            continue
-        # A CRD is ready when Established, whatever the task waits for in its other objects.
-        condition = {"type": "Established", "status": "True"} if is_crd else params["wait_condition"]
-        if condition and (is_crd and change.changed or params["wait"]):
-            client.wait(resource, name, namespace, condition_holds(condition["type"], condition["status"]),
-                        params["wait_timeout"],
-                        "%s=%s" % (condition["type"], condition["status"]))
-    return results, diffs
-
-
-def delete_all(module, client, planned):
-    results, diffs = [], []
-    for obj, resource, namespace in reversed(planned):
-        entry = manifests.identity(obj)
-        entry["namespace"] = namespace
-        name = obj["metadata"]["name"]
-        change = client.delete(resource, name, namespace) if resource is not None else None
-        entry["action"] = "deleted" if change and change.changed else "absent"
-        results.append(entry)
-        if change and change.changed:
-            diffs.append(diff(change))
-            if module.params["wait"] and not module.check_mode:
-                client.wait(resource, name, namespace, lambda current: current is None, module.params["wait_timeout"],
-                            "deleted")
-    return results, diffs
 
 
 def main():
@@ -265,18 +190,21 @@ def main():
         required_one_of=[("definition", "src")],
         supports_check_mode=True,
     )
+    params = module.params
     try:
-        objects = manifests.load(module.params["definition"], module.params["src"])
+        objects = manifests.load(params["definition"], params["src"])
         client = module.client()
-        planned = plan(client, objects, module.params["namespace"], module.params["state"] == "absent")
-        if module.params["state"] == "present":
-            results, diffs = apply_all(module, client, planned)
+        planned = apply.plan(client, objects, params["namespace"], params["state"] == "absent")
+        if params["state"] == "present":
+            results, diffs, _final = apply.apply_planned(
+                client, planned, module.check_mode, force=params["force_conflicts"], wait=params["wait"],
+                wait_condition=params["wait_condition"], wait_timeout=params["wait_timeout"])
         else:
-            results, diffs = delete_all(module, client, planned)
+            results, diffs = apply.delete_planned(client, planned, module.check_mode, params["wait"],
+                                                  params["wait_timeout"])
     except ClusterError as error:
         module.fail(error)
-    result = dict(changed=any(entry["action"] in ("created", "updated", "deleted") for entry in results),
-                  results=results)
+    result = dict(changed=apply.changed(results), results=results)
     if module.diff_mode:
         result["diff"] = diffs
     module.exit(**result)

@@ -155,3 +155,78 @@ def klutch_apis(control_plane):
         admin.wait(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"], None, condition_holds("Established"), 30,
                    "Established")
     return admin
+
+
+@pytest.fixture(scope="session")
+def crossplane(control_plane):
+    """The lab's Crossplane: its registry (host:port) and the crank CLI that builds packages."""
+    from klutch_lab.binaries import crank_path
+    from klutch_lab.crossplane import Crossplane
+
+    return {"registry": Crossplane(control_plane, None).registry, "crank": str(crank_path())}
+
+
+@pytest.fixture(scope="session")
+def control_plane_play(control_plane, crossplane):
+    """control_plane_play(dataservices, cluster=control_plane) -> a playbook running the control_plane role."""
+
+    def play(dataservices, cluster=None):
+        variables = {"control_plane_kubeconfig": str((cluster or control_plane).admin_kubeconfig),
+                     "control_plane_crank": crossplane["crank"], "control_plane_dataservices": dataservices}
+        return f"""\
+            - name: Publish data services
+              hosts: localhost
+              connection: local
+              gather_facts: false
+              roles:
+                - role: klutch.bind.control_plane
+                  vars: {json.dumps(variables)}
+            """
+
+    return play
+
+
+class Publication:
+    """The role's runs that published the sample package: check mode, first and second run."""
+
+    def __init__(self, package):
+        self.package = package
+        self.runs = {}
+        self.seconds = {}
+        self.writes = {}
+        self.listings = {}
+        self.in_registry = {}
+
+
+def crossplane_listing(client):
+    """What publishing could have written: Crossplane's packages and APIs, CRDs, namespaces."""
+    from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+        COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, Resource)
+
+    configurations = Resource("pkg.crossplane.io/v1", "Configuration", "configurations", namespaced=False)
+    return {resource.kind: sorted(obj["metadata"]["name"] for obj in client.list(resource)[0])
+            for resource in (configurations, COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS,
+                             CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES)}
+
+
+@pytest.fixture(scope="session")
+def sample_dataservices(control_plane, crossplane, control_plane_play, run_playbook, audit):
+    """The shipped sample package, built, pushed and installed by the role: check mode first, then twice."""
+    import time
+
+    from ansible_collections.klutch.bind.plugins.module_utils import oci
+    from klutch_lab.audit import now
+    from klutch_lab.cluster import ADMIN_USER
+
+    client = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
+    publication = Publication(f"{crossplane['registry']}/klutch-bind/sample-dataservices:v0.1.0")
+    play = control_plane_play([{"name": "sample-dataservices", "src": "dataservices", "package": publication.package}])
+    for run, check in (("check", True), ("first", False), ("second", False)):
+        publication.listings[run] = crossplane_listing(client)
+        start, started = now(), time.monotonic()
+        publication.runs[run] = run_playbook(play, check=check)
+        publication.seconds[run] = time.monotonic() - started
+        publication.writes[run] = audit(control_plane).count_writes(since=start, user=ADMIN_USER)
+        publication.in_registry[run] = oci.Registry().manifest(oci.Reference(publication.package)) is not None
+    publication.listings["after"] = crossplane_listing(client)
+    return publication

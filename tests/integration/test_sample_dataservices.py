@@ -1,42 +1,27 @@
 """The sample data services shipped with the collection, on the lab's real Crossplane.
 
-Their XRDs and Compositions are applied directly here; the role's package path comes next.
+The role builds them into a package, pushes it to the lab's registry and installs it
+(the sample_dataservices fixture); these tests use the APIs it published.
 """
 
 import base64
-from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    COMPOSITE_RESOURCE_DEFINITIONS,
-    COMPOSITIONS,
-    CONFIG_MAPS,
-    NAMESPACES,
-    SECRETS,
-    Resource,
-)
+from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, NAMESPACES, SECRETS, Resource
 
-SOURCE = Path(__file__).resolve().parents[2] / "roles" / "control_plane" / "files" / "dataservices"
 POSTGRESQL = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
 MESSAGING = Resource("samples.klutch.bind/v1", "MessagingInstance", "messaginginstances")
 NAMESPACE = "sample-claims"
 
 
 @pytest.fixture(scope="module")
-def cp(control_plane, client_for):
-    client = client_for(control_plane.admin_kubeconfig)
-    objects = [obj for path in sorted(SOURCE.glob("*-*.yaml")) for obj in manifests.load(src=str(path))]
-    for obj in objects:
-        kind = COMPOSITE_RESOURCE_DEFINITIONS if obj["kind"] == "CompositeResourceDefinition" else COMPOSITIONS
-        client.apply(kind, obj)
-    for xrd in (obj for obj in objects if obj["kind"] == "CompositeResourceDefinition"):
-        client.wait(COMPOSITE_RESOURCE_DEFINITIONS, xrd["metadata"]["name"], None,
-                    lambda obj: condition_holds("Established")(obj) and condition_holds("Offered")(obj), 60,
-                    "Established and Offered")
+def cp(control_plane, sample_dataservices):
+    assert sample_dataservices.runs["first"].returncode == 0, sample_dataservices.runs["first"].stdout
+    client = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     client.apply(NAMESPACES, {"metadata": {"name": NAMESPACE}})
     return client
 

@@ -53,3 +53,10 @@ def test_kinds_a_crd_serves():
     crd = {"spec": {"group": "example.com", "names": {"kind": "Gizmo"}, "scope": "Cluster",
                     "versions": [{"name": "v1"}, {"name": "v2", "served": False}]}}
     assert manifests.served_by(crd) == {("example.com/v1", "Gizmo"): False}
+
+
+def test_kinds_an_xrd_serves_are_its_composite_and_its_claim():
+    xrd = {"kind": "CompositeResourceDefinition",
+           "spec": {"group": "acme.example", "names": {"kind": "XDatabase"}, "claimNames": {"kind": "Database"},
+                    "versions": [{"name": "v1", "served": True}]}}
+    assert manifests.served_by(xrd) == {("acme.example/v1", "XDatabase"): False, ("acme.example/v1", "Database"): True}

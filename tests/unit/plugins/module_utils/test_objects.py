@@ -1,5 +1,6 @@
 """Change detection from a dry run's answer, and redaction of what modules show."""
 
+from ansible_collections.klutch.bind.plugins.module_utils import objects
 from ansible_collections.klutch.bind.plugins.module_utils.objects import REDACTED, for_output, has_changed, redact
 
 
@@ -52,3 +53,35 @@ def test_other_kinds_are_shown_as_they_are_without_managed_fields():
     shown = for_output(configmap({"a": "1"}))
     assert shown["data"] == {"a": "1"}
     assert "managedFields" not in shown["metadata"]
+
+
+def with_conditions(obj, **conditions):
+    return dict(obj, status=dict(obj.get("status", {}), conditions=[
+        {"type": name, "status": status} for name, status in conditions.items()]))
+
+
+def test_readiness_per_kind():
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"}
+    xrd = {"apiVersion": "apiextensions.crossplane.io/v1", "kind": "CompositeResourceDefinition",
+           "spec": {"claimNames": {"kind": "Db"}}}
+    package = {"apiVersion": "pkg.crossplane.io/v1", "kind": "Configuration", "spec": {"package": "r/p:v2"},
+               "status": {"currentIdentifier": "r/p:v1"}}
+    assert objects.readiness({"apiVersion": "v1", "kind": "ConfigMap"}) is None
+    ready, _description = objects.readiness(crd)
+    assert ready(with_conditions(crd, Established="True"))
+    ready, description = objects.readiness(xrd)
+    assert description == "Established and Offered"
+    assert not ready(with_conditions(xrd, Established="True"))
+    assert ready(with_conditions(xrd, Established="True", Offered="True"))
+    ready, _description = objects.readiness(package)
+    healthy = with_conditions(package, Installed="True", Healthy="True")
+    assert not ready(healthy), "healthy on the previous package is not ready"
+    healthy["status"]["currentIdentifier"] = "r/p:v2"
+    assert ready(healthy)
+
+
+def test_unmet_conditions_say_why():
+    obj = {"status": {"conditions": [{"type": "Installed", "status": "True"},
+                                     {"type": "Healthy", "status": "False", "reason": "Conflict", "message": "taken"}]}}
+    assert objects.unmet_conditions(obj) == ["Healthy=False (Conflict: taken)"]
+    assert objects.unmet_conditions(None) == []

@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Applying or deleting a set of manifests: every object checked first, then one write each at most."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.klutch.bind.plugins.module_utils import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds, diff, readiness
+
+
+class Planned:
+    """One object with the resource type that serves it (None: promised by a definition in the set)."""
+
+    def __init__(self, obj, resource, namespace):
+        self.obj = obj
+        self.resource = resource
+        self.namespace = namespace
+
+    @property
+    def name(self):
+        return self.obj["metadata"]["name"]
+
+    @property
+    def is_definition(self):
+        return (self.obj["apiVersion"], self.obj["kind"]) in manifests.DEFINING_KINDS
+
+    def entry(self, action):
+        entry = manifests.identity(self.obj)
+        entry.update(namespace=self.namespace, action=action)
+        return entry
+
+
+def plan(client, objects, default_namespace, deleting):
+    """A Planned per object; ConfigError before any write when a kind or namespace is wrong.
+
+    A kind that a CRD or XRD earlier in the set will serve is accepted. When deleting, a kind the
+    cluster does not serve has no objects, so it is not an error.
+    """
+    promised = {}  # {(apiVersion, kind): namespaced}
+    planned = []
+    for obj in objects:
+        kind = (obj["apiVersion"], obj["kind"])
+        resource = client.resource_for(*kind)
+        if resource is None and kind not in promised:
+            if not deleting:
+                raise ConfigError(
+                    "%s %s: %s does not serve kind %s in %s. Install its CustomResourceDefinition first, or "
+                    "list the CRD before this object." % (obj["kind"], obj["metadata"]["name"], client.label, kind[1],
+                                                          kind[0]))
+            planned.append(Planned(obj, None, None))
+            continue
+        namespaced = resource.namespaced if resource is not None else promised[kind]
+        namespace = (obj["metadata"].get("namespace") or default_namespace) if namespaced else None
+        if namespaced and not namespace:
+            raise ConfigError("%s %s is namespaced but names no namespace: set metadata.namespace or the namespace option."
+                              % (obj["kind"], obj["metadata"]["name"]))
+        if kind in manifests.DEFINING_KINDS:
+            promised.update(manifests.served_by(obj))
+        planned.append(Planned(obj, resource, namespace))
+    return planned
+
+
+def _awaited(item, changed, wait, wait_condition):
+    """(predicate, description) to wait for after applying `item`, or None.
+
+    Definitions are waited for whenever they changed, so that objects of their kinds can follow;
+    other objects only with `wait`, on `wait_condition` or else on what ready means for their kind.
+    """
+    if item.is_definition:
+        return readiness(item.obj) if changed or wait else None
+    if not wait:
+        return None
+    if wait_condition:
+        return (condition_holds(wait_condition["type"], wait_condition["status"]),
+                "%s=%s" % (wait_condition["type"], wait_condition["status"]))
+    return readiness(item.obj)
+
+
+def apply_planned(client, planned, check_mode, force=False, wait=False, wait_condition=None, wait_timeout=120):
+    """Apply each object in order; ([result entries], [diffs], {name: object after apply or wait})."""
+    results, diffs, final = [], [], {}
+    for item in planned:
+        resource = item.resource or client.resource_for(item.obj["apiVersion"], item.obj["kind"])
+        if resource is None:  # check mode: the definition of this kind was only dry-run applied
+            results.append(item.entry("created"))
+            continue
+        metadata = dict(item.obj["metadata"], namespace=item.namespace) if item.namespace else item.obj["metadata"]
+        change = client.apply(resource, dict(item.obj, metadata=metadata), force=force)
+        results.append(item.entry("unchanged" if not change.changed else "created" if change.before is None else "updated"))
+        final[(item.obj["kind"], item.name)] = change.after
+        if change.changed:
+            diffs.append(diff(change))
+            if item.is_definition:  # its kinds may be new: read their group versions again when used
+                for api_version, _kind in manifests.served_by(item.obj):
+                    client.forget_group_version(api_version)
+        awaited = None if check_mode else _awaited(item, change.changed, wait, wait_condition)
+        if awaited:
+            final[(item.obj["kind"], item.name)] = client.wait(resource, item.name, item.namespace, awaited[0],
+                                                               wait_timeout, awaited[1])
+    return results, diffs, final
+
+
+def delete_planned(client, planned, check_mode, wait=False, wait_timeout=120):
+    """Delete each object in reverse order; ([result entries], [diffs])."""
+    results, diffs = [], []
+    for item in reversed(planned):
+        change = client.delete(item.resource, item.name, item.namespace) if item.resource is not None else None
+        deleted = bool(change and change.changed)
+        results.append(item.entry("deleted" if deleted else "absent"))
+        if deleted:
+            diffs.append(diff(change))
+            if wait and not check_mode:
+                client.wait(item.resource, item.name, item.namespace, lambda current: current is None, wait_timeout,
+                            "deleted")
+    return results, diffs
+
+
+def changed(results):
+    return any(entry["action"] in ("created", "updated", "deleted") for entry in results)
