@@ -10,7 +10,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES
+import binascii
+import hashlib
+import json
+
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES, KLUTCH_API_VERSION
+
+RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 
 
 def group_version(group, version):
@@ -95,3 +102,178 @@ def conflicting_templates(templates, name, namespace, group, resource):
     """Other templates that already export <resource>.<group>; Klutch would silently pick one."""
     return sorted("%s/%s" % template_key(item) for item in templates
                   if exported_api(item) == (group or "", resource) and template_key(item) != (namespace, name))
+
+
+# The consumer's side of the control plane: what Klutch's backend creates per app cluster.
+IDENTITY_ANNOTATION = "example-backend.klutch.anynines.com/identity"
+API_SERVICE_NAMESPACE_ANNOTATION = "klutch.anynines.com/api-service-namespace"
+SPEC_HASH_ANNOTATION = "klutch.anynines.com/source-spec-hash"
+BINDER = "klutch-binder"  # the consumer's ServiceAccount, its token Secret, RoleBinding and static ClusterRole
+KUBECONFIG_SECRET = "kubeconfig"
+NAMESPACE_PREFIX = "cluster"
+# Verbs on instances: the konnector creates, updates and deletes them upstream and watches their status.
+INSTANCE_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+READ_VERBS = ["get", "list", "watch"]
+_BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def base62(data):
+    """Big-endian bytes as a base-62 number, with Go's big.Int digits (0-9, a-z, A-Z)."""
+    number = int(binascii.hexlify(data), 16) if data else 0
+    digits = []
+    while number:
+        number, digit = divmod(number, 62)
+        digits.append(_BASE62[digit])
+    return "".join(reversed(digits)) or "0"
+
+
+def cluster_id(klutch_bind_namespace_uid):
+    """An app cluster's id as Klutch's CLI derives it: from the UID of its klutch-bind namespace."""
+    return base62(hashlib.sha224(klutch_bind_namespace_uid.encode("utf-8")).digest())[:6]
+
+
+def consumer_identity(consumer, app_cluster_id):
+    """The identity annotation value; Klutch uses `<OIDC subject>#<cluster id>`."""
+    return "%s#%s" % (consumer, app_cluster_id)
+
+
+def consumer_namespace(namespaces, identity):
+    """The name of the namespace that carries `identity`, or None; ConfigError when several do."""
+    found = sorted(ns["metadata"]["name"] for ns in namespaces
+                   if ((ns["metadata"].get("annotations") or {}).get(IDENTITY_ANNOTATION)) == identity)
+    if len(found) > 1:
+        raise ConfigError("Namespaces %s all claim consumer identity %s on the control plane, so it is not clear which "
+                          "holds this consumer's exports. Remove the %s annotation from all but one."
+                          % (", ".join(found), identity, IDENTITY_ANNOTATION))
+    return found[0] if found else None
+
+
+def export_snapshot(crd):
+    """The CRD's spec as an APIServiceExport carries it (served versions; storage only under a webhook)."""
+    spec = crd["spec"]
+    versions = [version for version in spec.get("versions") or [] if version.get("served")]
+    if ((spec.get("conversion") or {}).get("strategy")) == "Webhook":
+        versions = [dict(version, storage=True) for version in versions if version.get("storage")]
+    copied = ("name", "served", "storage", "deprecated", "deprecationWarning", "schema", "subresources",
+              "additionalPrinterColumns")
+    return {"group": spec["group"], "names": spec["names"], "scope": spec["scope"],
+            "versions": [dict((key, version[key]) for key in copied if version.get(key) is not None)
+                         for version in versions]}
+
+
+def spec_hash(snapshot):
+    """base62(SHA-224) of the snapshot's JSON, as Klutch marks exports; keys sorted, so stable across runs."""
+    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+    return base62(hashlib.sha224(text.encode("utf-8")).digest())
+
+
+def api_service_export(crd, namespace, informer_scope, permission_claims, isolation="Prefixed"):
+    snapshot = export_snapshot(crd)
+    spec = dict(snapshot, informerScope=informer_scope, permissionClaims=list(permission_claims or []))
+    if snapshot["scope"] == "Cluster":
+        spec["clusterScopedIsolation"] = isolation
+    return {"apiVersion": KLUTCH_API_VERSION, "kind": "APIServiceExport",
+            "metadata": {"name": crd["metadata"]["name"], "namespace": namespace,
+                         "annotations": {SPEC_HASH_ANNOTATION: spec_hash(snapshot)}},
+            "spec": spec}
+
+
+def export_request(name, namespace, group, resource, permission_claims):
+    return {"apiVersion": KLUTCH_API_VERSION, "kind": "APIServiceExportRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"resources": [{"group": group or "", "resource": resource,
+                                    "permissionClaims": list(permission_claims or [])}]}}
+
+
+def request_status(failures, now, previous=None):
+    """The status Klutch's backend writes on a request: Succeeded, or Failed with the messages.
+
+    A condition keeps its lastTransitionTime from `previous` while its status stays the same, so
+    writing the same outcome again changes nothing.
+    """
+    if failures:
+        message = "; ".join(failures)
+        condition = {"status": "False", "severity": "Error", "reason": "ExportFailed", "message": message}
+        status = {"phase": "Failed", "terminalMessage": message}
+    else:
+        condition = {"status": "True"}
+        status = {"phase": "Succeeded"}
+    before = dict((item.get("type"), item) for item in ((previous or {}).get("conditions") or []))
+    status["conditions"] = []
+    for condition_type in ("ExportsReady", "Ready"):
+        old = before.get(condition_type) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == condition["status"] else None
+        status["conditions"].append(dict(condition, type=condition_type, lastTransitionTime=since or now))
+    return status
+
+
+def claim_verbs(claim):
+    """What the konnector does upstream with a claimed kind: it only reads what the provider owns."""
+    owner = (claim.get("selector") or {}).get("owner")
+    return READ_VERBS if owner == "Provider" else INSTANCE_VERBS
+
+
+def consumer_rules(exports):
+    """Rules of ClusterRole klutch-binder-<P>: each exported kind and each claimed kind, once, least verbs."""
+    verbs = {}
+    for export in exports:
+        spec = export["spec"]
+        key = (spec["group"], spec["names"]["plural"])
+        verbs[key] = set(INSTANCE_VERBS)
+        for claim in spec.get("permissionClaims") or []:
+            claim_key = (claim.get("group") or "", claim["resource"])
+            verbs[claim_key] = verbs.get(claim_key, set()) | set(claim_verbs(claim))
+    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs[(group, resource)])}
+            for group, resource in sorted(verbs)]
+
+
+def binder_subject(namespace):
+    return [{"kind": "ServiceAccount", "name": BINDER, "namespace": namespace}]
+
+
+def role_binding(name, namespace, role_kind, role_name, subject_namespace):
+    return {"apiVersion": RBAC_API_VERSION, "kind": "RoleBinding", "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name},
+            "subjects": binder_subject(subject_namespace)}
+
+
+def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
+    """RBAC of the consumer's ServiceAccount, least privilege (Klutch's §2.7 flip-flop fixed).
+
+    The static klutch-binder role in its own namespace; ClusterRole klutch-binder-<P> (owned by the
+    namespace, so it goes with it) bound in each mapped namespace in Namespaced scope, or cluster-wide
+    only in Cluster scope.
+    """
+    dynamic = "%s-%s" % (BINDER, namespace)
+    owner = [{"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": namespace_uid, "controller": True}]
+    objects = [
+        role_binding(BINDER, namespace, "ClusterRole", BINDER, namespace),
+        {"apiVersion": RBAC_API_VERSION, "kind": "ClusterRole",
+         "metadata": {"name": dynamic, "ownerReferences": owner}, "rules": consumer_rules(exports)},
+    ]
+    if scope == "Cluster":
+        objects.append({"apiVersion": RBAC_API_VERSION, "kind": "ClusterRoleBinding",
+                        "metadata": {"name": dynamic, "ownerReferences": owner},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": dynamic},
+                        "subjects": binder_subject(namespace)})
+    else:
+        objects.extend(role_binding(BINDER, mapped, "ClusterRole", dynamic, namespace) for mapped in mapped_namespaces)
+    return objects
+
+
+def mapped_namespace(provider_namespace, service_namespace):
+    """The control-plane namespace that backs consumer namespace N: status.namespace, else <P>-N."""
+    return ((service_namespace.get("status") or {}).get("namespace")
+            or "%s-%s" % (provider_namespace, service_namespace["metadata"]["name"]))
+
+
+def kubeconfig(server, ca_data, token, namespace, server_name=None):
+    """The consumer's kubeconfig, shaped as Klutch's backend writes it (cluster, user, context "default")."""
+    cluster = {"server": server, "certificate-authority-data": ca_data}
+    if server_name:
+        cluster["tls-server-name"] = server_name
+    return {"apiVersion": "v1", "kind": "Config", "current-context": "default",
+            "clusters": [{"name": "default", "cluster": cluster}],
+            "users": [{"name": "default", "user": {"token": token}}],
+            "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default",
+                                                         "namespace": namespace}}]}

@@ -79,3 +79,10 @@ EXPORT_TEMPLATES = Resource(TEMPLATE_API_VERSION, "APIServiceExportTemplate", "a
 COMPOSITE_RESOURCE_DEFINITIONS = Resource(
     "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions", namespaced=False)
 COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)
+
+# Klutch's own kinds, for the backend's work on the control plane and the konnector's on app clusters.
+API_SERVICE_EXPORTS = Resource(KLUTCH_API_VERSION, "APIServiceExport", "apiserviceexports")
+API_SERVICE_EXPORT_REQUESTS = Resource(KLUTCH_API_VERSION, "APIServiceExportRequest", "apiserviceexportrequests")
+API_SERVICE_NAMESPACES = Resource(KLUTCH_API_VERSION, "APIServiceNamespace", "apiservicenamespaces")
+API_SERVICE_BINDINGS = Resource(KLUTCH_API_VERSION, "APIServiceBinding", "apiservicebindings")
+CLUSTER_BINDINGS = Resource(KLUTCH_API_VERSION, "ClusterBinding", "clusterbindings")

@@ -168,13 +168,13 @@ def crossplane(control_plane):
 
 @pytest.fixture(scope="session")
 def control_plane_play(control_plane, crossplane):
-    """control_plane_play(dataservices, cluster=control_plane) -> a playbook running the control_plane role."""
+    """control_plane_play(cluster=control_plane, **role_vars) -> a playbook running the control_plane role."""
 
-    def play(dataservices, cluster=None):
-        variables = {"control_plane_kubeconfig": str((cluster or control_plane).admin_kubeconfig),
-                     "control_plane_crank": crossplane["crank"], "control_plane_dataservices": dataservices}
+    def play(cluster=None, **role_vars):
+        variables = dict({"control_plane_kubeconfig": str((cluster or control_plane).admin_kubeconfig),
+                          "control_plane_crank": crossplane["crank"]}, **role_vars)
         return f"""\
-            - name: Publish data services
+            - name: Prepare the control plane
               hosts: localhost
               connection: local
               gather_facts: false
@@ -220,7 +220,8 @@ def sample_dataservices(control_plane, crossplane, control_plane_play, run_playb
 
     client = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     publication = Publication(f"{crossplane['registry']}/klutch-bind/sample-dataservices:v0.1.0")
-    play = control_plane_play([{"name": "sample-dataservices", "src": "dataservices", "package": publication.package}])
+    play = control_plane_play(control_plane_dataservices=[
+        {"name": "sample-dataservices", "src": "dataservices", "package": publication.package}])
     for run, check in (("check", True), ("first", False), ("second", False)):
         publication.listings[run] = crossplane_listing(client)
         start, started = now(), time.monotonic()

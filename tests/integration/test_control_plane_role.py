@@ -38,25 +38,9 @@ def fresh(lab):
     lab.down(["fresh-cp"])
 
 
-def playbook(cluster):
-    return f"""\
-        - name: Publish data services
-          hosts: localhost
-          connection: local
-          gather_facts: false
-          roles:
-            - role: klutch.bind.control_plane
-              vars:
-                control_plane_kubeconfig: {cluster.admin_kubeconfig}
-                control_plane_templates:
-                  - name: postgresqlinstances
-                    group: anynines.com
-                    resource: postgresqlinstances
-                    version: v1
-                    permission_claims:
-                      - {{resource: secrets, owner: Provider}}
-                      - {{resource: configmaps, owner: Provider}}
-        """
+TEMPLATES = [{"name": "postgresqlinstances", "group": "anynines.com", "resource": "postgresqlinstances", "version": "v1",
+              "permission_claims": [{"resource": "secrets", "owner": "Provider"},
+                                    {"resource": "configmaps", "owner": "Provider"}]}]
 
 
 def listing(client):
@@ -66,11 +50,11 @@ def listing(client):
             sorted(ns["metadata"]["name"] for ns in client.list(NAMESPACES)[0]))
 
 
-def test_check_mode_on_a_fresh_cluster_writes_nothing(run_playbook, fresh, audit):
+def test_check_mode_on_a_fresh_cluster_writes_nothing(run_playbook, control_plane_play, fresh, audit):
     cluster, client = fresh
     before = listing(client)
     start = now()
-    run = run_playbook(playbook(cluster), check=True)
+    run = run_playbook(control_plane_play(cluster, control_plane_templates=TEMPLATES), check=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert recap(run)["changed"] == 4
     assert "The template was not validated by the API server" in run.stdout + run.stderr
@@ -78,9 +62,9 @@ def test_check_mode_on_a_fresh_cluster_writes_nothing(run_playbook, fresh, audit
     assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
 
 
-def test_first_run_installs_and_publishes_then_second_run_changes_nothing(run_playbook, fresh, audit):
+def test_first_run_installs_and_publishes_then_second_run_changes_nothing(run_playbook, control_plane_play, fresh, audit):
     cluster, client = fresh
-    first = run_playbook(playbook(cluster))
+    first = run_playbook(control_plane_play(cluster, control_plane_templates=TEMPLATES))
     assert first.returncode == 0, first.stdout + first.stderr
     assert recap(first)["changed"] == 4
     served = {crd["metadata"]["name"] for crd in client.list(CUSTOM_RESOURCE_DEFINITIONS)[0]}
@@ -90,7 +74,7 @@ def test_first_run_installs_and_publishes_then_second_run_changes_nothing(run_pl
     assert template["spec"]["APIServiceSelector"]["resource"] == "postgresqlinstances"
 
     start = now()
-    second = run_playbook(playbook(cluster))
+    second = run_playbook(control_plane_play(cluster, control_plane_templates=TEMPLATES))
     assert second.returncode == 0
     assert recap(second)["changed"] == 0
     assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0

@@ -75,8 +75,8 @@ def test_a_new_plan_and_then_a_new_claim_kind_reach_the_cluster_as_new_package_v
     def publish(tag, **changes):
         apis = [dict({"name": xrd, "group": MODIFIED_GROUP}, **(changes if xrd == POSTGRESQL_XRD else {}))
                 for xrd in SAMPLE_XRDS]
-        run = run_playbook(control_plane_play([{"name": "modified-samples", "src": "dataservices",
-                                                "package": f"{package}:{tag}", "apis": apis}]))
+        run = run_playbook(control_plane_play(control_plane_dataservices=[
+            {"name": "modified-samples", "src": "dataservices", "package": f"{package}:{tag}", "apis": apis}]))
         assert run.returncode == 0, run.stdout + run.stderr
         configuration = cp.get(CONFIGURATIONS, "modified-samples")
         assert configuration["status"]["currentIdentifier"] == f"{package}:{tag}"

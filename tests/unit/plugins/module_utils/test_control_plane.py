@@ -1,6 +1,9 @@
 """The control plane's pure planning: templates in Klutch's wire format and the checks on them."""
 
+import pytest
+
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 
 
 def test_template_wire_format():
@@ -42,3 +45,125 @@ def test_conflicting_templates_ignore_the_template_itself():
                  template("a", "other", "x.io", "others")]
     assert control_plane.conflicting_templates(templates, "pg", "a", "x.io", "pgs") == ["b/pg2"]
     assert control_plane.conflicting_templates(templates, "new", "a", "x.io", "others") == ["a/other"]
+
+
+def crd(scope="Namespaced", conversion=None, versions=None):
+    spec = {"group": "samples.klutch.bind", "scope": scope,
+            "names": {"kind": "PostgresqlInstance", "plural": "postgresqlinstances", "singular": "postgresqlinstance",
+                      "listKind": "PostgresqlInstanceList"},
+            "versions": versions or [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}},
+                 "subresources": {"status": {}}},
+                {"name": "v2", "served": False, "storage": False},
+            ]}
+    if conversion:
+        spec["conversion"] = {"strategy": conversion}
+    return {"metadata": {"name": "postgresqlinstances.samples.klutch.bind", "uid": "u1"}, "spec": spec}
+
+
+def test_base62_uses_gos_digits():
+    assert control_plane.base62(b"\x00") == "0"
+    assert control_plane.base62(bytes([61])) == "Z"
+    assert control_plane.base62(bytes([62])) == "10"
+    assert control_plane.base62(bytes([1, 0])) == "48"  # 256 = 4 * 62 + 8
+
+
+def test_cluster_id_is_six_base62_characters_of_the_namespace_uid():
+    first = control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
+    assert len(first) == 6 and first.isalnum()
+    assert first == control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
+    assert first != control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000002")
+
+
+def namespace_with(name, identity=None):
+    annotations = {control_plane.IDENTITY_ANNOTATION: identity} if identity else {}
+    return {"metadata": {"name": name, "annotations": annotations}}
+
+
+def test_the_consumer_namespace_is_found_by_identity_and_two_claims_are_refused():
+    namespaces = [namespace_with("default"), namespace_with("cluster-abcde", "app-1#X1y2Z3")]
+    assert control_plane.consumer_namespace(namespaces, "app-1#X1y2Z3") == "cluster-abcde"
+    assert control_plane.consumer_namespace(namespaces, "app-2#X1y2Z3") is None
+    namespaces.append(namespace_with("cluster-fghij", "app-1#X1y2Z3"))
+    with pytest.raises(ConfigError, match="cluster-abcde, cluster-fghij all claim consumer identity app-1#X1y2Z3"):
+        control_plane.consumer_namespace(namespaces, "app-1#X1y2Z3")
+
+
+def test_the_snapshot_keeps_served_versions_only():
+    snapshot = control_plane.export_snapshot(crd())
+    assert [version["name"] for version in snapshot["versions"]] == ["v1"]
+    assert snapshot["versions"][0]["subresources"] == {"status": {}}
+    assert set(snapshot) == {"group", "names", "scope", "versions"}
+
+
+def test_under_a_conversion_webhook_only_the_storage_version_is_exported():
+    versions = [{"name": "v1", "served": True, "storage": False}, {"name": "v2", "served": True, "storage": True}]
+    snapshot = control_plane.export_snapshot(crd(conversion="Webhook", versions=versions))
+    assert snapshot["versions"] == [{"name": "v2", "served": True, "storage": True}]
+
+
+def test_the_export_carries_the_hash_scope_and_the_template_claims():
+    claims = [{"group": "", "resource": "secrets", "version": "v1", "selector": {"owner": "Provider"}}]
+    export = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", claims)
+    assert export["metadata"]["name"] == "postgresqlinstances.samples.klutch.bind"
+    assert export["spec"]["informerScope"] == "Namespaced"
+    assert export["spec"]["permissionClaims"] == claims
+    assert "clusterScopedIsolation" not in export["spec"]
+    digest = export["metadata"]["annotations"][control_plane.SPEC_HASH_ANNOTATION]
+    assert digest == control_plane.spec_hash(control_plane.export_snapshot(crd()))
+    changed = crd()
+    changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["required"] = ["spec"]
+    assert control_plane.spec_hash(control_plane.export_snapshot(changed)) != digest
+    cluster_scoped = control_plane.api_service_export(crd(scope="Cluster"), "cluster-abcde", "Cluster", [])
+    assert cluster_scoped["spec"]["clusterScopedIsolation"] == "Prefixed"
+
+
+def test_rules_give_instances_full_verbs_and_provider_owned_claims_read_only():
+    claims = [{"group": "", "resource": "secrets", "selector": {"owner": "Provider"}},
+              {"group": "", "resource": "configmaps", "selector": {"owner": "Consumer"}},
+              {"group": "", "resource": "secrets", "selector": {"owner": "Provider"}}]
+    export = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", claims)
+    rules = control_plane.consumer_rules([export])
+    assert rules == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": control_plane.INSTANCE_VERBS},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["samples.klutch.bind"], "resources": ["postgresqlinstances"],
+         "verbs": control_plane.INSTANCE_VERBS},
+    ]
+
+
+def test_namespaced_scope_binds_only_in_mapped_namespaces_and_cluster_scope_only_cluster_wide():
+    namespaced = control_plane.consumer_rbac("cluster-abcde", "uid-1", [], "Namespaced",
+                                             ["cluster-abcde-default", "cluster-abcde-team"])
+    kinds = [(obj["kind"], obj["metadata"].get("namespace")) for obj in namespaced]
+    assert ("ClusterRoleBinding", None) not in kinds
+    assert kinds == [("RoleBinding", "cluster-abcde"), ("ClusterRole", None),
+                     ("RoleBinding", "cluster-abcde-default"), ("RoleBinding", "cluster-abcde-team")]
+    assert namespaced[2]["roleRef"]["name"] == "klutch-binder-cluster-abcde"
+    assert namespaced[2]["subjects"] == [{"kind": "ServiceAccount", "name": "klutch-binder",
+                                          "namespace": "cluster-abcde"}]
+    cluster = control_plane.consumer_rbac("cluster-abcde", "uid-1", [], "Cluster", ["cluster-abcde-default"])
+    assert [obj["kind"] for obj in cluster] == ["RoleBinding", "ClusterRole", "ClusterRoleBinding"]
+    assert cluster[1]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_a_consumer_namespace_maps_to_the_prefixed_name_unless_status_says_otherwise():
+    assert control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": "default"}}) == "cluster-abcde-default"
+    assert control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": "default"},
+                                                            "status": {"namespace": "elsewhere"}}) == "elsewhere"
+
+
+def test_the_kubeconfig_has_klutchs_shape():
+    config = control_plane.kubeconfig("https://cp.example:6443", "Q0E=", "t0ken", "cluster-abcde", "cp.example")
+    assert config["current-context"] == "default"
+    assert config["contexts"][0]["context"] == {"cluster": "default", "user": "default", "namespace": "cluster-abcde"}
+    assert config["clusters"][0]["cluster"]["tls-server-name"] == "cp.example"
+
+
+def test_request_status_is_succeeded_or_failed_with_the_message_and_keeps_transition_times():
+    succeeded = control_plane.request_status([], "2026-01-01T00:00:00Z")
+    assert succeeded["phase"] == "Succeeded"
+    assert control_plane.request_status([], "2026-02-02T00:00:00Z", succeeded) == succeeded
+    failed = control_plane.request_status(["CRD x.y not found"], "2026-03-03T00:00:00Z", succeeded)
+    assert failed["phase"] == "Failed" and failed["terminalMessage"] == "CRD x.y not found"
+    assert {item["lastTransitionTime"] for item in failed["conditions"]} == {"2026-03-03T00:00:00Z"}
