@@ -7,9 +7,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds, diff, readiness
+from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN
 
 
 class Planned:
@@ -121,3 +124,54 @@ def delete_planned(client, planned, check_mode, wait=False, wait_timeout=120):
 
 def changed(results):
     return any(entry["action"] in ("created", "updated", "deleted") for entry in results)
+
+
+def now():
+    """The time as Kubernetes writes it in conditions."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Recorder:
+    """Applies and deletes single objects for a module, keeping results and diffs as klutch_manifest reports them."""
+
+    def __init__(self, client, check_mode):
+        self.client = client
+        self.check_mode = check_mode
+        self.results = []
+        self.diffs = []
+
+    @property
+    def changed(self):
+        return changed(self.results)
+
+    def apply(self, obj, resource=None, subresource=None, definition_wait=60, **known):
+        """Apply `obj` (of a known kind unless `resource` is given); the object after it.
+
+        `before=` passes the object as a listing already showed it (None: absent), saving a GET.
+        A CRD or XRD that changed is waited for until ready, so its kinds can be used next.
+        """
+        resource = resource or KNOWN[(obj["apiVersion"], obj["kind"])]
+        change = self.client.apply(resource, obj, subresource=subresource, **known)
+        self._record(obj, change, "updated" if change.before is not None else "created")
+        item = Planned(obj, resource, obj["metadata"].get("namespace"))
+        awaited = _awaited(item, change.changed, False, None) if not self.check_mode and not subresource else None
+        if awaited:
+            for api_version, _kind in manifests.served_by(obj):
+                self.client.forget_group_version(api_version)
+            return self.client.wait(resource, item.name, item.namespace, awaited[0], definition_wait, awaited[1])
+        return change.after
+
+    def delete(self, resource, name, namespace=None):
+        change = self.client.delete(resource, name, namespace)
+        self._record({"apiVersion": resource.api_version, "kind": resource.kind,
+                      "metadata": {"name": name, "namespace": namespace}}, change, "deleted")
+
+    def planned(self, obj):
+        """An object that check mode cannot dry-run (its namespace is still to be created): reported as created."""
+        self.results.append(Planned(obj, None, obj["metadata"].get("namespace")).entry("created"))
+
+    def _record(self, obj, change, action):
+        self.results.append(Planned(obj, None, obj["metadata"].get("namespace")).entry(
+            action if change.changed else "unchanged"))
+        if change.changed:
+            self.diffs.append(diff(change))

@@ -81,6 +81,10 @@ def retry_delay(attempt, status, status_body, retry_after=None):
     return delay
 
 
+# write() methods: (what messages call it, HTTP verb, content type)
+WRITES = {"POST": ("create", "POST", "application/json"), "PUT": ("replace", "PUT", "application/json"),
+          "PATCH": ("patch", "PATCH", "application/merge-patch+json"),
+          "APPLY": ("apply", "PATCH", "application/apply-patch+yaml")}
 UNREAD = object()  # apply() reads the current object itself unless given it
 
 
@@ -189,6 +193,16 @@ class ClusterClient:
             return KNOWN[(api_version, kind)]
         return api_resource_list_entry(self.api_resources(api_version), kind)
 
+    def resource_by_plural(self, api_version, plural):
+        """The Resource called `plural` in a group version, or None: permission claims name resources so."""
+        known = next((item for item in KNOWN.values() if (item.api_version, item.plural) == (api_version, plural)), None)
+        if known is not None:
+            return known
+        for entry in self.api_resources(api_version).get("resources") or []:
+            if entry.get("name") == plural:
+                return Resource(api_version, entry["kind"], plural, namespaced=bool(entry.get("namespaced")))
+        return None
+
     def forget_group_version(self, api_version):
         """Read a group version again on next use, e.g. after its CRD was installed."""
         self._group_versions.pop(api_version, None)
@@ -204,12 +218,13 @@ class ClusterClient:
             raise
 
     def list(self, resource, namespace=None, label_selector=None, field_selector=None):
-        """All items (following `continue`) and the list's resourceVersion, for a watch to start from."""
+        """All items (following `continue`), each as a GET shows it, and the list's resourceVersion."""
         items, query = [], {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500}
         while True:
             page = self.request("GET", resource.path(namespace), "list", resource.describe(namespace=namespace),
                                 query=query)
-            items.extend(page.get("items") or [])
+            # Built-in kinds leave apiVersion and kind out of list items; objects read one by one carry them.
+            items.extend(dict(item, apiVersion=resource.api_version, kind=resource.kind) for item in page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
@@ -244,9 +259,25 @@ class ClusterClient:
             return Change(before, before, False)
         return Change(before, planned if self.dry_run else send(dry_run=False), True)
 
-    def delete(self, resource, name, namespace=None, propagation="Background"):
-        """Delete if present; a Change whose `after` is None."""
-        before = self.get(resource, name, namespace)
+    def write(self, method, resource, body, subresource=None):
+        """One create (POST), replace (PUT), merge patch (PATCH) or forced server-side apply (APPLY) of
+        `body`, a dry run in check mode; the object written.
+
+        Unlike apply() it does not compare first: for callers that planned the write from a listing.
+        """
+        metadata = body.get("metadata") or {}
+        name, namespace = metadata.get("name"), metadata.get("namespace")
+        path = resource.path(namespace, None if method == "POST" else name, subresource)
+        action, verb, content_type = WRITES[method]
+        query = {"fieldManager": FIELD_MANAGER, "dryRun": "All" if self.dry_run else None,
+                 "force": "true" if method == "APPLY" else None}
+        return self.request(verb, path, action, resource.describe(name, namespace), query=query, body=body,
+                            content_type=content_type)
+
+    def delete(self, resource, name, namespace=None, propagation="Background", before=UNREAD):
+        """Delete if present; a Change whose `after` is None. `before` saves the GET, as for apply()."""
+        if before is UNREAD:
+            before = self.get(resource, name, namespace)
         if before is None:
             return Change(None, None, False)
         try:

@@ -15,6 +15,7 @@ import hashlib
 import json
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
 from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES, KLUTCH_API_VERSION
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
@@ -113,7 +114,8 @@ KUBECONFIG_SECRET = "kubeconfig"
 NAMESPACE_PREFIX = "cluster"
 # Verbs on instances: the konnector creates, updates and deletes them upstream and watches their status.
 INSTANCE_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-READ_VERBS = ["get", "list", "watch"]
+# On objects the provider owns the konnector only reads and marks them (resource-owner annotation).
+PROVIDER_CLAIM_VERBS = ["get", "list", "patch", "update", "watch"]
 _BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -125,11 +127,6 @@ def base62(data):
         number, digit = divmod(number, 62)
         digits.append(_BASE62[digit])
     return "".join(reversed(digits)) or "0"
-
-
-def cluster_id(klutch_bind_namespace_uid):
-    """An app cluster's id as Klutch's CLI derives it: from the UID of its klutch-bind namespace."""
-    return base62(hashlib.sha224(klutch_bind_namespace_uid.encode("utf-8")).digest())[:6]
 
 
 def consumer_identity(consumer, app_cluster_id):
@@ -162,19 +159,51 @@ def export_snapshot(crd):
 
 
 def spec_hash(snapshot):
-    """base62(SHA-224) of the snapshot's JSON, as Klutch marks exports; keys sorted, so stable across runs."""
+    """base62(SHA-224) of the snapshot's JSON with sorted keys: stable across runs.
+
+    Klutch hashes Go's encoding (struct field order), which Python cannot reproduce byte for byte;
+    export_hash keeps whatever hash an export already carries while its snapshot is unchanged.
+    """
     text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
     return base62(hashlib.sha224(text.encode("utf-8")).digest())
 
 
-def api_service_export(crd, namespace, informer_scope, permission_claims, isolation="Prefixed"):
+def export_hash(snapshot, existing=None):
+    """The hash to annotate: the stored one while the stored snapshot equals ours, else ours."""
+    if existing is not None:
+        stored = dict((key, (existing.get("spec") or {}).get(key)) for key in snapshot)
+        kept = ((existing.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+        if stored == snapshot and kept:
+            return kept
+    return spec_hash(snapshot)
+
+
+def api_name(group, resource):
+    """Klutch's name for an API, its CRD and its export: `<resource>.<group>`, or `<resource>` for the core group."""
+    return "%s.%s" % (resource, group) if group else resource
+
+
+def export_problem(crd, informer_scope, existing=None):
+    """Why the CRD cannot be exported with this informer scope, or None (checked before any write)."""
+    name = crd["metadata"]["name"]
+    if crd["spec"].get("scope") == "Cluster" and informer_scope != "Cluster":
+        return ("%s is cluster-scoped, so a consumer can only bind it with consumer_scope Cluster (Klutch's export "
+                "rule). Set consumer_scope: Cluster, or export a namespaced API." % name)
+    stored = ((existing or {}).get("spec") or {}).get("informerScope")
+    if stored and stored != informer_scope:
+        return ("The consumer's export %s has informerScope %s, which cannot change. Remove it first (state: absent "
+                "for this resource), or keep consumer_scope %s." % (name, stored, stored))
+    return None
+
+
+def api_service_export(crd, namespace, informer_scope, permission_claims, isolation="Prefixed", existing=None):
     snapshot = export_snapshot(crd)
     spec = dict(snapshot, informerScope=informer_scope, permissionClaims=list(permission_claims or []))
     if snapshot["scope"] == "Cluster":
         spec["clusterScopedIsolation"] = isolation
     return {"apiVersion": KLUTCH_API_VERSION, "kind": "APIServiceExport",
             "metadata": {"name": crd["metadata"]["name"], "namespace": namespace,
-                         "annotations": {SPEC_HASH_ANNOTATION: spec_hash(snapshot)}},
+                         "annotations": {SPEC_HASH_ANNOTATION: export_hash(snapshot, existing)}},
             "spec": spec}
 
 
@@ -185,46 +214,43 @@ def export_request(name, namespace, group, resource, permission_claims):
                                     "permissionClaims": list(permission_claims or [])}]}}
 
 
-def request_status(failures, now, previous=None):
-    """The status Klutch's backend writes on a request: Succeeded, or Failed with the messages.
-
-    A condition keeps its lastTransitionTime from `previous` while its status stays the same, so
-    writing the same outcome again changes nothing.
-    """
-    if failures:
-        message = "; ".join(failures)
-        condition = {"status": "False", "severity": "Error", "reason": "ExportFailed", "message": message}
-        status = {"phase": "Failed", "terminalMessage": message}
-    else:
-        condition = {"status": "True"}
-        status = {"phase": "Succeeded"}
-    before = dict((item.get("type"), item) for item in ((previous or {}).get("conditions") or []))
-    status["conditions"] = []
-    for condition_type in ("ExportsReady", "Ready"):
-        old = before.get(condition_type) or {}
-        since = old.get("lastTransitionTime") if old.get("status") == condition["status"] else None
-        status["conditions"].append(dict(condition, type=condition_type, lastTransitionTime=since or now))
-    return status
+def request_status(now, previous=None):
+    """The status Klutch's backend writes on a request it has served: Succeeded."""
+    wanted = [{"type": condition_type, "status": "True"} for condition_type in ("ExportsReady", "Ready")]
+    return {"phase": "Succeeded", "conditions": stable_conditions(wanted, (previous or {}).get("conditions"), now)}
 
 
 def claim_verbs(claim):
-    """What the konnector does upstream with a claimed kind: it only reads what the provider owns."""
+    """What the konnector does upstream with a claimed kind: it marks, but never writes, what the provider owns."""
     owner = (claim.get("selector") or {}).get("owner")
-    return READ_VERBS if owner == "Provider" else INSTANCE_VERBS
+    return PROVIDER_CLAIM_VERBS if owner == "Provider" else INSTANCE_VERBS
 
 
-def consumer_rules(exports):
-    """Rules of ClusterRole klutch-binder-<P>: each exported kind and each claimed kind, once, least verbs."""
+def _rules(verbs):
+    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs[(group, resource)])}
+            for group, resource in sorted(verbs)]
+
+
+def consumer_rules(exports, claims=True):
+    """Rules on each exported kind and, with `claims`, each claimed kind, once, with the least verbs."""
     verbs = {}
     for export in exports:
         spec = export["spec"]
-        key = (spec["group"], spec["names"]["plural"])
-        verbs[key] = set(INSTANCE_VERBS)
-        for claim in spec.get("permissionClaims") or []:
+        verbs[(spec["group"], spec["names"]["plural"])] = set(INSTANCE_VERBS)
+        for claim in spec.get("permissionClaims") or [] if claims else []:
             claim_key = (claim.get("group") or "", claim["resource"])
             verbs[claim_key] = verbs.get(claim_key, set()) | set(claim_verbs(claim))
-    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs[(group, resource)])}
-            for group, resource in sorted(verbs)]
+    return _rules(verbs)
+
+
+def dynamic_role(namespace):
+    """The consumer's ClusterRole on its kinds, bound in its mapped namespaces; Klutch's name."""
+    return "%s-%s" % (BINDER, namespace)
+
+
+def cluster_wide_role(namespace):
+    """In Cluster scope: the exported kinds only, bound cluster-wide (claims stay namespaced)."""
+    return dynamic_role(namespace) + "-cluster"
 
 
 def binder_subject(namespace):
@@ -237,27 +263,37 @@ def role_binding(name, namespace, role_kind, role_name, subject_namespace):
             "subjects": binder_subject(subject_namespace)}
 
 
-def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
-    """RBAC of the consumer's ServiceAccount, least privilege (Klutch's §2.7 flip-flop fixed).
+def consumer_scope(exports, default):
+    """Cluster when any export was made for a cluster-scoped consumer, else `default`."""
+    scopes = set(export["spec"].get("informerScope") for export in exports)
+    return "Cluster" if "Cluster" in scopes else (scopes.pop() if scopes else default)
 
-    The static klutch-binder role in its own namespace; ClusterRole klutch-binder-<P> (owned by the
-    namespace, so it goes with it) bound in each mapped namespace in Namespaced scope, or cluster-wide
-    only in Cluster scope.
+
+def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
+    """RBAC of the consumer's ServiceAccount, least privilege (Klutch's flip-flop fixed).
+
+    The static klutch-binder role in its own namespace; ClusterRole klutch-binder-<P> with the
+    exported and claimed kinds, bound in each mapped namespace; in Cluster scope also the exported
+    kinds (never the claimed ones, such as Secrets) cluster-wide. The ClusterRoles are owned by the
+    consumer namespace, so they go with it.
     """
-    dynamic = "%s-%s" % (BINDER, namespace)
     owner = [{"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": namespace_uid, "controller": True}]
-    objects = [
-        role_binding(BINDER, namespace, "ClusterRole", BINDER, namespace),
-        {"apiVersion": RBAC_API_VERSION, "kind": "ClusterRole",
-         "metadata": {"name": dynamic, "ownerReferences": owner}, "rules": consumer_rules(exports)},
-    ]
+
+    def cluster_role(name, rules):
+        return {"apiVersion": RBAC_API_VERSION, "kind": "ClusterRole",
+                "metadata": {"name": name, "ownerReferences": owner}, "rules": rules}
+
+    objects = [role_binding(BINDER, namespace, "ClusterRole", BINDER, namespace),
+               cluster_role(dynamic_role(namespace), consumer_rules(exports))]
+    objects.extend(role_binding(BINDER, mapped, "ClusterRole", dynamic_role(namespace), namespace)
+                   for mapped in mapped_namespaces)
     if scope == "Cluster":
+        objects.append(cluster_role(cluster_wide_role(namespace), consumer_rules(exports, claims=False)))
         objects.append({"apiVersion": RBAC_API_VERSION, "kind": "ClusterRoleBinding",
-                        "metadata": {"name": dynamic, "ownerReferences": owner},
-                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": dynamic},
+                        "metadata": {"name": cluster_wide_role(namespace), "ownerReferences": owner},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                    "name": cluster_wide_role(namespace)},
                         "subjects": binder_subject(namespace)})
-    else:
-        objects.extend(role_binding(BINDER, mapped, "ClusterRole", dynamic, namespace) for mapped in mapped_namespaces)
     return objects
 
 

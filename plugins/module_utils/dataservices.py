@@ -93,6 +93,10 @@ def customize(objects, apis):
         spec = xrd["spec"]
         old_group, old_kind = spec.get("group"), (spec.get("names") or {}).get("kind")
         group, names, claims = _renamed_names(spec, overrides, api)
+        if (group, names["kind"]) == (old_group, old_kind) and \
+                (names != spec.get("names") or claims != (spec.get("claimNames") or {})):
+            raise ConfigError("apis entry %s: plural and claim_plural change only with group, kind or claim_kind, because "
+                              "Crossplane never renames an XRD in place. Add one of those." % api)
         if overrides.get("plans"):
             _add_plans(xrd, overrides["plans"], api)
         spec.update(group=group, names=names)
@@ -117,11 +121,28 @@ def customize(objects, apis):
     return objects
 
 
-def check_compositions(objects, served, cluster):
-    """ConfigError when a Composition refers to a kind that neither the source nor the cluster serves.
+def _composed_bases(spec):
+    """(resource name, base) of what a Composition composes: in Resources mode, or through
+    function-patch-and-transform's input in Pipeline mode."""
+    for resource in spec.get("resources") or []:
+        yield resource.get("name", "unnamed"), resource.get("base") or {}
+    for step in spec.get("pipeline") or []:
+        for resource in ((step.get("input") or {}).get("resources") or []):
+            yield resource.get("name", "unnamed"), resource.get("base") or {}
+
+
+def pipeline_functions(objects):
+    """The Functions that the source's Pipeline Compositions call."""
+    return set(((step.get("functionRef") or {}).get("name"))
+               for composition in objects if _kind(composition) == COMPOSITION_KIND
+               for step in (composition.get("spec") or {}).get("pipeline") or [])
+
+
+def check_compositions(objects, served, cluster, functions=()):
+    """ConfigError when a Composition refers to a kind or Function that neither the source nor the cluster has.
 
     `served(api_version, kind)` tells whether the cluster serves a kind; kinds that the source's
-    XRDs define count as served.
+    XRDs define count as served. `functions` are the names of the Functions installed.
     """
     defined = {}
     for xrd in definitions(objects):
@@ -137,13 +158,17 @@ def check_compositions(objects, served, cluster):
             raise ConfigError("Composition %s is for kind %s in %s, which no CompositeResourceDefinition in the source "
                               "defines and %s does not serve. Fix its compositeTypeRef, or add the XRD to the source."
                               % (name, target[1], target[0], cluster))
-        for resource in spec.get("resources") or []:
-            base = resource.get("base") or {}
+        for step in spec.get("pipeline") or []:
+            function = (step.get("functionRef") or {}).get("name")
+            if function not in functions:
+                raise ConfigError("Composition %s calls Function %s in step %s, which is not installed on %s. Install "
+                                  "that Function package first." % (name, function, step.get("step", "unnamed"), cluster))
+        for resource, base in _composed_bases(spec):
             composed = (base.get("apiVersion"), base.get("kind"))
             if composed not in defined and not served(*composed):
                 raise ConfigError("Composition %s composes kind %s in %s (resource %s), which %s does not serve. "
                                   "Install the provider that serves it first, or fix the base."
-                                  % (name, composed[1], composed[0], resource.get("name", "unnamed"), cluster))
+                                  % (name, composed[1], composed[0], resource, cluster))
 
 
 def api_summary(xrd):

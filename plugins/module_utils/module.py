@@ -43,7 +43,8 @@ def input_secrets(params):
     if YAML_IMPORT_ERROR:
         return found  # the missing library is reported once the module is set up
     try:
-        found.update(kubeconfig_secrets(parse_kubeconfig(params.get("kubeconfig"))))
+        for option in ("kubeconfig", "provider_kubeconfig"):
+            found.update(kubeconfig_secrets(parse_kubeconfig(params.get(option))))
     except ClusterError:
         pass  # reported when the client is built
     for option in ("definition", "resource_definition", "inline"):
@@ -92,10 +93,13 @@ class KlutchModule:
     def diff_mode(self):
         return self.ansible._diff
 
-    def client(self):
+    def client(self, connection=None):
+        """A client for the module's cluster, or for other `connection` options (K8S_AUTH_* not read then)."""
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
         from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 
+        if connection is not None:
+            return ClusterClient.from_params(connection, dry_run=self.check_mode, environ={})
         return ClusterClient.from_params(self.params, dry_run=self.check_mode)
 
     def warn(self, message):

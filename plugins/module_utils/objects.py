@@ -124,3 +124,17 @@ def unmet_conditions(obj):
     return ["%s=%s (%s: %s)" % (item.get("type"), item.get("status"), item.get("reason") or "-",
                                 item.get("message") or "no message")
             for item in conditions if item.get("status") != "True"]
+
+
+def stable_conditions(wanted, previous, now):
+    """`wanted` conditions with lastTransitionTime kept from `previous` while their status holds.
+
+    Writing the same outcome twice then changes nothing, as a controller's status should.
+    """
+    before = dict((item.get("type"), item) for item in previous or [])
+    stable = []
+    for condition in wanted:
+        old = before.get(condition["type"]) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == condition["status"] else None
+        stable.append(dict(condition, lastTransitionTime=since or now))
+    return stable

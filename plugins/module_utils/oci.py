@@ -105,7 +105,7 @@ class Registry:
             fields = dict((key, challenge[key]) for key in ("service", "scope") if challenge.get(key))
             token = self._get(challenge["realm"], reference, fields=fields)
             if token.status == 200:
-                body = json.loads(token.data.decode("utf-8"))
+                body = _json(token, "a token for package %s from %s" % (reference.text, challenge["realm"]))
                 headers["Authorization"] = "Bearer " + (body.get("token") or body.get("access_token") or "")
                 response = self._get(reference.manifest_url(), reference, headers)
         if response.status == 404:
@@ -117,16 +117,40 @@ class Registry:
         if response.status != 200:
             raise ConfigError("The registry %s answered %s for package %s. Check the reference and the registry."
                               % (reference.registry, response.status, reference.text))
-        return json.loads(response.data.decode("utf-8"))
+        return _json(response, "the manifest of package %s from %s" % (reference.text, reference.registry))
 
 
-def config_digest(manifest):
-    """The digest of an image's config, which identifies its content; None for an index."""
-    return ((manifest or {}).get("config") or {}).get("digest")
+def _json(response, what):
+    try:
+        body = json.loads(response.data.decode("utf-8"))
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ConfigError("The registry sent something other than JSON for %s: is a proxy in the way? Check the "
+                          "registry address." % what)
+    return body
+
+
+def config_digest(manifest, reference):
+    """The digest of an image's config, which identifies its content; None when there is no manifest.
+
+    A tag that holds an index of images is not a package this collection built: ConfigError.
+    """
+    if manifest is None:
+        return None
+    digest = (manifest.get("config") or {}).get("digest")
+    if not digest:
+        raise ConfigError("%s holds an image index, not a single package image, so it was not built from this "
+                          "source: push to another tag." % reference.text)
+    return digest
 
 
 def package_file_config_digest(path):
     """The config digest of a package file that `crank xpkg build` wrote (a `docker save` tarball)."""
-    with tarfile.open(path) as archive:
-        entries = json.load(archive.extractfile("manifest.json"))
-    return entries[0]["Config"]
+    try:
+        with tarfile.open(path) as archive:
+            entries = json.load(archive.extractfile("manifest.json"))
+        return entries[0]["Config"]
+    except (tarfile.TarError, KeyError, IndexError, TypeError, ValueError):
+        raise ConfigError("crank wrote %s in a form this collection does not know (no docker manifest.json): use "
+                          "crank from Crossplane 1.17 to 1.20." % path)

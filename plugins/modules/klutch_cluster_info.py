@@ -18,7 +18,8 @@ description:
     server's version and whether the Klutch API groups are served there.
   - Use it as a preflight check before binding, to fail early with a clear message when a cluster
     is unreachable or the credentials are wrong.
-  - Reads C(/version) and one group version per Klutch API group, and writes nothing.
+  - Reads C(/version), one group version per Klutch API group and the C(klutch-bind) namespace,
+    and writes nothing.
 options: {}
 extends_documentation_fragment:
   - klutch.bind.k8s_auth
@@ -62,10 +63,20 @@ klutch_apis:
   returned: success
   type: dict
   sample: {"klutch.anynines.com/v1alpha1": true, "example-backend.klutch.anynines.com/v1alpha1": false}
+cluster_id:
+  description:
+    - The app cluster's id as Klutch derives it from the UID of its C(klutch-bind) namespace, which
+      M(klutch.bind.klutch_export_request) needs; null while that namespace does not exist, or when
+      the credentials may not read it.
+  returned: success
+  type: str
+  sample: 3fK9aQ
 """
 
+from ansible_collections.klutch.bind.plugins.module_utils.app_cluster import BIND_NAMESPACE, cluster_id
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.klutch.anynines.com/v1alpha1")
 
@@ -80,16 +91,28 @@ def served(client, group_version):
     return True
 
 
+def readable_namespace(client, name):
+    """The namespace, or None when it is missing or this identity may not read it."""
+    try:
+        return client.get(NAMESPACES, name)
+    except ClusterError as error:
+        if error.status == 403:
+            return None
+        raise
+
+
 def main():
     module = KlutchModule(argument_spec={}, supports_check_mode=True)
     try:
         client = module.client()
         version = client.request("GET", "/version", "read", "the server version")
         apis = dict((group_version, served(client, group_version)) for group_version in KLUTCH_API_GROUP_VERSIONS)
+        bind_namespace = readable_namespace(client, BIND_NAMESPACE)
     except ClusterError as error:
         module.fail(error)
     module.exit(changed=False, host=client.configuration.host, cluster=client.label,
-                kubernetes_version=version.get("gitVersion"), klutch_apis=apis)
+                kubernetes_version=version.get("gitVersion"), klutch_apis=apis,
+                cluster_id=cluster_id(bind_namespace["metadata"]["uid"]) if bind_namespace else None)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ options:
   state:
     description:
       - V(absent) deletes the Configuration (and with it the APIs of its package), or with O(src)
-        alone the XRDs and Compositions of the source. Claims of a removed API are not deleted by this module.
+        alone the XRDs and Compositions of the source; XRDs that a package controls are refused.
+      - Crossplane deletes the remaining claims of an API whose XRD is removed.
     type: str
     choices: [present, absent]
     default: present
@@ -226,6 +227,7 @@ import tempfile
 from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     COMPOSITE_RESOURCE_DEFINITIONS,
     COMPOSITIONS,
@@ -240,6 +242,7 @@ except ImportError:  # reported by KlutchModule
 CONFIGURATION_API_VERSION = "pkg.crossplane.io/v1"
 CONFIGURATION_REVISIONS = Resource(CONFIGURATION_API_VERSION, "ConfigurationRevision", "configurationrevisions",
                                    namespaced=False)
+FUNCTIONS = Resource(CONFIGURATION_API_VERSION, "Function", "functions", namespaced=False)
 PACKAGE_LABEL = "pkg.crossplane.io/package"  # on a revision: the Configuration it belongs to
 
 
@@ -261,24 +264,27 @@ def load_source(module, client):
     if not dataservices.definitions(objects):
         raise ConfigError("%s holds no CompositeResourceDefinition: give the directory of the data service's XRDs "
                           "and Compositions." % params["src"])
+    functions = set()
+    if dataservices.pipeline_functions(objects) and client.resource_for(FUNCTIONS.api_version, FUNCTIONS.kind):
+        functions = set(item["metadata"]["name"] for item in client.list(FUNCTIONS)[0])
     dataservices.check_compositions(objects, lambda api_version, kind: client.resource_for(api_version, kind)
-                                    is not None, client.label)
+                                    is not None, client.label, functions)
     return metadata, objects
 
 
 def check_ownership(client, objects, configuration):
     """Refuse, before any write, XRDs and Compositions that another package or a direct apply controls."""
-    revisions = {}
+    revisions = None
     for resource in (COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS):
         wanted = set(obj["metadata"]["name"] for obj in objects if obj["kind"] == resource.kind)
-        for current in client.list(resource)[0]:
+        for current in client.list(resource)[0] if wanted else []:
             if current["metadata"]["name"] not in wanted:
                 continue
             revision = dataservices.controlling_revision(current)
-            if revision and revision not in revisions:
-                found = client.get(CONFIGURATION_REVISIONS, revision) or {}
-                revisions[revision] = ((found.get("metadata") or {}).get("labels") or {}).get(PACKAGE_LABEL)
-            problem = dataservices.ownership_problem(current, revisions.get(revision), configuration)
+            if revision and revisions is None:
+                revisions = dict((item["metadata"]["name"], ((item["metadata"].get("labels") or {}).get(PACKAGE_LABEL)))
+                                 for item in client.list(CONFIGURATION_REVISIONS)[0])
+            problem = dataservices.ownership_problem(current, (revisions or {}).get(revision), configuration)
             if problem:
                 raise ConfigError(problem)
 
@@ -314,9 +320,12 @@ def build_and_push(module, metadata, objects):
             with open(os.path.join(root, filename), "w") as handle:
                 yaml.safe_dump_all(documents, handle, default_flow_style=False, sort_keys=True)
         package_file = os.path.join(workdir, "package.xpkg")
-        run_crank(module, ["xpkg", "build", "--package-root", root, "-o", package_file], "build " + params["src"])
+        examples = os.path.join(workdir, "examples")  # crank would otherwise read ./examples of the cwd
+        os.mkdir(examples)
+        run_crank(module, ["xpkg", "build", "--package-root", root, "--examples-root", examples, "-o", package_file],
+                  "build " + params["src"])
         digest = oci.package_file_config_digest(package_file)
-        held = oci.config_digest(oci.Registry().manifest(reference))
+        held = oci.config_digest(oci.Registry().manifest(reference), reference)
         if held and held != digest:
             raise ConfigError("%s already holds a different package. Crossplane does not pull a tag again, so give the "
                               "changed source a new tag." % reference.text)
@@ -327,21 +336,18 @@ def build_and_push(module, metadata, objects):
     return {"reference": reference.text, "config_digest": digest, "pushed": not held}
 
 
-def configuration(module):
-    params = module.params
+def configuration(params):
     spec = {"package": params["package"]}
-    if params["package_pull_secrets"]:
+    if params.get("package_pull_secrets"):
         spec["packagePullSecrets"] = [{"name": name} for name in params["package_pull_secrets"]]
     return {"apiVersion": CONFIGURATION_API_VERSION, "kind": "Configuration",
             "metadata": {"name": params["name"]}, "spec": spec}
 
 
 def configuration_status(obj, name, package):
-    status = (obj or {}).get("status") or {}
-    conditions = dict((item.get("type"), item.get("status")) for item in status.get("conditions") or [])
-    return {"name": name, "package": package, "revision": status.get("currentRevision"),
-            "healthy": conditions.get("Installed") == "True" and conditions.get("Healthy") == "True"
-            and status.get("currentIdentifier") == package}
+    ready, _description = readiness(configuration({"name": name, "package": package}))
+    return {"name": name, "package": package, "revision": ((obj or {}).get("status") or {}).get("currentRevision"),
+            "healthy": bool(obj) and ready(obj)}
 
 
 def run(module):
@@ -356,8 +362,7 @@ def run(module):
     objects = []
     if params["src"]:
         metadata, objects = load_source(module, client)
-        if present:
-            check_ownership(client, objects, params["name"] if params["package"] else None)
+        check_ownership(client, objects, params["name"] if params["package"] else None)
         result["apis"] = [dataservices.api_summary(xrd) for xrd in dataservices.definitions(objects)]
     if params["package"]:
         if present and params["src"]:
@@ -368,7 +373,7 @@ def run(module):
                 raise ConfigError("Configuration %s: the registry %s has no package %s. Push it first, fix the "
                                   "reference, or give src to build and push it."
                                   % (params["name"], reference.registry, reference.text))
-        objects = [configuration(module)]
+        objects = [configuration(params)]
     planned = apply.plan(client, objects, None, not present)
     if present:
         results, diffs, final = apply.apply_planned(client, planned, module.check_mode, force=params["force_conflicts"],

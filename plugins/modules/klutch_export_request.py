@@ -170,14 +170,13 @@ diff:
 """
 
 import base64
-import datetime
 import random
 import string
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.objects import diff
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
@@ -187,7 +186,6 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
-    KNOWN,
     NAMESPACES,
     SECRETS,
 )
@@ -198,56 +196,53 @@ except ImportError:  # reported by KlutchModule
     yaml = None
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Run:
-    """One pass for one consumer: reads first, then writes, recording what changed."""
+class Run(Recorder):
+    """One pass for one consumer: the module's options, its client, and what it changed."""
 
     def __init__(self, module, client):
+        super(Run, self).__init__(client, module.check_mode)
         self.module = module
-        self.client = client
-        self.results = []
-        self.diffs = []
+        self.params = module.params
 
-    def apply(self, obj, resource=None, subresource=None):
-        resource = resource or KNOWN[(obj["apiVersion"], obj["kind"])]
-        change = self.client.apply(resource, obj, subresource=subresource)
-        self.record(obj, change, "updated" if change.before is not None else "created")
-        return change.after
 
-    def delete(self, resource, name, namespace=None):
-        change = self.client.delete(resource, name, namespace)
-        self.record({"apiVersion": resource.api_version, "kind": resource.kind,
-                     "metadata": {"name": name, "namespace": namespace}}, change, "deleted")
+class Consumer:
+    """What the control plane holds for one consumer, read once before anything is written."""
 
-    def record(self, obj, change, action):
-        self.results.append({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
-                             "namespace": obj["metadata"].get("namespace"),
-                             "action": action if change.changed else "unchanged"})
-        if change.changed:
-            self.diffs.append(diff(change))
+    def __init__(self, client, identity):
+        self.namespaces = dict((ns["metadata"]["name"], ns) for ns in client.list(NAMESPACES)[0])
+        self.namespace = plan.consumer_namespace(self.namespaces.values(), identity)
+        self.exports, self.requests, self.service_namespaces = {}, {}, []
+        if self.namespace:
+            self.exports = by_name(client.list(API_SERVICE_EXPORTS, self.namespace)[0])
+            self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, self.namespace)[0])
+            self.service_namespaces = client.list(API_SERVICE_NAMESPACES, self.namespace)[0]
 
-    def planned(self, obj):
-        """An object that check mode cannot dry-run, because its namespace is still to be created."""
-        self.results.append({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
-                             "namespace": obj["metadata"].get("namespace"), "action": "created"})
+    def mapped(self):
+        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces]
+
+
+def by_name(objects):
+    return dict((obj["metadata"]["name"], obj) for obj in objects)
 
 
 def require_klutch_apis(client):
-    for resource in (API_SERVICE_EXPORTS, API_SERVICE_EXPORT_REQUESTS, CLUSTER_BINDINGS, EXPORT_TEMPLATES):
+    for resource in (API_SERVICE_EXPORTS, API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS,
+                     EXPORT_TEMPLATES):
         if client.resource_for(resource.api_version, resource.kind) is None:
             raise ConfigError("%s does not serve %s: install the Klutch CRDs on the control plane first (role "
                               "klutch.bind.control_plane)." % (client.label, resource.kind))
+    if client.get(CLUSTER_ROLES, plan.BINDER) is None:
+        raise ConfigError("%s has no ClusterRole %s, which every consumer is bound to: install it first (role "
+                          "klutch.bind.control_plane)." % (client.label, plan.BINDER))
 
 
-def exported_apis(module, client):
+def exported_apis(run, consumer):
     """{name: (crd, claims)} for the requested resources; ConfigError naming the first problem."""
+    client = run.client
     templates = client.list(EXPORT_TEMPLATES)[0]
     found = {}
-    for item in module.params["resources"]:
-        name = "%s.%s" % (item["resource"], item["group"]) if item["group"] else item["resource"]
+    for item in run.params["resources"]:
+        name = plan.api_name(item["group"], item["resource"])
         crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
         if crd is None:
             raise ConfigError("Cannot export %s: %s has no CRD %s. Check group and resource, or publish the data "
@@ -256,6 +251,9 @@ def exported_apis(module, client):
         if template is None:
             raise ConfigError("Cannot export %s: no APIServiceExportTemplate on %s exports it. Publish one (module "
                               "klutch.bind.klutch_template) first." % (name, client.label))
+        problem = plan.export_problem(crd, run.params["consumer_scope"], consumer.exports.get(name))
+        if problem:
+            raise ConfigError(problem)
         found[name] = (crd, (template.get("spec") or {}).get("permissionClaims") or [])
     return found
 
@@ -271,40 +269,39 @@ def new_namespace_name(existing):
             return name
 
 
-def ensure_consumer(run, namespaces, identity):
-    """The consumer namespace, its ServiceAccount, token, and the token's (ca, token) once issued."""
-    params = run.module.params
-    namespace = plan.consumer_namespace(namespaces, identity)
-    is_new = namespace is None
-    if is_new:
-        namespace = new_namespace_name(set(ns["metadata"]["name"] for ns in namespaces))
+def ensure_consumer(run, consumer, identity):
+    """The consumer namespace (its uid), ServiceAccount and token Secret; the token Secret once issued.
+
+    None for the token in check mode when it is not there yet: nothing that needs it can be planned.
+    """
+    namespace = consumer.namespace or new_namespace_name(consumer.namespaces)
     created = run.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": namespace, "annotations": {plan.IDENTITY_ANNOTATION: identity}}})
+        "name": namespace, "annotations": {plan.IDENTITY_ANNOTATION: identity}}},
+        before=consumer.namespaces.get(namespace))
     in_namespace = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": plan.BINDER, "namespace": namespace}},
         {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
          "metadata": {"name": plan.BINDER, "namespace": namespace,
                       "annotations": {"kubernetes.io/service-account.name": plan.BINDER}}},
     ]
-    if is_new and run.module.check_mode:
+    if consumer.namespace is None and run.check_mode:
         for obj in in_namespace:
             run.planned(obj)
         return namespace, None, None
     for obj in in_namespace:
         run.apply(obj)
-    if run.module.check_mode:
+    if run.check_mode:
         token_secret = run.client.get(SECRETS, plan.BINDER, namespace)
-        if not ((token_secret or {}).get("data") or {}).get("token"):
-            return namespace, None, None
-    else:
-        token_secret = run.client.wait(SECRETS, plan.BINDER, namespace,
-                                       lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
-                                       params["wait_timeout"], "issued a token by the token controller")
-    return namespace, (created or {}).get("metadata", {}).get("uid"), token_secret
+        has_token = bool(((token_secret or {}).get("data") or {}).get("token"))
+        return namespace, created["metadata"].get("uid"), token_secret if has_token else None
+    token_secret = run.client.wait(SECRETS, plan.BINDER, namespace,
+                                   lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
+                                   run.params["wait_timeout"], "issued a token by the token controller")
+    return namespace, created["metadata"]["uid"], token_secret
 
 
 def consumer_kubeconfig(run, namespace, token_secret):
-    params = run.module.params
+    params = run.params
     data = token_secret["data"]
     server = params["external_address"] or run.client.configuration.host
     config = plan.kubeconfig(server, params["external_ca_data"] or data.get("ca.crt"),
@@ -312,98 +309,123 @@ def consumer_kubeconfig(run, namespace, token_secret):
     return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
 
 
-def map_namespaces(run, namespace):
-    """Namespace <P>-N and its status for each APIServiceNamespace N the consumer created."""
-    mapped = []
-    for service_namespace in run.client.list(API_SERVICE_NAMESPACES, namespace)[0]:
-        target = plan.mapped_namespace(namespace, service_namespace)
-        source = "%s/%s" % (namespace, service_namespace["metadata"]["name"])
+def map_namespaces(run, consumer):
+    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created.
+
+    Returns the mapped namespaces that exist (or, in check mode, would have been created).
+    """
+    new = []
+    for service_namespace in consumer.service_namespaces:
+        target = plan.mapped_namespace(consumer.namespace, service_namespace)
+        source = "%s/%s" % (consumer.namespace, service_namespace["metadata"]["name"])
         run.apply({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}})
+                   "metadata": {"name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
+                  before=consumer.namespaces.get(target))
+        if target not in consumer.namespaces:
+            new.append(target)
         run.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
-                   "metadata": {"name": service_namespace["metadata"]["name"], "namespace": namespace},
-                   "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status")
-        mapped.append(target)
-    return mapped
+                   "metadata": {"name": service_namespace["metadata"]["name"], "namespace": consumer.namespace},
+                   "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
+                  before=service_namespace)
+    return new
+
+
+def serve_request(run, consumer, name, request):
+    """Klutch's request controller: a request for an API without an export is created and marked Succeeded.
+
+    A request that Klutch's backend already collected (its export exists) is not made again, and a
+    stored request's resources, which are immutable, are never rewritten.
+    """
+    stored = consumer.requests.get(name)
+    if stored is None and name in consumer.exports:
+        return "Succeeded"
+    if stored is None:
+        stored = run.apply(request, API_SERVICE_EXPORT_REQUESTS, before=None)
+        if run.check_mode:  # only dry-run created: its status is written with it on a real run
+            return "Succeeded"
+    if (stored.get("status") or {}).get("phase") != "Succeeded":
+        status = plan.request_status(now(), stored.get("status"))
+        run.apply({"apiVersion": request["apiVersion"], "kind": request["kind"], "metadata": request["metadata"],
+                   "status": status}, API_SERVICE_EXPORT_REQUESTS, subresource="status", before=stored)
+    return "Succeeded"
 
 
 def present(run, identity):
-    params = run.module.params
-    client = run.client
-    apis = exported_apis(run.module, client)
-    namespace, namespace_uid, token_secret = ensure_consumer(run, client.list(NAMESPACES)[0], identity)
-    result = {"consumer_namespace": namespace, "request": {}, "exports": []}
+    params = run.params
+    consumer = Consumer(run.client, identity)
+    apis = exported_apis(run, consumer)
+    namespace, namespace_uid, token_secret = ensure_consumer(run, consumer, identity)
+    exports = dict((name, plan.api_service_export(crd, namespace, params["consumer_scope"], claims,
+                                                  existing=consumer.exports.get(name)))
+                   for name, (crd, claims) in apis.items())
+    result = {"consumer_namespace": namespace, "request": {}, "exports": [
+        {"name": name, "hash": export["metadata"]["annotations"][plan.SPEC_HASH_ANNOTATION]}
+        for name, export in exports.items()]}
     cluster_binding = {"apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
                        "metadata": {"name": "cluster", "namespace": namespace},
                        "spec": {"kubeconfigSecretRef": {"name": plan.KUBECONFIG_SECRET, "key": "kubeconfig"},
                                 "providerPrettyName": params["provider_pretty_name"]}}
-    exports = [plan.api_service_export(crd, namespace, params["consumer_scope"], claims)
-               for crd, claims in apis.values()]
-    requests = [plan.export_request(name, namespace, crd["spec"]["group"], crd["spec"]["names"]["plural"], claims)
-                for name, (crd, claims) in apis.items()]
-    if token_secret is None:  # check mode for a new consumer: nothing in its namespace can be dry-run
-        result["consumer_namespace"] = None
-        for obj in [cluster_binding] + requests + exports:
+    if token_secret is None:  # check mode before the consumer or its token exists
+        result["consumer_namespace"] = consumer.namespace
+        for obj in [cluster_binding] + list(exports.values()):
             run.planned(obj)
-        result["exports"] = [{"name": export["metadata"]["name"], "action": "created"} for export in exports]
         return result
     kubeconfig = consumer_kubeconfig(run, namespace, token_secret)
     run.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                "metadata": {"name": plan.KUBECONFIG_SECRET, "namespace": namespace},
                "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}})
     run.apply(cluster_binding, CLUSTER_BINDINGS)
-    for request, export in zip(requests, exports):
-        stored = run.apply(request, API_SERVICE_EXPORT_REQUESTS)
-        status = plan.request_status([], now(), (stored or {}).get("status"))
-        run.apply({"apiVersion": request["apiVersion"], "kind": request["kind"], "metadata": request["metadata"],
-                   "status": status}, API_SERVICE_EXPORT_REQUESTS, subresource="status")
-        result["request"][request["metadata"]["name"]] = {"phase": status["phase"]}
+    for (name, (crd, claims)), entry in zip(apis.items(), result["exports"]):
+        request = plan.export_request(name, namespace, crd["spec"]["group"], crd["spec"]["names"]["plural"], claims)
+        result["request"][name] = {"phase": serve_request(run, consumer, name, request)}
         before = len(run.results)
-        run.apply(export, API_SERVICE_EXPORTS)
-        result["exports"].append({"name": export["metadata"]["name"], "action": run.results[before]["action"],
-                                  "hash": export["metadata"]["annotations"][plan.SPEC_HASH_ANNOTATION]})
-    all_exports = client.list(API_SERVICE_EXPORTS, namespace)[0]
-    rbac(run, namespace, namespace_uid, all_exports, map_namespaces(run, namespace))
+        run.apply(exports[name], API_SERVICE_EXPORTS, before=consumer.exports.get(name))
+        entry["action"] = run.results[before]["action"]
+    all_exports = dict(consumer.exports, **exports)
+    rbac(run, consumer, namespace, namespace_uid, all_exports.values(), map_namespaces(run, consumer))
     result["kubeconfig"] = kubeconfig
     return result
 
 
-def rbac(run, namespace, namespace_uid, exports, mapped):
-    """The consumer's RBAC as planned, and no binding that the plan does not hold (e.g. after a scope change)."""
-    wanted = plan.consumer_rbac(namespace, namespace_uid, exports, run.module.params["consumer_scope"], mapped)
+def rbac(run, consumer, namespace, namespace_uid, exports, new_namespaces=()):
+    """The consumer's RBAC as planned, and no cluster-wide binding that the plan does not hold."""
+    exports = list(exports)
+    scope = plan.consumer_scope(exports, run.params["consumer_scope"])
+    wanted = plan.consumer_rbac(namespace, namespace_uid, exports, scope, consumer.mapped())
     for obj in wanted:
-        run.apply(obj)
-    dynamic = "%s-%s" % (plan.BINDER, namespace)
-    if not any(obj["kind"] == "ClusterRoleBinding" for obj in wanted):
-        run.delete(CLUSTER_ROLE_BINDINGS, dynamic)
+        if run.check_mode and obj["metadata"].get("namespace") in new_namespaces:
+            run.planned(obj)  # its namespace was only dry-run created
+        else:
+            run.apply(obj)
+    if scope != "Cluster":
+        run.delete(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace))
+        run.delete(CLUSTER_ROLES, plan.cluster_wide_role(namespace))
 
 
 def absent(run, identity):
-    params = run.module.params
-    client = run.client
-    namespace = plan.consumer_namespace(client.list(NAMESPACES)[0], identity)
+    params = run.params
+    consumer = Consumer(run.client, identity)
+    namespace = consumer.namespace
     result = {"consumer_namespace": namespace, "exports": []}
     if namespace is None:
         return result
-    names = ["%s.%s" % (item["resource"], item["group"]) if item["group"] else item["resource"]
-             for item in params["resources"]]
-    exports = client.list(API_SERVICE_EXPORTS, namespace)[0]
-    removed = [export["metadata"]["name"] for export in exports if not names or export["metadata"]["name"] in names]
+    names = set(plan.api_name(item["group"], item["resource"]) for item in params["resources"])
+    removed = sorted(set(consumer.exports) | set(consumer.requests)) if not names else sorted(names)
     for name in removed:
-        run.delete(API_SERVICE_EXPORTS, name, namespace)
-        run.delete(API_SERVICE_EXPORT_REQUESTS, name, namespace)
-        result["exports"].append({"name": name, "action": "deleted"})
+        if name in consumer.exports:
+            run.delete(API_SERVICE_EXPORTS, name, namespace)
+            result["exports"].append({"name": name, "action": "deleted"})
+        if name in consumer.requests:
+            run.delete(API_SERVICE_EXPORT_REQUESTS, name, namespace)
     if params["delete_namespace"] and not names:
-        mapped = [plan.mapped_namespace(namespace, item) for item in client.list(API_SERVICE_NAMESPACES, namespace)[0]]
-        for target in mapped + [namespace]:
+        for target in consumer.mapped() + [namespace]:
             run.delete(NAMESPACES, target)
-        run.delete(CLUSTER_ROLE_BINDINGS, "%s-%s" % (plan.BINDER, namespace))
-        run.delete(CLUSTER_ROLES, "%s-%s" % (plan.BINDER, namespace))
+        for role in (plan.cluster_wide_role(namespace), plan.dynamic_role(namespace)):
+            run.delete(CLUSTER_ROLE_BINDINGS, role)
+            run.delete(CLUSTER_ROLES, role)
         return result
-    remaining = [export for export in exports if export["metadata"]["name"] not in removed]
-    uid = client.get(NAMESPACES, namespace)["metadata"]["uid"]
-    mapped = [plan.mapped_namespace(namespace, item) for item in client.list(API_SERVICE_NAMESPACES, namespace)[0]]
-    rbac(run, namespace, uid, remaining, mapped)
+    remaining = [export for name, export in consumer.exports.items() if name not in removed]
+    rbac(run, consumer, namespace, consumer.namespaces[namespace]["metadata"]["uid"], remaining)
     return result
 
 
@@ -439,7 +461,7 @@ def main():
         result = present(run, identity) if params["state"] == "present" else absent(run, identity)
     except ClusterError as error:
         module.fail(error)
-    result.update(changed=any(entry["action"] != "unchanged" for entry in run.results), results=run.results)
+    result.update(changed=run.changed, results=run.results)
     if module.diff_mode:
         result["diff"] = run.diffs
     module.exit(**result)

@@ -89,7 +89,7 @@ def test_rbac_is_least_privilege_and_consumers_are_isolated(exported, run_task, 
         with pytest.raises(ClusterError) as refused:
             forbidden()
         assert refused.value.status == 403
-    assert klutch_apis.get(CLUSTER_ROLE_BINDINGS, f"klutch-binder-{namespace}") is None
+    assert klutch_apis.get(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace)) is None
     consumer.delete(INSTANCES, "orders", shop)
 
 
@@ -149,3 +149,18 @@ def test_absent_removes_exports_and_rights_and_the_namespaces_only_when_asked(
     assert gone["changed"] is True, output
     namespace_object = klutch_apis.get(NAMESPACES, namespace)
     assert namespace_object is None or namespace_object["metadata"].get("deletionTimestamp")
+
+
+def test_cluster_scope_lists_instances_cluster_wide_but_never_secrets(exported, run_task, client_for, klutch_apis):
+    bound, output = run_task("klutch.bind.klutch_export_request", exported("cluster-wide", consumer_scope="Cluster"))
+    assert not bound.get("failed"), output
+    consumer = client_for(kubeconfig=yaml.safe_load(bound["kubeconfig"]))
+    assert isinstance(consumer.list(INSTANCES)[0], list)
+    with pytest.raises(ClusterError) as refused:
+        consumer.list(SECRETS)
+    assert refused.value.status == 403
+
+    start = now()
+    changed, output = run_task("klutch.bind.klutch_export_request", exported("cluster-wide"))
+    assert changed.get("failed"), output
+    assert "informerScope Cluster, which cannot change" in changed["msg"]

@@ -68,13 +68,6 @@ def test_base62_uses_gos_digits():
     assert control_plane.base62(bytes([1, 0])) == "48"  # 256 = 4 * 62 + 8
 
 
-def test_cluster_id_is_six_base62_characters_of_the_namespace_uid():
-    first = control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
-    assert len(first) == 6 and first.isalnum()
-    assert first == control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
-    assert first != control_plane.cluster_id("5f0c9d1e-0000-4000-8000-000000000002")
-
-
 def namespace_with(name, identity=None):
     annotations = {control_plane.IDENTITY_ANNOTATION: identity} if identity else {}
     return {"metadata": {"name": name, "annotations": annotations}}
@@ -118,33 +111,44 @@ def test_the_export_carries_the_hash_scope_and_the_template_claims():
     assert cluster_scoped["spec"]["clusterScopedIsolation"] == "Prefixed"
 
 
-def test_rules_give_instances_full_verbs_and_provider_owned_claims_read_only():
+def test_rules_give_instances_full_verbs_and_provider_owned_claims_no_create_or_delete():
     claims = [{"group": "", "resource": "secrets", "selector": {"owner": "Provider"}},
               {"group": "", "resource": "configmaps", "selector": {"owner": "Consumer"}},
               {"group": "", "resource": "secrets", "selector": {"owner": "Provider"}}]
     export = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", claims)
-    rules = control_plane.consumer_rules([export])
-    assert rules == [
+    assert control_plane.consumer_rules([export]) == [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": control_plane.INSTANCE_VERBS},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "patch", "update", "watch"]},
         {"apiGroups": ["samples.klutch.bind"], "resources": ["postgresqlinstances"],
          "verbs": control_plane.INSTANCE_VERBS},
     ]
+    assert control_plane.consumer_rules([export], claims=False) == control_plane.consumer_rules([export])[2:]
 
 
-def test_namespaced_scope_binds_only_in_mapped_namespaces_and_cluster_scope_only_cluster_wide():
+def test_namespaced_scope_binds_only_in_mapped_namespaces():
     namespaced = control_plane.consumer_rbac("cluster-abcde", "uid-1", [], "Namespaced",
                                              ["cluster-abcde-default", "cluster-abcde-team"])
     kinds = [(obj["kind"], obj["metadata"].get("namespace")) for obj in namespaced]
-    assert ("ClusterRoleBinding", None) not in kinds
     assert kinds == [("RoleBinding", "cluster-abcde"), ("ClusterRole", None),
                      ("RoleBinding", "cluster-abcde-default"), ("RoleBinding", "cluster-abcde-team")]
     assert namespaced[2]["roleRef"]["name"] == "klutch-binder-cluster-abcde"
     assert namespaced[2]["subjects"] == [{"kind": "ServiceAccount", "name": "klutch-binder",
                                           "namespace": "cluster-abcde"}]
-    cluster = control_plane.consumer_rbac("cluster-abcde", "uid-1", [], "Cluster", ["cluster-abcde-default"])
-    assert [obj["kind"] for obj in cluster] == ["RoleBinding", "ClusterRole", "ClusterRoleBinding"]
+
+
+def test_cluster_scope_grants_exported_kinds_cluster_wide_but_never_claimed_ones():
+    claims = [{"group": "", "resource": "secrets", "selector": {"owner": "Provider"}}]
+    export = control_plane.api_service_export(crd(), "cluster-abcde", "Cluster", claims)
+    cluster = control_plane.consumer_rbac("cluster-abcde", "uid-1", [export], "Cluster", ["cluster-abcde-default"])
+    assert [obj["kind"] for obj in cluster] == ["RoleBinding", "ClusterRole", "RoleBinding", "ClusterRole",
+                                                "ClusterRoleBinding"]
+    cluster_wide = cluster[3]
+    assert cluster_wide["metadata"]["name"] == "klutch-binder-cluster-abcde-cluster"
+    assert [rule["resources"] for rule in cluster_wide["rules"]] == [["postgresqlinstances"]]
+    assert cluster[4]["roleRef"]["name"] == cluster_wide["metadata"]["name"]
     assert cluster[1]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert control_plane.consumer_scope([export], "Namespaced") == "Cluster"
+    assert control_plane.consumer_scope([], "Namespaced") == "Namespaced"
 
 
 def test_a_consumer_namespace_maps_to_the_prefixed_name_unless_status_says_otherwise():
@@ -160,10 +164,28 @@ def test_the_kubeconfig_has_klutchs_shape():
     assert config["clusters"][0]["cluster"]["tls-server-name"] == "cp.example"
 
 
-def test_request_status_is_succeeded_or_failed_with_the_message_and_keeps_transition_times():
-    succeeded = control_plane.request_status([], "2026-01-01T00:00:00Z")
+def test_request_status_is_succeeded_and_keeps_transition_times():
+    succeeded = control_plane.request_status("2026-01-01T00:00:00Z")
     assert succeeded["phase"] == "Succeeded"
-    assert control_plane.request_status([], "2026-02-02T00:00:00Z", succeeded) == succeeded
-    failed = control_plane.request_status(["CRD x.y not found"], "2026-03-03T00:00:00Z", succeeded)
-    assert failed["phase"] == "Failed" and failed["terminalMessage"] == "CRD x.y not found"
-    assert {item["lastTransitionTime"] for item in failed["conditions"]} == {"2026-03-03T00:00:00Z"}
+    assert control_plane.request_status("2026-02-02T00:00:00Z", succeeded) == succeeded
+
+
+def test_an_export_keeps_a_hash_it_already_carries_while_the_snapshot_is_the_same():
+    first = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", [])
+    first["metadata"]["annotations"][control_plane.SPEC_HASH_ANNOTATION] = "writtenByKlutch"
+    again = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", [], existing=first)
+    assert again["metadata"]["annotations"][control_plane.SPEC_HASH_ANNOTATION] == "writtenByKlutch"
+    changed = crd()
+    changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["required"] = ["spec"]
+    moved = control_plane.api_service_export(changed, "cluster-abcde", "Namespaced", [], existing=first)
+    assert moved["metadata"]["annotations"][control_plane.SPEC_HASH_ANNOTATION] != "writtenByKlutch"
+
+
+@pytest.mark.parametrize("scope, informer_scope, existing, message", [
+    ("Cluster", "Namespaced", None, "consumer_scope Cluster"),
+    ("Namespaced", "Cluster", {"spec": {"informerScope": "Namespaced"}}, "informerScope Namespaced, which cannot"),
+    ("Namespaced", "Namespaced", {"spec": {"informerScope": "Namespaced"}}, None),
+])
+def test_export_problems(scope, informer_scope, existing, message):
+    problem = control_plane.export_problem(crd(scope=scope), informer_scope, existing)
+    assert (problem is None) if message is None else (message in problem)

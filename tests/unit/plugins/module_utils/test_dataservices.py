@@ -113,3 +113,33 @@ def test_the_api_summary_is_what_a_template_needs(source):
     assert summary == {"name": POSTGRESQL, "group": "samples.klutch.bind", "versions": ["v1"],
                        "kind": "XPostgresqlInstance", "plural": "xpostgresqlinstances",
                        "claim_kind": "PostgresqlInstance", "claim_plural": "postgresqlinstances"}
+
+
+@pytest.mark.parametrize("overrides", [{"name": POSTGRESQL, "plural": "xpgs"}, {"name": POSTGRESQL, "claim_plural": "pgs"}])
+def test_plurals_alone_cannot_rename_an_xrd_in_place(source, overrides):
+    with pytest.raises(ConfigError, match="plural and claim_plural change only with group, kind or claim_kind"):
+        dataservices.customize(source, [overrides])
+
+
+def pipeline_source():
+    xrd = {"apiVersion": "apiextensions.crossplane.io/v1", "kind": "CompositeResourceDefinition",
+           "metadata": {"name": "xdbs.acme.example"},
+           "spec": {"group": "acme.example", "names": {"kind": "XDb", "plural": "xdbs"},
+                    "versions": [{"name": "v1", "served": True}]}}
+    composition = {"apiVersion": "apiextensions.crossplane.io/v1", "kind": "Composition", "metadata": {"name": "db"},
+                   "spec": {"compositeTypeRef": {"apiVersion": "acme.example/v1", "kind": "XDb"}, "mode": "Pipeline",
+                            "pipeline": [{"step": "patch", "functionRef": {"name": "function-patch-and-transform"},
+                                          "input": {"resources": [{"name": "server", "base": {
+                                              "apiVersion": "kubernetes.crossplane.io/v1alpha2", "kind": "Object"}}]}}]}}
+    return [xrd, composition]
+
+
+def test_pipeline_compositions_need_their_functions_and_composed_kinds():
+    objects = pipeline_source()
+    assert dataservices.pipeline_functions(objects) == {"function-patch-and-transform"}
+    with pytest.raises(ConfigError, match="calls Function function-patch-and-transform in step patch, which is not"):
+        dataservices.check_compositions(objects, served_by_provider, "cluster cp")
+    dataservices.check_compositions(objects, served_by_provider, "cluster cp", {"function-patch-and-transform"})
+    with pytest.raises(ConfigError, match=r"composes kind Object .* \(resource server\)"):
+        dataservices.check_compositions(objects, lambda api_version, kind: False, "cluster cp",
+                                        {"function-patch-and-transform"})

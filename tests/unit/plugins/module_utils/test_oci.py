@@ -27,7 +27,9 @@ def test_a_reference_without_a_tag_or_with_a_bad_name_is_refused(text):
         oci.Reference(text)
 
 
-def test_the_config_digest_identifies_an_image_and_an_index_has_none():
-    assert oci.config_digest({"config": {"digest": "sha256:1"}, "layers": []}) == "sha256:1"
-    assert oci.config_digest({"manifests": []}) is None
-    assert oci.config_digest(None) is None
+def test_the_config_digest_identifies_an_image_and_an_index_is_refused():
+    reference = oci.Reference("localhost:5000/acme/db:v1")
+    assert oci.config_digest({"config": {"digest": "sha256:1"}, "layers": []}, reference) == "sha256:1"
+    assert oci.config_digest(None, reference) is None
+    with pytest.raises(ConfigError, match="holds an image index"):
+        oci.config_digest({"manifests": []}, reference)

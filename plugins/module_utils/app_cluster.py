@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning on an app cluster: bindings, their kubeconfig Secret and the CRD from an export.
+
+Pure functions over plain dicts; klutch_binding and the konnector agent call them with what they read.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS, KLUTCH_API_VERSION
+
+BIND_NAMESPACE = "klutch-bind"
+KUBECONFIG_KEY = "kubeconfig"
+KUBECONFIG_SECRET_PREFIX = "kubeconfig-"
+
+
+def cluster_id(klutch_bind_namespace_uid):
+    """An app cluster's id as Klutch's CLI derives it: from the UID of its klutch-bind namespace."""
+    return base62(hashlib.sha224(klutch_bind_namespace_uid.encode("utf-8")).digest())[:6]
+
+
+def claim_name(claim):
+    """How users name a claim in accept_claims: `<resource>` for the core group, else `<resource>.<group>`."""
+    return "%s.%s" % (claim["resource"], claim["group"]) if claim.get("group") else claim["resource"]
+
+
+def acceptable_claims(binding_name, claims, accepted):
+    """Each claim with state Accepted or Rejected; ConfigError when a required claim would be rejected.
+
+    `accepted` lists claim names (see claim_name); "*" accepts every claim.
+    """
+    decided = []
+    for claim in claims:
+        state = "Accepted" if "*" in accepted or claim_name(claim) in accepted else "Rejected"
+        if state == "Rejected" and claim.get("required"):
+            raise ConfigError("The export %s requires the permission claim on %s, and accept_claims does not accept "
+                              "it. Add %s to accept_claims, or do not bind this API." % (
+                                  binding_name, claim_name(claim), claim_name(claim)))
+        decided.append(dict(claim, state=state))
+    return decided
+
+
+def binding(name, secret_name, claims):
+    return {"apiVersion": KLUTCH_API_VERSION, "kind": API_SERVICE_BINDINGS.kind,
+            "metadata": {"name": name, "namespace": BIND_NAMESPACE},
+            "spec": {"kubeconfigSecretRef": {"namespace": BIND_NAMESPACE, "name": secret_name, "key": KUBECONFIG_KEY},
+                     "permissionClaims": claims}}
+
+
+def binding_status(provider_pretty_name, now, previous=None):
+    """What the binding says once the export is read with its kubeconfig and the CRD is in place."""
+    wanted = [{"type": condition, "status": "True"} for condition in ("SecretValid", "Connected", "Ready")]
+    return {"providerPrettyName": provider_pretty_name,
+            "conditions": stable_conditions(wanted, (previous or {}).get("conditions"), now)}
+
+
+def owner_reference(bound):
+    return {"apiVersion": KLUTCH_API_VERSION, "kind": API_SERVICE_BINDINGS.kind, "name": bound["metadata"]["name"],
+            "uid": bound["metadata"]["uid"], "controller": True}
+
+
+def crd_from_export(export, bound):
+    """The CRD an export describes, owned by its binding, as the konnector creates it."""
+    spec = export["spec"]
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": export["metadata"]["name"], "ownerReferences": [owner_reference(bound)]},
+            "spec": {"group": spec["group"], "names": spec["names"], "scope": spec["scope"],
+                     "versions": spec["versions"]}}
+
+
+def foreign_crd_problem(crd, binding_name):
+    """Why an existing CRD is not ours to change (Klutch's ForeignCustomResourceDefinition), or None."""
+    if crd is None:
+        return None
+    owners = [ref for ref in (crd["metadata"].get("ownerReferences") or [])
+              if ref.get("kind") == API_SERVICE_BINDINGS.kind and ref.get("name") == binding_name
+              and str(ref.get("apiVersion", "")).startswith("klutch.anynines.com/")]
+    if owners:
+        return None
+    return ("The app cluster already has CRD %s, and no APIServiceBinding %s owns it "
+            "(ForeignCustomResourceDefinition). Remove that CRD first, or do not bind this API on this cluster."
+            % (crd["metadata"]["name"], binding_name))
+
+
+def kubeconfig_target(config):
+    """(server, namespace) of a kubeconfig's current context: how Klutch's CLI recognises its Secret."""
+    contexts = dict((item.get("name"), item.get("context") or {}) for item in config.get("contexts") or [])
+    context = contexts.get(config.get("current-context")) or {}
+    clusters = dict((item.get("name"), item.get("cluster") or {}) for item in config.get("clusters") or [])
+    return (clusters.get(context.get("cluster")) or {}).get("server"), context.get("namespace")

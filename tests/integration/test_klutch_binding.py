@@ -1,0 +1,307 @@
+"""klutch_binding on the lab: template -> export request -> binding, with the sample Crossplane claim CRD."""
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORTS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
+from conftest import KLUTCH_CRDS
+from klutch_lab.audit import now
+from klutch_lab.cluster import ADMIN_USER
+
+GROUP, RESOURCE = "samples.klutch.bind", "postgresqlinstances"
+NAME = f"{RESOURCE}.{GROUP}"
+INSTANCES = Resource(f"{GROUP}/v1", "PostgresqlInstance", RESOURCE)
+
+
+@pytest.fixture(scope="module")
+def template(control_plane, klutch_apis, sample_dataservices, run_task):
+    result, output = run_task("klutch.bind.klutch_template", {
+        "kubeconfig": str(control_plane.admin_kubeconfig), "name": RESOURCE, "group": GROUP, "resource": RESOURCE,
+        "permission_claims": [{"resource": "secrets", "owner": "Provider", "required": True},
+                              {"resource": "configmaps", "owner": "Provider"}]})
+    assert not result.get("failed"), output
+
+
+@pytest.fixture(scope="module")
+def app(lab):
+    """An app cluster of these tests' own: binding installs the Klutch CRDs, which other tests expect absent."""
+    lab.up(list(lab.state["clusters"]) + ["app-bound"])
+    yield lab.cluster("app-bound")
+    lab.down(["app-bound"])
+
+
+@pytest.fixture
+def admin(app):
+    return ClusterClient.from_params({"kubeconfig": str(app.admin_kubeconfig)}, environ={})
+
+
+@pytest.fixture(scope="module")
+def export_for(template, control_plane, run_task):
+    """export_for(cluster) -> klutch_export_request's result for it: the playbook's steps before binding."""
+
+    def run(cluster):
+        app_args = {"kubeconfig": str(cluster.admin_kubeconfig)}
+        for manifests in ({"src": str(KLUTCH_CRDS), "wait": True},
+                          {"definition": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "klutch-bind"}}}):
+            applied, output = run_task("klutch.bind.klutch_manifest", dict(app_args, **manifests))
+            assert not applied.get("failed"), output
+        info, output = run_task("klutch.bind.klutch_cluster_info", app_args)
+        assert info["cluster_id"], output
+        exported, output = run_task("klutch.bind.klutch_export_request", {
+            "kubeconfig": str(control_plane.admin_kubeconfig), "consumer": cluster.name,
+            "cluster_id": info["cluster_id"], "resources": [{"group": GROUP, "resource": RESOURCE}]})
+        assert not exported.get("failed"), output
+        return exported
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def bind(export_for, run_task):
+    """bind(cluster, **binding_args) -> (export_request result, binding result, output)."""
+
+    def run(cluster, **binding_args):
+        exported = export_for(cluster)
+        bound, output = run_task("klutch.bind.klutch_binding", dict(
+            {"kubeconfig": str(cluster.admin_kubeconfig)}, name=NAME, provider_kubeconfig=exported["kubeconfig"],
+            **binding_args))
+        return exported, bound, output
+
+    return run
+
+
+def test_binding_creates_the_crd_of_the_provider_with_claims_and_conditions(bind, app, admin, klutch_apis, audit):
+    exported, bound, output = bind(app)
+    assert not bound.get("failed"), output
+    crd = admin.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)
+    provider = klutch_apis.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)
+    for field in ("group", "names", "scope"):
+        assert crd["spec"][field] == provider["spec"][field]
+    served = [version for version in provider["spec"]["versions"] if version["served"]]
+    assert [v["name"] for v in crd["spec"]["versions"]] == [v["name"] for v in served]
+    assert crd["spec"]["versions"][0]["schema"] == served[0]["schema"]
+    assert crd["metadata"]["ownerReferences"][0]["kind"] == "APIServiceBinding"
+    binding = admin.get(API_SERVICE_BINDINGS, NAME, "klutch-bind")
+    assert [claim["state"] for claim in binding["spec"]["permissionClaims"]] == ["Accepted", "Accepted"]
+    assert binding["status"]["providerPrettyName"] == "klutch.bind"
+    assert {c["type"]: c["status"] for c in binding["status"]["conditions"]} == {
+        "SecretValid": "True", "Connected": "True", "Ready": "True"}
+    secret = admin.get(SECRETS, binding["spec"]["kubeconfigSecretRef"]["name"], "klutch-bind")
+    assert secret["metadata"]["name"].startswith("kubeconfig-")
+
+    admin.apply(NAMESPACES, {"metadata": {"name": "shop"}})
+    with pytest.raises(ClusterError) as refused:
+        admin.apply(INSTANCES, {"metadata": {"name": "orders", "namespace": "shop"},
+                                "spec": {"service": "postgresql-17", "plan": "postgresql-single-tiny"}})
+    assert refused.value.status == 422, "the provider's enum holds on the app cluster"
+
+    start = now()
+    _exported, again, output = bind(app)
+    assert again["changed"] is False, output
+    assert audit(app).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_a_rejected_required_claim_and_a_foreign_crd_are_refused_without_writes(export_for, lab, audit, run_task):
+    lab.up(list(lab.state["clusters"]) + ["app-foreign"])
+    try:
+        cluster = lab.cluster("app-foreign")
+        client = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+        args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME,
+                "provider_kubeconfig": export_for(cluster)["kubeconfig"]}
+        start = now()
+        rejected, output = run_task("klutch.bind.klutch_binding", dict(args, accept_claims=["configmaps"]))
+        assert rejected.get("failed"), output
+        assert "requires the permission claim on secrets" in rejected["msg"]
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+
+        client.apply(CUSTOM_RESOURCE_DEFINITIONS, {
+            "metadata": {"name": NAME}, "spec": {
+                "group": GROUP, "scope": "Namespaced", "names": {"kind": "PostgresqlInstance", "plural": RESOURCE},
+                "versions": [{"name": "v1", "served": True, "storage": True,
+                              "schema": {"openAPIV3Schema": {"type": "object"}}}]}})
+        start = now()
+        foreign, output = run_task("klutch.bind.klutch_binding", args)
+        assert foreign.get("failed"), output
+        assert "ForeignCustomResourceDefinition" in foreign["msg"]
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+    finally:
+        lab.down(["app-foreign"])
+
+
+def test_wrong_or_malformed_provider_kubeconfigs_are_refused(bind, app, run_task, control_plane):
+    args = {"kubeconfig": str(app.admin_kubeconfig), "name": NAME}
+    other_cluster = yaml.safe_load(app.admin_kubeconfig.read_text())
+    other_cluster["contexts"][0]["context"]["namespace"] = "default"
+    for provider, message in (("apiVersion: v1\nkind: Config\n", "provider_kubeconfig is not a kubeconfig"),
+                              ("/nonexistent/kubeconfig", "cannot be read (No such file or directory)"),
+                              (other_cluster, "has no APIServiceExport")):
+        result, output = run_task("klutch.bind.klutch_binding", dict(args, provider_kubeconfig=provider))
+        assert result.get("failed"), output
+        assert message in result["msg"]
+
+
+def test_unbinding_keeps_the_crd_unless_asked(bind, lab, run_task):
+    lab.up(list(lab.state["clusters"]) + ["app-leaving"])
+    try:
+        cluster = lab.cluster("app-leaving")
+        client = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+        _exported, bound, output = bind(cluster)
+        assert not bound.get("failed"), output
+        args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME, "state": "absent"}
+        removed, output = run_task("klutch.bind.klutch_binding", args)
+        assert removed["changed"] is True, output
+        assert client.get(API_SERVICE_BINDINGS, NAME, "klutch-bind") is None
+        assert client.get(CUSTOM_RESOURCE_DEFINITIONS, NAME) is not None
+        assert [s for s in client.list(SECRETS, "klutch-bind")[0] if s["metadata"]["name"].startswith("kubeconfig-")] == []
+        removed, output = run_task("klutch.bind.klutch_binding", dict(args, delete_crd=True))
+        assert removed["changed"] is True, output
+        crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)
+        assert crd is None or crd["metadata"].get("deletionTimestamp")
+    finally:
+        lab.down(["app-leaving"])
+
+
+def test_the_cluster_id_is_klutchs(app, admin, bind):
+    uid = admin.get(NAMESPACES, "klutch-bind")["metadata"]["uid"]
+    _exported, bound, _output = bind(app)
+    assert bound["cluster_id"] == app_cluster.cluster_id(uid)
+
+
+DRIFT_CRD = {"metadata": {"name": "gadgets.drift.example"}, "spec": {
+    "group": "drift.example", "scope": "Namespaced",
+    "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+        "type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}}
+
+
+def test_a_schema_change_on_the_provider_reaches_the_app_cluster_on_the_next_run(
+        export_for, app, admin, klutch_apis, control_plane, run_task):
+    klutch_apis.apply(CUSTOM_RESOURCE_DEFINITIONS, DRIFT_CRD)
+    result, output = run_task("klutch.bind.klutch_template", {
+        "kubeconfig": str(control_plane.admin_kubeconfig), "name": "gadgets", "group": "drift.example",
+        "resource": "gadgets"})
+    assert not result.get("failed"), output
+    info, _output = run_task("klutch.bind.klutch_cluster_info", {"kubeconfig": str(app.admin_kubeconfig)})
+    request = {"kubeconfig": str(control_plane.admin_kubeconfig), "consumer": "app-bound", "cluster_id": info["cluster_id"],
+               "resources": [{"group": "drift.example", "resource": "gadgets"}]}
+
+    def export_and_bind():
+        exported, output = run_task("klutch.bind.klutch_export_request", request)
+        assert not exported.get("failed"), output
+        bound, output = run_task("klutch.bind.klutch_binding", {
+            "kubeconfig": str(app.admin_kubeconfig), "name": "gadgets.drift.example",
+            "provider_kubeconfig": exported["kubeconfig"]})
+        assert not bound.get("failed"), output
+        return exported, bound
+
+    first, _bound = export_and_bind()
+    changed = klutch_apis.get(CUSTOM_RESOURCE_DEFINITIONS, "gadgets.drift.example")
+    spec_properties = changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    spec_properties["colour"] = {"type": "string", "enum": ["red", "blue"]}
+    klutch_apis.apply(CUSTOM_RESOURCE_DEFINITIONS, {"metadata": {"name": "gadgets.drift.example"},
+                                                    "spec": changed["spec"]})
+    second, bound = export_and_bind()
+    assert second["exports"][0]["hash"] != first["exports"][0]["hash"]
+    assert second["exports"][0]["action"] == "updated"
+    assert bound["crd"]["action"] == "updated"
+    app_schema = admin.get(CUSTOM_RESOURCE_DEFINITIONS, "gadgets.drift.example")["spec"]["versions"][0]["schema"]
+    assert app_schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["colour"]["enum"] == ["red", "blue"]
+
+
+def test_check_mode_binds_nothing_and_two_app_clusters_are_isolated(
+        export_for, bind, app, lab, audit, run_task, client_for):
+    lab.up(list(lab.state["clusters"]) + ["app-two"])
+    try:
+        cluster = lab.cluster("app-two")
+        exported = export_for(cluster)
+        args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"]}
+        start = now()
+        planned, output = run_task("klutch.bind.klutch_binding", args, check=True)
+        assert planned["changed"] is True, output
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+
+        first, _bound, output = bind(app)
+        assert exported["consumer_namespace"] != first["consumer_namespace"]
+        two = client_for(kubeconfig=yaml.safe_load(exported["kubeconfig"]))
+        with pytest.raises(ClusterError) as refused:
+            two.list(SECRETS, first["consumer_namespace"])
+        assert refused.value.status == 403
+    finally:
+        lab.down(["app-two"])
+
+
+def test_an_unreachable_control_plane_is_named_and_nothing_is_written(export_for, app, audit, run_task):
+    config = yaml.safe_load(export_for(app)["kubeconfig"])
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    start = now()
+    result, output = run_task("klutch.bind.klutch_binding", {
+        "kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": config})
+    assert result.get("failed"), output
+    assert "127.0.0.1:9" in result["msg"] and "refused" in result["msg"]
+    assert audit(app).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_no_token_in_verbose_output_or_diff(export_for, app, run_playbook):
+    exported = export_for(app)
+    token = yaml.safe_load(exported["kubeconfig"])["users"][0]["user"]["token"]
+    args = {"kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"]}
+    run = run_playbook(f"""\
+        - name: Bind, verbosely and with diff
+          hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - name: Bind
+              klutch.bind.klutch_binding: {json.dumps(args)}
+        """, diff=True, env={"ANSIBLE_VERBOSITY": "3"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert token not in run.stdout + run.stderr
+
+
+def test_objects_have_the_shapes_a_klutch_konnector_reads(bind, app, admin, klutch_apis, client_for):
+    exported, bound, output = bind(app)
+    assert not bound.get("failed"), output
+    namespace = exported["consumer_namespace"]
+    info_id = bound["cluster_id"]
+    assert klutch_apis.get(NAMESPACES, namespace)["metadata"]["annotations"][
+        "example-backend.klutch.anynines.com/identity"] == f"app-bound#{info_id}"
+    cluster_binding = klutch_apis.get(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"),
+                                      "cluster", namespace)
+    assert cluster_binding["spec"]["kubeconfigSecretRef"] == {"name": "kubeconfig", "key": "kubeconfig"}
+    provider_secret = klutch_apis.get(SECRETS, "kubeconfig", namespace)
+    assert set(provider_secret["data"]) == {"kubeconfig"}
+    token = klutch_apis.get(SECRETS, "klutch-binder", namespace)
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "klutch-binder"
+
+    binding = admin.get(API_SERVICE_BINDINGS, NAME, "klutch-bind")
+    ref = binding["spec"]["kubeconfigSecretRef"]
+    assert ref["namespace"] == "klutch-bind" and ref["key"] == "kubeconfig" and ref["name"].startswith("kubeconfig-")
+    stored = yaml.safe_load(base64.b64decode(admin.get(SECRETS, ref["name"], "klutch-bind")["data"]["kubeconfig"]))
+    assert app_cluster.kubeconfig_target(stored)[1] == namespace
+    owner = admin.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)["metadata"]["ownerReferences"][0]
+    assert owner == {"apiVersion": "klutch.anynines.com/v1alpha1", "kind": "APIServiceBinding", "name": NAME,
+                     "uid": binding["metadata"]["uid"], "controller": True}
+
+    # What the konnector does with the stored kubeconfig: read the export, heartbeat, read its Secret.
+    konnector = client_for(kubeconfig=stored)
+    assert konnector.get(API_SERVICE_EXPORTS, NAME, namespace)["spec"]["informerScope"] == "Namespaced"
+    heartbeat = {"apiVersion": "klutch.anynines.com/v1alpha1", "kind": "ClusterBinding",
+                 "metadata": {"name": "cluster", "namespace": namespace},
+                 "status": {"heartbeatInterval": "5m0s", "konnectorVersion": "unknown"}}
+    konnector.apply(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"), heartbeat,
+                    subresource="status")
+    assert konnector.get(SECRETS, "kubeconfig", namespace) is not None

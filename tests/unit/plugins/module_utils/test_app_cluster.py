@@ -1,0 +1,60 @@
+"""The app cluster's pure planning: claims, bindings, the CRD from an export."""
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+
+EXPORT = {"metadata": {"name": "postgresqlinstances.samples.klutch.bind", "namespace": "cluster-abcde"},
+          "spec": {"group": "samples.klutch.bind", "scope": "Namespaced", "informerScope": "Namespaced",
+                   "names": {"kind": "PostgresqlInstance", "plural": "postgresqlinstances"},
+                   "versions": [{"name": "v1", "served": True, "storage": True}],
+                   "permissionClaims": [{"group": "", "resource": "secrets", "version": "v1", "required": True},
+                                        {"group": "", "resource": "configmaps", "version": "v1"}]}}
+BOUND = {"metadata": {"name": "postgresqlinstances.samples.klutch.bind", "uid": "b-1"}}
+
+
+def test_cluster_id_is_six_base62_characters_of_the_namespace_uid():
+    first = app_cluster.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
+    assert len(first) == 6 and first.isalnum()
+    assert first == app_cluster.cluster_id("5f0c9d1e-0000-4000-8000-000000000001")
+    assert first != app_cluster.cluster_id("5f0c9d1e-0000-4000-8000-000000000002")
+
+
+def test_claims_are_accepted_by_name_or_all_and_the_rest_rejected():
+    claims = EXPORT["spec"]["permissionClaims"]
+    assert [c["state"] for c in app_cluster.acceptable_claims("x", claims, ["*"])] == ["Accepted", "Accepted"]
+    assert [c["state"] for c in app_cluster.acceptable_claims("x", claims, ["secrets"])] == ["Accepted", "Rejected"]
+
+
+def test_rejecting_a_required_claim_is_refused():
+    with pytest.raises(ConfigError, match="requires the permission claim on secrets"):
+        app_cluster.acceptable_claims("x", EXPORT["spec"]["permissionClaims"], ["configmaps"])
+
+
+def test_the_crd_is_the_export_snapshot_owned_by_the_binding():
+    crd = app_cluster.crd_from_export(EXPORT, BOUND)
+    assert crd["metadata"] == {"name": EXPORT["metadata"]["name"], "ownerReferences": [
+        {"apiVersion": "klutch.anynines.com/v1alpha1", "kind": "APIServiceBinding", "name": BOUND["metadata"]["name"],
+         "uid": "b-1", "controller": True}]}
+    assert crd["spec"] == {key: EXPORT["spec"][key] for key in ("group", "names", "scope", "versions")}
+
+
+def test_a_crd_not_owned_by_the_binding_is_foreign():
+    crd = app_cluster.crd_from_export(EXPORT, BOUND)
+    assert app_cluster.foreign_crd_problem(None, "postgresqlinstances.samples.klutch.bind") is None
+    assert app_cluster.foreign_crd_problem(crd, "postgresqlinstances.samples.klutch.bind") is None
+    crd["metadata"]["ownerReferences"] = []
+    assert "ForeignCustomResourceDefinition" in app_cluster.foreign_crd_problem(crd, "postgresqlinstances.samples.klutch.bind")
+
+
+def test_binding_status_keeps_transition_times():
+    first = app_cluster.binding_status("klutch.bind", "2026-01-01T00:00:00Z")
+    assert app_cluster.binding_status("klutch.bind", "2026-02-01T00:00:00Z", first) == first
+    assert {c["type"] for c in first["conditions"]} == {"SecretValid", "Connected", "Ready"}
+
+
+def test_the_kubeconfig_target_is_server_and_context_namespace():
+    config = {"current-context": "default", "clusters": [{"name": "c", "cluster": {"server": "https://cp:6443"}}],
+              "contexts": [{"name": "default", "context": {"cluster": "c", "namespace": "cluster-abcde"}}]}
+    assert app_cluster.kubeconfig_target(config) == ("https://cp:6443", "cluster-abcde")
