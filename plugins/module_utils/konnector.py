@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The konnector's sync pass for one binding: read both sides, plan, write. Used by klutch_claim_sync.
+
+Reads are one listing per kind and side (per mapped namespace on the control plane, where a
+namespaced consumer may not list cluster-wide); writes go out concurrently, one object at a time.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, sync
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_EXPORTS,
+    API_SERVICE_NAMESPACES,
+    SECRETS,
+    Resource,
+)
+
+try:
+    import yaml
+except ImportError:  # reported by KlutchModule
+    yaml = None
+
+DIRECTIONS = {sync.PROVIDER: "up", sync.CONSUMER: "down"}
+
+
+class BoundApi:
+    """One APIServiceBinding and what a pass needs: the provider's client, namespace and export."""
+
+    def __init__(self, binding, app, connect):
+        """`connect(kubeconfig dict)` builds a client for the control plane."""
+        self.binding = binding
+        self.name = binding["metadata"]["name"]
+        ref = binding["spec"]["kubeconfigSecretRef"]
+        secret = app.get(SECRETS, ref["name"], ref.get("namespace") or app_cluster.BIND_NAMESPACE)
+        encoded = ((secret or {}).get("data") or {}).get(ref.get("key") or app_cluster.KUBECONFIG_KEY)
+        if not encoded:
+            raise ConfigError("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
+                              "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")))
+        config = yaml.safe_load(base64.b64decode(encoded))
+        self.namespace = app_cluster.kubeconfig_target(config)[1]
+        self.provider = connect(config)
+        self.export = self.provider.get(API_SERVICE_EXPORTS, self.name, self.namespace)
+        if self.export is None:
+            raise ConfigError("APIServiceBinding %s: the control plane has no export of that name for this consumer "
+                              "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
+                              % self.name)
+        spec = self.export["spec"]
+        version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+        self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
+                                  namespaced=spec["scope"] == "Namespaced")
+        self.cluster_wide = spec.get("informerScope") == "Cluster"
+
+    def accepted_claims(self, app):
+        """(claim, Resource) of each accepted claim that the app cluster serves."""
+        found = []
+        for claim in self.binding["spec"].get("permissionClaims") or []:
+            if claim.get("state") != "Accepted":
+                continue
+            api_version = "%s/%s" % (claim["group"], claim["version"]) if claim.get("group") else claim["version"]
+            resource = app.resource_by_plural(api_version, claim["resource"])
+            if resource is None:
+                raise ConfigError("APIServiceBinding %s claims %s in %s, which the app cluster does not serve."
+                                  % (self.name, claim["resource"], api_version))
+            found.append((claim, resource))
+        return found
+
+
+def provider_listing(bound, resource, mapping):
+    """The kind's objects on the control plane, in the consumer's mapped namespaces."""
+    if bound.cluster_wide and resource is bound.instances:
+        return bound.provider.list(resource)[0]
+    objects = []
+    for target in sorted(mapping.down):
+        objects.extend(bound.provider.list(resource, target)[0])
+    return objects
+
+
+def plan_binding(bound, app, prune=True):
+    """([operations], {kind: Resource}) of one pass for one binding."""
+    mapping = sync.Mapping(bound.provider.list(API_SERVICE_NAMESPACES, bound.namespace)[0])
+    resources = {"instances": bound.instances}
+    operations = sync.plan_instances(app.list(bound.instances)[0], provider_listing(bound, bound.instances, mapping),
+                                     mapping, prune=prune)
+    for claim, resource in bound.accepted_claims(app):
+        resources[resource.plural] = resource
+        operations += sync.plan_claims(claim, resource.plural, app.list(resource)[0],
+                                       provider_listing(bound, resource, mapping), mapping, prune=prune)
+    return operations, resources
+
+
+def execute(operation, clients, resources, provider_namespace):
+    """Send one operation to its cluster."""
+    client = clients[operation.side]
+    resource = resources[operation.kind]
+    body, name, namespace = operation.body, operation.name, operation.namespace
+    at = {"name": name, "namespace": namespace}
+    if operation.action == "map_namespace":
+        try:
+            client.write("POST", API_SERVICE_NAMESPACES, {
+                "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
+                "metadata": {"name": name, "namespace": provider_namespace}})
+        except ClusterError as error:
+            if error.status != 409:  # someone asked for it already
+                raise
+    elif operation.action == "create":
+        try:
+            client.write("POST", resource, body)
+        except ClusterError as error:
+            if error.status != 409:  # created since the listing: the next pass compares it
+                raise
+    elif operation.action == "replace":
+        client.write("PUT", resource, body)
+    elif operation.action == "update_spec":
+        client.write("APPLY", resource, body)
+    elif operation.action == "update_status":
+        client.write("APPLY", resource, body, subresource="status")
+    elif operation.action == "delete":
+        client.delete(resource, name, namespace, before=body)
+    elif operation.action == "annotate":
+        client.write("PATCH", resource, {"metadata": dict(at, annotations=body)})
+    elif operation.action in ("add_finalizer", "remove_finalizer"):
+        finalizers = [item for item in body["metadata"].get("finalizers") or [] if item != sync.SYNCER_FINALIZER]
+        if operation.action == "add_finalizer":
+            finalizers.append(sync.SYNCER_FINALIZER)
+        # resourceVersion: the patch fails rather than dropping a finalizer someone added meanwhile.
+        client.write("PATCH", resource, {"metadata": dict(
+            at, finalizers=finalizers, resourceVersion=body["metadata"].get("resourceVersion"))})
+    else:
+        raise ValueError(operation.action)
+
+
+def run_operations(operations, clients, resources, provider_namespace, workers):
+    """Send the operations, concurrently across objects and in order for each; the errors, as messages."""
+    per_object = {}
+    for operation in operations:
+        per_object.setdefault((operation.side, operation.kind, operation.namespace, operation.name), []).append(operation)
+
+    def run(sequence):
+        for operation in sequence:
+            try:
+                execute(operation, clients, resources, provider_namespace)
+            except ClusterError as error:
+                return str(error)  # this object's later steps depend on the failed one
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [error for error in pool.map(run, per_object.values()) if error]
+
+
+def counts(operations):
+    """{up|down: {kind: writes}} of the operations."""
+    found = {"up": {}, "down": {}}
+    for operation in operations:
+        direction = found[DIRECTIONS[operation.side]]
+        direction[operation.kind] = direction.get(operation.kind, 0) + 1
+    return found
+
+
+def described(operations):
+    """What check mode reports: each operation without its body, which may hold Secret data."""
+    return [{"direction": DIRECTIONS[op.side], "action": op.action, "kind": op.kind, "namespace": op.namespace,
+             "name": op.name} for op in operations]

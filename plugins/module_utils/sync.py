@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The konnector's decisions, from listings of both sides: what to write where. No I/O.
+
+One planner serves klutch_claim_sync (one pass from a playbook) and the konnector agent (the same
+pass, driven by watches). It follows Klutch's konnector (instances: spec up, status down, adopt,
+finalizer deletes; claimed objects: the owner side wins), with one deliberate difference: under
+`owner: Provider`, an object the consumer made itself is never uploaded to the control plane.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+from collections import namedtuple
+
+BOUND_ANNOTATION = "klutch.anynines.com/bound"
+OWNER_ANNOTATION = "klutch.anynines.com/resource-owner"
+SYNCER_FINALIZER = "klutch.anynines.com/syncer"
+PROVIDER, CONSUMER = "provider", "consumer"
+# Server-set or side-specific metadata that never crosses between clusters.
+_SIDE_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp",
+                  "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "selfLink")
+# What a claimed object's copy carries and is compared on.
+_CLAIM_CONTENT = ("type", "data", "binaryData", "immutable")
+
+# side: PROVIDER or CONSUMER; action: create, update_spec, update_status, replace, delete,
+# add_finalizer, remove_finalizer (body: the object as listed), annotate (body: the annotations to
+# add), map_namespace (an APIServiceNamespace to create); kind: "instances" or a claim's key.
+Operation = namedtuple("Operation", ["side", "action", "kind", "namespace", "name", "body"])
+
+
+def _metadata(obj):
+    return obj.get("metadata") or {}
+
+
+def _annotations(obj):
+    return _metadata(obj).get("annotations") or {}
+
+
+def deleting(obj):
+    return bool(_metadata(obj).get("deletionTimestamp"))
+
+
+def has_finalizer(obj):
+    return SYNCER_FINALIZER in (_metadata(obj).get("finalizers") or [])
+
+
+def copy_for(obj, namespace, annotations):
+    """A copy for the other side: side metadata cleared, `namespace` set, `annotations` added."""
+    copied = copy.deepcopy(obj)
+    copied.pop("status", None)
+    metadata = copied.setdefault("metadata", {})
+    for key in _SIDE_METADATA:
+        metadata.pop(key, None)
+    if namespace:
+        metadata["namespace"] = namespace
+    metadata["annotations"] = dict(metadata.get("annotations") or {}, **annotations)
+    return copied
+
+
+def contains(provider_value, consumer_value):
+    """Whether the provider's value holds everything the consumer set.
+
+    Fields the provider side adds (Crossplane writes resourceRef and composition settings into a
+    claim's spec) are its own; only what the consumer set is kept in step.
+    """
+    if isinstance(consumer_value, dict) and isinstance(provider_value, dict):
+        return all(key in provider_value and contains(provider_value[key], value)
+                   for key, value in consumer_value.items())
+    return provider_value == consumer_value
+
+
+def _by_key(objects):
+    return dict(((_metadata(obj).get("namespace"), _metadata(obj)["name"]), obj) for obj in objects)
+
+
+class Mapping:
+    """Consumer namespace N <-> provider namespace, from the APIServiceNamespaces' status."""
+
+    def __init__(self, service_namespaces):
+        self.up = {}
+        for item in service_namespaces:
+            target = (item.get("status") or {}).get("namespace")
+            if target:
+                self.up[_metadata(item)["name"]] = target
+        self.down = dict((target, source) for source, target in self.up.items())
+        self.known = set(_metadata(item)["name"] for item in service_namespaces)
+
+
+def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
+    """Operations that bring a bound kind's instances in step (ref §3.7-3.10, §3.13).
+
+    Without `prune`, bound upstream objects whose consumer object is gone are left alone.
+    """
+    operations = []
+    upstream = _by_key(provider_objects)
+    seen = set()
+    for down in consumer_objects:
+        namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
+        if namespace not in mapping.up:
+            if namespace not in mapping.known and not deleting(down):
+                operations.append(Operation(PROVIDER, "map_namespace", "instances", namespace, namespace, None))
+                mapping.known.add(namespace)
+            if deleting(down) and has_finalizer(down):
+                operations.append(Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down))
+            continue
+        target = mapping.up[namespace]
+        seen.add((target, name))
+        up = upstream.get((target, name))
+        operations.extend(_instance_pair(down, up, target))
+    for (target, name), up in sorted(upstream.items(), key=lambda item: item[0]):
+        if (target, name) in seen or target not in mapping.down or deleting(up):
+            continue
+        if _annotations(up).get(BOUND_ANNOTATION) == "true":
+            # Its consumer object is gone and the delete was missed (e.g. while no agent ran).
+            if prune:
+                operations.append(Operation(PROVIDER, "delete", "instances", target, name, up))
+        else:
+            namespace = mapping.down[target]
+            adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
+            operations.append(Operation(CONSUMER, "create", "instances", namespace, name, adopted))
+            operations.append(Operation(PROVIDER, "annotate", "instances", target, name, {BOUND_ANNOTATION: "true"}))
+            if up.get("status"):
+                operations.append(_status_down(adopted, up))
+    return operations
+
+
+def _instance_pair(down, up, target):
+    namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
+    if up is None:
+        if deleting(down):
+            return [Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down)] if has_finalizer(down) \
+                else []
+        operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
+                                                               down)]
+        created = copy_for(down, target, {BOUND_ANNOTATION: "true"})
+        return operations + [Operation(PROVIDER, "create", "instances", target, name, created)]
+    if deleting(down):
+        if deleting(up):
+            return []  # wait until the provider has let it go
+        operations = [Operation(PROVIDER, "delete", "instances", target, name, up)]
+        if has_finalizer(down):
+            operations.append(Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down))
+        return operations
+    operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
+                                                           down)]
+    if not contains(up.get("spec"), down.get("spec")) or _annotations(up).get(BOUND_ANNOTATION) != "true":
+        body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"),
+                "metadata": {"name": name, "namespace": target, "annotations": {BOUND_ANNOTATION: "true"}},
+                "spec": down.get("spec")}
+        operations.append(Operation(PROVIDER, "update_spec", "instances", target, name, body))
+    if _annotations(down).get(BOUND_ANNOTATION) != "true":
+        operations.append(Operation(CONSUMER, "annotate", "instances", namespace, name, {BOUND_ANNOTATION: "true"}))
+    if (down.get("status") or {}) != (up.get("status") or {}):
+        operations.append(_status_down(down, up))
+    return operations
+
+
+def _status_down(down, up):
+    """The provider's status, whole, onto the consumer's object (the provider wins on status)."""
+    namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
+    body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"),
+            "metadata": {"name": name, "namespace": namespace}, "status": up.get("status") or {}}
+    return Operation(CONSUMER, "update_status", "instances", namespace, name, body)
+
+
+def claim_matches(claim, obj):
+    """The claim's names and label selectors: empty or "*" means all; label selectors are ORed maps."""
+    selector = claim.get("selector") or {}
+    names = selector.get("names") or ["*"]
+    if "*" not in names and _metadata(obj)["name"] not in names:
+        return False
+    label_selectors = selector.get("labelSelectors") or []
+    labels = _metadata(obj).get("labels") or {}
+    return not label_selectors or any(all(labels.get(key) == value for key, value in wanted.items())
+                                      for wanted in label_selectors)
+
+
+def claim_owner(claim, provider_obj, consumer_obj):
+    """Who owns a claimed object (Klutch's table, ref §3.12), or None when nobody may sync it.
+
+    Deliberate difference: under `owner: Provider`, a consumer object that nobody marked is the
+    consumer's own and stays on the app cluster.
+    """
+    marked = [_annotations(obj).get(OWNER_ANNOTATION) for obj in (provider_obj, consumer_obj) if obj is not None]
+    owner = next((value for value in marked if value in ("Provider", "Consumer")), None)
+    if owner is None:
+        owner = "Provider" if provider_obj is not None else "Consumer"
+    wanted = (claim.get("selector") or {}).get("owner")
+    if wanted and owner != wanted:
+        return None
+    return owner
+
+
+def _content(obj):
+    return dict((key, obj.get(key)) for key in _CLAIM_CONTENT if obj.get(key) is not None)
+
+
+def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=True):
+    """Operations for one accepted claim in every mapped namespace pair (owner side wins, ref §3.12-3.13).
+
+    Without `prune`, copies whose owner's object is gone are left alone.
+    """
+    operations = []
+    consumers = _by_key(obj for obj in consumer_objects if claim_matches(claim, obj))
+    providers = _by_key(obj for obj in provider_objects if claim_matches(claim, obj))
+    pairs = set()
+    for namespace, name in consumers:
+        if namespace in mapping.up:
+            pairs.add((namespace, mapping.up[namespace], name))
+    for target, name in providers:
+        if target in mapping.down:
+            pairs.add((mapping.down[target], target, name))
+    for namespace, target, name in sorted(pairs):
+        down, up = consumers.get((namespace, name)), providers.get((target, name))
+        owner = claim_owner(claim, up, down)
+        if owner == "Provider":
+            operations.extend(_copy_pair(kind, up, down, (PROVIDER, target), (CONSUMER, namespace), name, owner, prune))
+        elif owner == "Consumer":
+            operations.extend(_copy_pair(kind, down, up, (CONSUMER, namespace), (PROVIDER, target), name, owner, prune))
+    return operations
+
+
+def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune):
+    """The owner's object wins: its copy follows it, and goes when it goes."""
+    if source is None or deleting(source):
+        if prune and copy_ is not None and not deleting(copy_) and _annotations(copy_).get(OWNER_ANNOTATION) == owner:
+            return [Operation(copy_at[0], "delete", kind, copy_at[1], name, copy_)]
+        return []
+    operations = []
+    if _annotations(source).get(OWNER_ANNOTATION) != owner:
+        operations.append(Operation(source_at[0], "annotate", kind, source_at[1], name, {OWNER_ANNOTATION: owner}))
+    wanted = copy_for(source, copy_at[1], {OWNER_ANNOTATION: owner})
+    if copy_ is None:
+        operations.append(Operation(copy_at[0], "create", kind, copy_at[1], name, wanted))
+    elif _content(copy_) != _content(wanted) or _annotations(copy_).get(OWNER_ANNOTATION) != owner or \
+            (_metadata(copy_).get("labels") or {}) != (_metadata(wanted).get("labels") or {}):
+        operations.append(Operation(copy_at[0], "replace", kind, copy_at[1], name, wanted))
+    return operations

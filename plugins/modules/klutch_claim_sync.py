@@ -1,0 +1,141 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: klutch_claim_sync
+short_description: One full konnector pass on an app cluster, from a playbook
+version_added: 0.1.0
+author:
+  - klutch.bind contributors (@klutch-bind)
+description:
+  - Does once what Klutch's konnector does continuously, for all or the named APIServiceBindings
+    of an app cluster, reaching the control plane through each binding's kubeconfig Secret (so
+    with the consumer's limited rights).
+  - "Instances: the consumer's spec goes up (the consumer wins), the provider's status comes down
+    (the provider wins); instances the provider created are adopted; the C(klutch.anynines.com/syncer)
+    finalizer makes a consumer's delete reach the control plane; an instance the provider deleted
+    while the consumer still has it is created again. A consumer namespace C(N) is mapped to
+    C(<P>-N) through an C(APIServiceNamespace), which the control plane's backend (or
+    M(klutch.bind.klutch_export_request)) fills in; its objects follow on the next pass."
+  - "Claimed objects (the binding's accepted permission claims, for example the connection Secrets of
+    claims): the owner side wins, its copy is created, reverted and deleted with it; C(names) and
+    C(labelSelectors) are honoured. Unlike Klutch, under C(owner: Provider) an object that the
+    consumer made itself is never uploaded to the control plane."
+  - Lists each kind once per side (on the control plane once per mapped namespace when the consumer
+    may not list cluster-wide), never reads objects one by one, and writes concurrently.
+options:
+  bindings:
+    description: Names of the APIServiceBindings to sync; all in C(klutch-bind) when empty.
+    type: list
+    elements: str
+    default: []
+  prune:
+    description:
+      - Delete objects whose counterpart is gone, that is bound instances on the control plane whose
+        consumer object was deleted while nothing ran, and copies of claimed objects whose owner
+        deleted them.
+    type: bool
+    default: true
+  concurrency:
+    description: How many objects are written at the same time.
+    type: int
+    default: 8
+extends_documentation_fragment:
+  - klutch.bind.k8s_auth
+  - klutch.bind.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Returns the planned O(ignore:operations) and sends every write as a server-side dry run.
+  diff_mode:
+    support: none
+    details: Operations are reported per object in O(ignore:operations) instead, without Secret data.
+notes:
+  - The agent in the C(klutch.bind.konnector) role runs the same pass continuously.
+seealso:
+  - module: klutch.bind.klutch_binding
+"""
+
+EXAMPLES = r"""
+- name: Sync every binding of an app cluster once
+  klutch.bind.klutch_claim_sync:
+    kubeconfig: "{{ kubeconfig }}"
+  register: synced
+
+- name: Show what a pass would do
+  klutch.bind.klutch_claim_sync:
+    bindings: [postgresqlinstances.samples.klutch.bind]
+  check_mode: true
+"""
+
+RETURN = r"""
+synced:
+  description: Writes per binding, direction (C(up) to the control plane, C(down) to the app cluster) and kind.
+  returned: always
+  type: dict
+  sample: {"postgresqlinstances.samples.klutch.bind": {"up": {"instances": 1}, "down": {"secrets": 1}}}
+operations:
+  description: Each write of the pass, without bodies.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"binding": "postgresqlinstances.samples.klutch.bind", "direction": "down", "action": "create",
+            "kind": "secrets", "namespace": "shop", "name": "orders-creds"}]
+"""
+
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, konnector
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS
+from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
+
+
+def selected_bindings(app, names):
+    bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
+    missing = sorted(set(names) - set(item["metadata"]["name"] for item in bindings))
+    if missing:
+        raise ConfigError("%s has no APIServiceBinding %s in %s. Bind it first with klutch.bind.klutch_binding, or "
+                          "fix bindings." % (app.label, ", ".join(missing), app_cluster.BIND_NAMESPACE))
+    return [item for item in bindings if not names or item["metadata"]["name"] in names]
+
+
+def main():
+    module = KlutchModule(
+        argument_spec=dict(
+            bindings=dict(type="list", elements="str", default=[]),
+            prune=dict(type="bool", default=True),
+            concurrency=dict(type="int", default=8),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = {"synced": {}, "operations": []}
+    errors = []
+    try:
+        app = module.client()
+        if app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
+            raise ConfigError("%s does not serve APIServiceBinding: nothing is bound there." % app.label)
+        for binding in selected_bindings(app, params["bindings"]):
+            bound = konnector.BoundApi(binding, app, lambda config: module.client({"kubeconfig": config}))
+            operations, resources = konnector.plan_binding(bound, app, params["prune"])
+            result["synced"][bound.name] = konnector.counts(operations)
+            result["operations"].extend(dict(item, binding=bound.name) for item in konnector.described(operations))
+            errors.extend(konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                                   bound.namespace, params["concurrency"]))
+    except ClusterError as error:
+        module.fail(error, **result)
+    result["changed"] = bool(result["operations"])
+    if errors:
+        module.fail("%d of %d writes failed; the next pass retries them. First: %s"
+                    % (len(errors), len(result["operations"]), errors[0]), **result)
+    module.exit(**result)
+
+
+if __name__ == "__main__":
+    main()

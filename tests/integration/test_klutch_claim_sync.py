@@ -1,0 +1,196 @@
+"""klutch_claim_sync on the lab: a real Crossplane claim made on an app cluster, its Secret coming back."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION
+from conftest import KLUTCH_CRDS
+from klutch_lab.audit import now
+from klutch_lab.cluster import free_port
+from klutch_lab.cluster import ADMIN_USER
+
+GROUP, RESOURCE = "samples.klutch.bind", "postgresqlinstances"
+NAME = f"{RESOURCE}.{GROUP}"
+INSTANCES = Resource(f"{GROUP}/v1", "PostgresqlInstance", RESOURCE)
+
+
+@pytest.fixture(scope="module")
+def bound(lab, control_plane, klutch_apis, sample_dataservices, run_task):
+    """An app cluster of its own, bound to the sample PostgreSQL API with the Secrets claim accepted."""
+    lab.up(list(lab.state["clusters"]) + ["app-sync"])
+    cluster = lab.cluster("app-sync")
+    app_args = {"kubeconfig": str(cluster.admin_kubeconfig)}
+    steps = [
+        ("klutch.bind.klutch_template", {"kubeconfig": str(control_plane.admin_kubeconfig), "name": RESOURCE,
+                                         "group": GROUP, "resource": RESOURCE,
+                                         "permission_claims": [{"resource": "secrets", "owner": "Provider"}]}),
+        ("klutch.bind.klutch_manifest", dict(app_args, src=str(KLUTCH_CRDS), wait=True)),
+        ("klutch.bind.klutch_manifest", dict(app_args, definition={"apiVersion": "v1", "kind": "Namespace",
+                                                                   "metadata": {"name": "klutch-bind"}})),
+    ]
+    for module, args in steps:
+        result, output = run_task(module, args)
+        assert not result.get("failed"), output
+    info, _output = run_task("klutch.bind.klutch_cluster_info", app_args)
+    export_args = {"kubeconfig": str(control_plane.admin_kubeconfig), "consumer": "app-sync",
+                   "cluster_id": info["cluster_id"], "resources": [{"group": GROUP, "resource": RESOURCE}]}
+    exported, output = run_task("klutch.bind.klutch_export_request", export_args)
+    assert not exported.get("failed"), output
+    bound_result, output = run_task("klutch.bind.klutch_binding", dict(
+        app_args, name=NAME, provider_kubeconfig=exported["kubeconfig"]))
+    assert not bound_result.get("failed"), output
+
+    class Bound:
+        app = ClusterClient.from_params(app_args, environ={})
+        cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
+        namespace = exported["consumer_namespace"]
+
+        @staticmethod
+        def sync(check=False):
+            result, output = run_task("klutch.bind.klutch_claim_sync", app_args, check=check)
+            assert not result.get("failed"), output
+            return result
+
+        @staticmethod
+        def map_namespaces():
+            result, output = run_task("klutch.bind.klutch_export_request", export_args)
+            assert not result.get("failed"), output
+
+    Bound.cluster = cluster
+    yield Bound
+    lab.down(["app-sync"])
+
+
+def test_a_claim_made_on_the_app_cluster_is_provisioned_and_its_secret_comes_back(bound, audit):
+    app, cp = bound.app, bound.cp
+    app.apply(NAMESPACES, {"metadata": {"name": "shop"}})
+    app.apply(SECRETS, {"metadata": {"name": "my-own", "namespace": "shop"}, "stringData": {"token": "mine"}})
+    app.apply(INSTANCES, {"metadata": {"name": "orders", "namespace": "shop"},
+                          "spec": {"service": "postgresql-17", "plan": "postgresql-single-small",
+                                   "writeConnectionSecretToRef": {"name": "orders-creds"}}})
+
+    first = bound.sync()
+    assert [(op["action"], op["namespace"]) for op in first["operations"]] == [("map_namespace", "shop")]
+    bound.map_namespaces()
+    mapped = f"{bound.namespace}-shop"
+    second = bound.sync()
+    assert {(op["direction"], op["action"]) for op in second["operations"]} == {("down", "add_finalizer"),
+                                                                                ("up", "create")}
+    upstream = cp.wait(INSTANCES, "orders", mapped, condition_holds("Ready"), 90, "Ready on the control plane")
+    assert upstream["metadata"]["annotations"][BOUND_ANNOTATION] == "true"
+    cp.wait(SECRETS, "orders-creds", mapped, lambda obj: obj is not None, 30, "published by Crossplane")
+
+    third = bound.sync()
+    assert third["synced"][NAME]["down"] == {"instances": 2, "secrets": 1}  # bound mark and status, the Secret
+    creds = app.get(SECRETS, "orders-creds", "shop")
+    assert set(creds["data"]) == {"host", "port", "username", "password", "database", "uri"}
+    assert creds["metadata"]["annotations"][OWNER_ANNOTATION] == "Provider"
+    assert condition_holds("Ready")(app.get(INSTANCES, "orders", "shop"))
+    assert cp.get(SECRETS, "my-own", mapped) is None, "a consumer's own Secret never goes up"
+
+    start = now()
+    fourth = bound.sync()
+    assert fourth["changed"] is False and fourth["operations"] == []
+    assert audit(bound.cluster).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_consumer_edits_of_the_secret_are_reverted_and_spec_changes_go_up(bound):
+    app, cp = bound.app, bound.cp
+    mapped = f"{bound.namespace}-shop"
+    app.apply(SECRETS, {"metadata": {"name": "orders-creds", "namespace": "shop"}, "stringData": {"password": "x"}},
+              force=True)
+    app.apply(INSTANCES, {"metadata": {"name": "orders", "namespace": "shop"},
+                          "spec": {"service": "postgresql-17", "plan": "postgresql-single-medium",
+                                   "writeConnectionSecretToRef": {"name": "orders-creds"}}}, force=True)
+    planned = bound.sync(check=True)
+    assert {(op["direction"], op["action"], op["kind"]) for op in planned["operations"]} >= {
+        ("up", "update_spec", "instances"), ("down", "replace", "secrets")}
+    assert cp.get(INSTANCES, "orders", mapped)["spec"]["plan"] == "postgresql-single-small", "check mode wrote"
+    bound.sync()
+    assert cp.get(INSTANCES, "orders", mapped)["spec"]["plan"] == "postgresql-single-medium"
+    assert app.get(SECRETS, "orders-creds", "shop")["data"]["password"] == cp.get(
+        SECRETS, "orders-creds", mapped)["data"]["password"]
+
+
+def test_deleting_on_the_app_cluster_deletes_upstream_and_releases_the_finalizer(bound):
+    app, cp = bound.app, bound.cp
+    mapped = f"{bound.namespace}-shop"
+    app.delete(INSTANCES, "orders", "shop")
+    assert app.get(INSTANCES, "orders", "shop")["metadata"]["deletionTimestamp"], "held by the syncer finalizer"
+    bound.sync()
+    assert app.get(INSTANCES, "orders", "shop") is None
+    upstream = cp.get(INSTANCES, "orders", mapped)
+    assert upstream is None or upstream["metadata"].get("deletionTimestamp")
+
+
+@pytest.fixture
+def agent(bound):
+    """The konnector agent as a local process on the bound app cluster; stopped with SIGTERM."""
+    port = free_port()
+    environ = dict(os.environ, PYTHONPATH=os.environ["ANSIBLE_COLLECTIONS_PATH"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
+         "--kubeconfig", str(bound.cluster.admin_kubeconfig), "--health-port", str(port), "--health-local",
+         "--resync", "5", "--identity", "test-agent"],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield process, port
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def health(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def eventually(what, check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, agent):
+    process, port = agent
+    app, cp = bound.app, bound.cp
+    eventually("healthy and leading", lambda: (health(port) or {}).get("leading"))
+    lease = app.get(Resource("coordination.k8s.io/v1", "Lease", "leases"), "klutch-bind", "klutch-bind")
+    assert lease["spec"]["holderIdentity"] == "test-agent"
+
+    mapped = f"{bound.namespace}-shop"
+    started = time.monotonic()
+    app.apply(INSTANCES, {"metadata": {"name": "invoices", "namespace": "shop"},
+                          "spec": {"service": "postgresql-15", "plan": "postgresql-single-small",
+                                   "writeConnectionSecretToRef": {"name": "invoices-creds"}}})
+    eventually("the instance upstream", lambda: cp.get(INSTANCES, "invoices", mapped))
+    print(f"\nagent: instance upstream {time.monotonic() - started:.2f} s after it was created", file=sys.stderr)
+    eventually("its connection Secret on the app cluster", lambda: app.get(SECRETS, "invoices-creds", "shop"), 90)
+    eventually("Ready on the app cluster", lambda: condition_holds("Ready")(app.get(INSTANCES, "invoices", "shop")))
+    assert cp.get(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"), "cluster",
+                  bound.namespace)["status"]["konnectorVersion"]
+
+    app.delete(INSTANCES, "invoices", "shop")
+    eventually("deleted on the app cluster, finalizer released", lambda: app.get(INSTANCES, "invoices", "shop") is None)
+
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+    logs = process.stderr.read()
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert records[-1]["msg"] == "konnector stopped"
+    assert "token" not in logs.lower() and "password" not in logs.lower()

@@ -1,0 +1,285 @@
+"""The sync planner: every row of Klutch's ownership table and deletion matrix, and its fixed point."""
+
+import copy
+import itertools
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils import sync
+from ansible_collections.klutch.bind.plugins.module_utils.sync import (
+    BOUND_ANNOTATION,
+    CONSUMER,
+    OWNER_ANNOTATION,
+    PROVIDER,
+    SYNCER_FINALIZER,
+    Mapping,
+)
+
+P = "cluster-abcde"
+MAPPING = [{"metadata": {"name": "shop", "namespace": P}, "status": {"namespace": f"{P}-shop"}}]
+SECRETS_CLAIM = {"group": "", "resource": "secrets", "version": "v1", "selector": {"owner": "Provider"}}
+
+
+def instance(namespace, name, spec=None, status=None, annotations=None, finalizers=None, deleting=False):
+    metadata = {"name": name, "namespace": namespace, "uid": "u-" + name, "resourceVersion": "7",
+                "annotations": dict(annotations or {}), "finalizers": list(finalizers or [])}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    obj = {"apiVersion": "samples.klutch.bind/v1", "kind": "PostgresqlInstance", "metadata": metadata,
+           "spec": spec if spec is not None else {"plan": "small"}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def secret(namespace, name, data=None, owner=None, labels=None):
+    annotations = {OWNER_ANNOTATION: owner} if owner else {}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations, "labels": labels or {},
+                         "uid": "s-" + name, "ownerReferences": [{"kind": "PostgresqlInstance", "name": name}]},
+            "data": data if data is not None else {"password": "cw=="}}
+
+
+def actions(operations):
+    return [(op.side, op.action, op.namespace, op.name) for op in operations]
+
+
+def plan_instances(consumer, provider, mapping=None):
+    return sync.plan_instances(consumer, provider, Mapping(copy.deepcopy(MAPPING if mapping is None else mapping)))
+
+
+# -- instances ---------------------------------------------------------------------------------
+
+def test_a_new_consumer_instance_gets_the_finalizer_and_a_bound_copy_upstream():
+    operations = plan_instances([instance("shop", "orders")], [])
+    assert actions(operations) == [(CONSUMER, "add_finalizer", "shop", "orders"),
+                                   (PROVIDER, "create", f"{P}-shop", "orders")]
+    created = operations[1].body
+    assert created["metadata"] == {"name": "orders", "namespace": f"{P}-shop",
+                                   "annotations": {BOUND_ANNOTATION: "true"}}
+    assert created["spec"] == {"plan": "small"} and "status" not in created
+
+
+def test_an_unmapped_namespace_is_asked_for_once_and_its_objects_wait():
+    operations = plan_instances([instance("cart", "a"), instance("cart", "b")], [], mapping=[])
+    assert actions(operations) == [(PROVIDER, "map_namespace", "cart", "cart")]
+    pending = [{"metadata": {"name": "cart", "namespace": P}}]
+    assert plan_instances([instance("cart", "a")], [], mapping=pending) == []
+
+
+def test_spec_goes_up_and_provider_edits_are_reverted():
+    down = instance("shop", "orders", spec={"plan": "big"}, finalizers=[SYNCER_FINALIZER],
+                    annotations={BOUND_ANNOTATION: "true"})
+    up = instance(f"{P}-shop", "orders", spec={"plan": "small", "extra": 1}, annotations={BOUND_ANNOTATION: "true"})
+    operations = plan_instances([down], [up])
+    assert actions(operations) == [(PROVIDER, "update_spec", f"{P}-shop", "orders")]
+    assert operations[0].body["spec"] == {"plan": "big"}
+
+
+def test_status_comes_down_whole():
+    down = instance("shop", "orders", finalizers=[SYNCER_FINALIZER], annotations={BOUND_ANNOTATION: "true"},
+                    status={"old": True})
+    up = instance(f"{P}-shop", "orders", annotations={BOUND_ANNOTATION: "true"}, status={"ready": True})
+    operations = plan_instances([down], [up])
+    assert actions(operations) == [(CONSUMER, "update_status", "shop", "orders")]
+    assert operations[0].body["status"] == {"ready": True}
+
+
+@pytest.mark.parametrize("down, up, expected", [
+    # consumer deletes: upstream deleted, finalizer released at once
+    (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True), instance(f"{P}-shop", "o"),
+     [(PROVIDER, "delete", f"{P}-shop", "o"), (CONSUMER, "remove_finalizer", "shop", "o")]),
+    # consumer deletes while upstream is still tearing down: wait
+    (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True),
+     instance(f"{P}-shop", "o", deleting=True), []),
+    # consumer deletes and upstream is gone: release the finalizer
+    (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True), None,
+     [(CONSUMER, "remove_finalizer", "shop", "o")]),
+    # provider deletes a live instance: recreated upstream
+    (instance("shop", "o", finalizers=[SYNCER_FINALIZER], annotations={BOUND_ANNOTATION: "true"}), None,
+     [(PROVIDER, "create", f"{P}-shop", "o")]),
+    # consumer object gone, bound upstream left over (missed delete): upstream deleted
+    (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}), [(PROVIDER, "delete", f"{P}-shop", "o")]),
+    # provider created it: adopted downstream, marked bound upstream
+    (None, instance(f"{P}-shop", "o", status={"ready": True}),
+     [(CONSUMER, "create", "shop", "o"), (PROVIDER, "annotate", f"{P}-shop", "o"), (CONSUMER, "update_status", "shop", "o")]),
+    # provider object already going, nothing down: leave it
+    (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}, deleting=True), []),
+])
+def test_the_deletion_matrix(down, up, expected):
+    assert actions(plan_instances([down] if down else [], [up] if up else [])) == expected
+
+
+def test_objects_outside_mapped_namespaces_are_not_touched():
+    stray = instance("cluster-other-shop", "o", annotations={BOUND_ANNOTATION: "true"})
+    assert plan_instances([], [stray]) == []
+
+
+# -- claimed objects ---------------------------------------------------------------------------
+
+def plan_claims(claim, consumer, provider):
+    return sync.plan_claims(claim, "secrets", consumer, provider, Mapping(copy.deepcopy(MAPPING)))
+
+
+@pytest.mark.parametrize("provider_mark, consumer_mark, provider_exists, consumer_exists, owner", [
+    ("Provider", "Consumer", True, True, "Provider"),
+    ("Consumer", None, True, True, "Consumer"),
+    (None, None, True, False, "Provider"),
+    (None, "Consumer", True, True, "Consumer"),
+    (None, "Provider", False, True, "Provider"),
+    (None, None, False, True, "Consumer"),
+])
+def test_the_ownership_table(provider_mark, consumer_mark, provider_exists, consumer_exists, owner):
+    up = secret(f"{P}-shop", "creds", owner=provider_mark) if provider_exists else None
+    down = secret("shop", "creds", owner=consumer_mark) if consumer_exists else None
+    assert sync.claim_owner({}, up, down) == owner
+
+
+def test_provider_owned_secrets_come_down_cleaned_and_marked():
+    operations = plan_claims(SECRETS_CLAIM, [], [secret(f"{P}-shop", "orders-creds")])
+    assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "orders-creds"),
+                                   (CONSUMER, "create", "shop", "orders-creds")]
+    copied = operations[1].body
+    assert copied["metadata"] == {"name": "orders-creds", "namespace": "shop", "labels": {},
+                                  "annotations": {OWNER_ANNOTATION: "Provider"}}
+    assert copied["data"] == {"password": "cw=="} and copied["type"] == "Opaque"
+
+
+@pytest.mark.parametrize("consumer_copy, expected", [
+    (secret("shop", "creds", data={"password": "ZWRpdGVk"}, owner="Provider"), [(CONSUMER, "replace", "shop", "creds")]),
+    (secret("shop", "creds", owner="Provider", labels={"added": "by-hand"}), [(CONSUMER, "replace", "shop", "creds")]),
+    (None, [(CONSUMER, "create", "shop", "creds")]),
+    (secret("shop", "creds", owner="Provider"), []),
+])
+def test_consumer_edits_and_deletions_of_provider_owned_objects_are_reverted(consumer_copy, expected):
+    up = secret(f"{P}-shop", "creds", owner="Provider")
+    assert actions(plan_claims(SECRETS_CLAIM, [consumer_copy] if consumer_copy else [], [up])) == expected
+
+
+def test_a_provider_deletion_removes_the_copy_but_not_what_the_consumer_made():
+    assert actions(plan_claims(SECRETS_CLAIM, [secret("shop", "creds", owner="Provider")], [])) == [
+        (CONSUMER, "delete", "shop", "creds")]
+
+
+def test_under_provider_ownership_a_consumers_own_secret_is_never_uploaded():
+    assert plan_claims(SECRETS_CLAIM, [secret("shop", "private")], []) == []
+
+
+def test_consumer_owned_claims_are_the_mirror_image():
+    claim = {"resource": "configmaps", "selector": {"owner": "Consumer"}}
+    operations = plan_claims(claim, [secret("shop", "settings")], [])
+    assert actions(operations) == [(CONSUMER, "annotate", "shop", "settings"),
+                                   (PROVIDER, "create", f"{P}-shop", "settings")]
+    assert actions(plan_claims(claim, [], [secret(f"{P}-shop", "settings", owner="Consumer")])) == [
+        (PROVIDER, "delete", f"{P}-shop", "settings")]
+
+
+def test_names_and_label_selectors_limit_a_claim():
+    claim = dict(SECRETS_CLAIM, selector={"owner": "Provider", "names": ["wanted"],
+                                          "labelSelectors": [{"tier": "db"}, {"tier": "cache"}]})
+    provider = [secret(f"{P}-shop", "wanted", labels={"tier": "cache"}), secret(f"{P}-shop", "other"),
+                secret(f"{P}-shop", "wanted-too", labels={"tier": "db"})]
+    assert [op.name for op in plan_claims(claim, [], provider) if op.action == "create"] == ["wanted"]
+
+
+# -- planning the result of a plan yields nothing ------------------------------------------------
+
+class World:
+    """Both clusters in memory, with the deletion semantics of an API server (finalizers hold objects)."""
+
+    def __init__(self, consumer, provider, service_namespaces):
+        self.objects = {CONSUMER: _index(consumer), PROVIDER: _index(provider)}
+        self.service_namespaces = copy.deepcopy(service_namespaces)
+
+    def listing(self, side):
+        return [copy.deepcopy(obj) for obj in self.objects[side].values()]
+
+    def run(self, operations):
+        for op in operations:
+            store = self.objects[op.side]
+            key = (op.namespace, op.name)
+            current = store.get(key)
+            if op.action == "map_namespace":
+                self.service_namespaces.append({"metadata": {"name": op.name, "namespace": P},
+                                                "status": {"namespace": f"{P}-{op.name}"}})
+            elif op.action == "create" and current is None:
+                store[key] = copy.deepcopy(op.body)
+            elif op.action == "replace":
+                store[key] = copy.deepcopy(op.body)
+            elif op.action == "update_spec" and current is not None:
+                current["spec"] = copy.deepcopy(op.body["spec"])
+                current["metadata"].setdefault("annotations", {}).update(op.body["metadata"]["annotations"])
+            elif op.action == "update_status" and current is not None:
+                current["status"] = copy.deepcopy(op.body["status"])
+            elif op.action == "annotate" and current is not None:
+                current["metadata"].setdefault("annotations", {}).update(op.body)
+            elif op.action == "add_finalizer" and current is not None:
+                current["metadata"].setdefault("finalizers", []).append(SYNCER_FINALIZER)
+            elif op.action == "remove_finalizer" and current is not None:
+                current["metadata"]["finalizers"].remove(SYNCER_FINALIZER)
+                if not current["metadata"]["finalizers"] and current["metadata"].get("deletionTimestamp"):
+                    del store[key]
+            elif op.action == "delete" and current is not None:
+                if current["metadata"].get("finalizers"):
+                    current["metadata"]["deletionTimestamp"] = "now"
+                else:
+                    del store[key]
+
+
+def _index(objects):
+    return dict(((obj["metadata"].get("namespace"), obj["metadata"]["name"]), copy.deepcopy(obj)) for obj in objects)
+
+
+def plan_world(world):
+    mapping = Mapping(world.service_namespaces)
+    consumer_instances = [o for o in world.listing(CONSUMER) if o["kind"] == "PostgresqlInstance"]
+    provider_instances = [o for o in world.listing(PROVIDER) if o["kind"] == "PostgresqlInstance"]
+    operations = sync.plan_instances(consumer_instances, provider_instances, mapping)
+    operations += sync.plan_claims(SECRETS_CLAIM, "secrets", [o for o in world.listing(CONSUMER) if o["kind"] == "Secret"],
+                                   [o for o in world.listing(PROVIDER) if o["kind"] == "Secret"], mapping)
+    return operations
+
+
+CONSUMER_SIDES = [
+    [],
+    [instance("shop", "a")],
+    [instance("shop", "a", finalizers=[SYNCER_FINALIZER], deleting=True)],
+    [instance("cart", "b")],
+    [secret("shop", "private"), secret("shop", "creds", data={"x": "eQ=="}, owner="Provider")],
+]
+PROVIDER_SIDES = [
+    [],
+    [instance(f"{P}-shop", "a", spec={"plan": "big"}, status={"ready": True})],
+    [instance(f"{P}-shop", "c", status={"ready": False})],
+    [instance(f"{P}-shop", "d", annotations={BOUND_ANNOTATION: "true"})],
+    [secret(f"{P}-shop", "creds")],
+]
+
+
+@pytest.mark.parametrize("consumer, provider", list(itertools.product(CONSUMER_SIDES, PROVIDER_SIDES)))
+def test_planning_the_result_of_a_plan_yields_nothing(consumer, provider):
+    world = World(consumer, provider, MAPPING)
+    for _round in range(4):  # a namespace mapping, then its objects, then deletions that finalizers held
+        operations = plan_world(world)
+        if not operations:
+            break
+        world.run(operations)
+    assert plan_world(world) == []
+
+
+def test_without_prune_orphans_stay():
+    orphan = instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"})
+    assert sync.plan_instances([], [orphan], Mapping(copy.deepcopy(MAPPING)), prune=False) == []
+    copy_left = secret("shop", "creds", owner="Provider")
+    assert sync.plan_claims(SECRETS_CLAIM, "secrets", [copy_left], [], Mapping(copy.deepcopy(MAPPING)), prune=False) == []
+
+
+def test_fields_the_provider_adds_to_a_spec_are_not_reverted_but_edits_of_consumer_fields_are():
+    down = instance("shop", "o", spec={"plan": "small", "parameters": {"size": 1}}, finalizers=[SYNCER_FINALIZER],
+                    annotations={BOUND_ANNOTATION: "true"})
+    added = instance(f"{P}-shop", "o", spec={"plan": "small", "parameters": {"size": 1}, "resourceRef": {"name": "x"}},
+                     annotations={BOUND_ANNOTATION: "true"})
+    assert plan_instances([down], [added]) == []
+    edited = copy.deepcopy(added)
+    edited["spec"]["parameters"]["size"] = 2
+    assert actions(plan_instances([down], [edited])) == [(PROVIDER, "update_spec", f"{P}-shop", "o")]
