@@ -146,6 +146,7 @@ class Agent:
         self.watches = Watches(self.changed, self.stopping)
         self.lease = Lease(app, options.lease_namespace, options.lease_name, options.identity)
         self.leading = False
+        self.renewed_at = 0.0
         self.last_pass = None
         self.heartbeats = {}
         self.passes = 0
@@ -164,7 +165,9 @@ class Agent:
         attempt = 0
         while not self.stopping.is_set():
             try:
-                self.leading = self.lease.hold()
+                if not self.leading or time.monotonic() - self.renewed_at > LEASE_SECONDS / 3.0:
+                    self.leading = self.lease.hold()  # renewed a few times per lease, not on every pass
+                    self.renewed_at = time.monotonic()
                 if self.leading:
                     self.sync()
                 else:

@@ -214,24 +214,29 @@ def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=
     for target, name in providers:
         if target in mapping.down:
             pairs.add((mapping.down[target], target, name))
+    # Where the claim fixes the owner, the copy's mark alone tells ownership; marking the source as
+    # Klutch does would double the writes for nothing. Without a fixed owner the mark decides it.
+    mark_source = not (claim.get("selector") or {}).get("owner")
     for namespace, target, name in sorted(pairs):
         down, up = consumers.get((namespace, name)), providers.get((target, name))
         owner = claim_owner(claim, up, down)
         if owner == "Provider":
-            operations.extend(_copy_pair(kind, up, down, (PROVIDER, target), (CONSUMER, namespace), name, owner, prune))
+            operations.extend(_copy_pair(kind, up, down, (PROVIDER, target), (CONSUMER, namespace), name, owner, prune,
+                                         mark_source))
         elif owner == "Consumer":
-            operations.extend(_copy_pair(kind, down, up, (CONSUMER, namespace), (PROVIDER, target), name, owner, prune))
+            operations.extend(_copy_pair(kind, down, up, (CONSUMER, namespace), (PROVIDER, target), name, owner, prune,
+                                         mark_source))
     return operations
 
 
-def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune):
+def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune, mark_source):
     """The owner's object wins: its copy follows it, and goes when it goes."""
     if source is None or deleting(source):
         if prune and copy_ is not None and not deleting(copy_) and _annotations(copy_).get(OWNER_ANNOTATION) == owner:
             return [Operation(copy_at[0], "delete", kind, copy_at[1], name, copy_)]
         return []
     operations = []
-    if _annotations(source).get(OWNER_ANNOTATION) != owner:
+    if mark_source and _annotations(source).get(OWNER_ANNOTATION) != owner:
         operations.append(Operation(source_at[0], "annotate", kind, source_at[1], name, {OWNER_ANNOTATION: owner}))
     wanted = copy_for(source, copy_at[1], {OWNER_ANNOTATION: owner})
     if copy_ is None:

@@ -137,9 +137,8 @@ def test_the_ownership_table(provider_mark, consumer_mark, provider_exists, cons
 
 def test_provider_owned_secrets_come_down_cleaned_and_marked():
     operations = plan_claims(SECRETS_CLAIM, [], [secret(f"{P}-shop", "orders-creds")])
-    assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "orders-creds"),
-                                   (CONSUMER, "create", "shop", "orders-creds")]
-    copied = operations[1].body
+    assert actions(operations) == [(CONSUMER, "create", "shop", "orders-creds")]
+    copied = operations[0].body
     assert copied["metadata"] == {"name": "orders-creds", "namespace": "shop", "labels": {},
                                   "annotations": {OWNER_ANNOTATION: "Provider"}}
     assert copied["data"] == {"password": "cw=="} and copied["type"] == "Opaque"
@@ -168,8 +167,7 @@ def test_under_provider_ownership_a_consumers_own_secret_is_never_uploaded():
 def test_consumer_owned_claims_are_the_mirror_image():
     claim = {"resource": "configmaps", "selector": {"owner": "Consumer"}}
     operations = plan_claims(claim, [secret("shop", "settings")], [])
-    assert actions(operations) == [(CONSUMER, "annotate", "shop", "settings"),
-                                   (PROVIDER, "create", f"{P}-shop", "settings")]
+    assert actions(operations) == [(PROVIDER, "create", f"{P}-shop", "settings")]
     assert actions(plan_claims(claim, [], [secret(f"{P}-shop", "settings", owner="Consumer")])) == [
         (PROVIDER, "delete", f"{P}-shop", "settings")]
 
@@ -283,3 +281,9 @@ def test_fields_the_provider_adds_to_a_spec_are_not_reverted_but_edits_of_consum
     edited = copy.deepcopy(added)
     edited["spec"]["parameters"]["size"] = 2
     assert actions(plan_instances([down], [edited])) == [(PROVIDER, "update_spec", f"{P}-shop", "o")]
+
+
+def test_without_a_fixed_owner_the_source_is_marked_as_klutch_does():
+    operations = plan_claims({"resource": "secrets"}, [], [secret(f"{P}-shop", "creds")])
+    assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "creds"), (CONSUMER, "create", "shop", "creds")]
+    assert operations[0].body == {OWNER_ANNOTATION: "Provider"}

@@ -1,0 +1,234 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark of the sync pass and the konnector agent on a lab of its own; prints a table.
+
+    .venv/bin/python scripts/bench_sync.py [--objects 500,2000] [--namespaces 20] [--changes 200]
+
+Provider-owned Secrets in the consumer's mapped namespaces are synced down to the app cluster by
+one pass (what klutch_claim_sync runs). The floor is a raw bulk create of as many Secrets on the
+same app cluster, with the same client and concurrency, in the same run. The agent's latency is
+the time from a change of a Secret on the control plane to its copy on the app cluster.
+Not a test: it asserts nothing, it measures.
+"""
+
+import argparse
+import base64
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLECTIONS = ROOT / ".venv" / "collections"
+sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
+
+# pylint: disable=wrong-import-position
+from ansible_collections.klutch.bind.plugins.module_utils import konnector, manifests  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (  # noqa: E402
+    API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES, CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS)
+from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER  # noqa: E402
+from klutch_lab import Lab  # noqa: E402
+from klutch_lab.cluster import free_port  # noqa: E402
+
+CRD = {"metadata": {"name": "gadgets.bench.example"}, "spec": {
+    "group": "bench.example", "scope": "Namespaced",
+    "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+    "versions": [{"name": "v1", "served": True, "storage": True,
+                  "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+WORKERS = 8
+
+
+class Counting(ClusterClient):
+    """A client that counts its requests."""
+
+    requests = 0
+
+    def request(self, *args, **kwargs):
+        Counting.requests += 1
+        return super().request(*args, **kwargs)
+
+
+def client(cluster):
+    return Counting.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+
+
+def playbook(text):
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
+        handle.write(textwrap.dedent(text))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_LOCALHOST_WARNING="0")
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), handle.name], env=env, text=True,
+                         capture_output=True, check=False)
+    os.unlink(handle.name)
+    if run.returncode:
+        sys.exit(run.stdout[-3000:] + run.stderr[-2000:])
+
+
+def bind(cp_cluster, app_cluster, cp, app, namespaces):
+    for crd in manifests.load(src=str(ROOT / "roles/control_plane/files/klutch-crds.yaml")):
+        for target in (cp, app):
+            target.apply(CUSTOM_RESOURCE_DEFINITIONS, crd)
+    cp.apply(CUSTOM_RESOURCE_DEFINITIONS, CRD)
+    cp.apply(CLUSTER_ROLES, manifests.load(src=str(ROOT / "roles/control_plane/files/binder-clusterrole.yaml"))[0])
+    app.apply(NAMESPACES, {"metadata": {"name": "klutch-bind"}})
+    cp.apply(NAMESPACES, {"metadata": {"name": "crossplane-system"}})  # where templates live
+    time.sleep(2)  # CRDs Established
+    cp_kubeconfig, app_kubeconfig = cp_cluster.admin_kubeconfig, app_cluster.admin_kubeconfig
+    playbook(f"""\
+        - hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - klutch.bind.klutch_template:
+                kubeconfig: {cp_kubeconfig}
+                name: gadgets
+                group: bench.example
+                resource: gadgets
+                permission_claims: [{{resource: secrets, owner: Provider}}]
+            - klutch.bind.klutch_cluster_info:
+                kubeconfig: {app_kubeconfig}
+              register: info
+            - klutch.bind.klutch_export_request:
+                kubeconfig: {cp_kubeconfig}
+                consumer: bench
+                cluster_id: "{{{{ info.cluster_id }}}}"
+                resources: [{{group: bench.example, resource: gadgets}}]
+              register: exported
+            - klutch.bind.klutch_binding:
+                kubeconfig: {app_kubeconfig}
+                name: gadgets.bench.example
+                provider_kubeconfig: "{{{{ exported.kubeconfig }}}}"
+        """)
+    binding = app.get(API_SERVICE_BINDINGS, "gadgets.bench.example", "klutch-bind")
+    bound = konnector.BoundApi(binding, app, lambda config: Counting.from_params({"kubeconfig": config}, environ={}))
+    for name in namespaces:
+        app.apply(NAMESPACES, {"metadata": {"name": name}})
+        cp.write("POST", API_SERVICE_NAMESPACES, {"apiVersion": API_SERVICE_NAMESPACES.api_version,
+                                                  "kind": API_SERVICE_NAMESPACES.kind,
+                                                  "metadata": {"name": name, "namespace": bound.namespace}})
+    playbook(f"""\
+        - hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - klutch.bind.klutch_cluster_info:
+                kubeconfig: {app_kubeconfig}
+              register: info
+            - klutch.bind.klutch_export_request:
+                kubeconfig: {cp_kubeconfig}
+                consumer: bench
+                cluster_id: "{{{{ info.cluster_id }}}}"
+                resources: [{{group: bench.example, resource: gadgets}}]
+              no_log: true
+        """)
+    return bound
+
+
+def secret(name, namespace, value="x"):
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "data": {"value": base64.b64encode(value.encode()).decode()}}
+
+
+def bulk_create(target, bodies):
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda body: target.write("POST", SECRETS, body), bodies))
+
+
+def timed_pass(bound, app):
+    Counting.requests = 0
+    started = time.monotonic()
+    operations, resources = konnector.plan_binding(bound, app)
+    errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                      bound.namespace, WORKERS)
+    return time.monotonic() - started, len(operations), Counting.requests, errors
+
+
+def measure(bound, cp, app, total, namespaces, round_name):
+    per_namespace = total // len(namespaces)
+    provider_bodies = [secret(f"{round_name}-{index}", f"{bound.namespace}-{namespace}")
+                       for namespace in namespaces for index in range(per_namespace)]
+    bulk_create(cp, provider_bodies)
+    seconds, writes, requests, errors = timed_pass(bound, app)
+    floor_namespace = f"floor-{round_name}"
+    app.apply(NAMESPACES, {"metadata": {"name": floor_namespace}})
+    floor_started = time.monotonic()
+    bulk_create(app, [secret(f"{round_name}-{index}", floor_namespace) for index in range(len(provider_bodies))])
+    floor = time.monotonic() - floor_started
+    idle_seconds, idle_writes, idle_requests, _errors = timed_pass(bound, app)
+    return {"objects": len(provider_bodies), "pass_s": seconds, "writes": writes, "requests": requests,
+            "errors": len(errors), "floor_s": floor, "idle_pass_s": idle_seconds, "idle_writes": idle_writes,
+            "idle_requests": idle_requests}
+
+
+def agent_latency(bound, cp, app, app_cluster, namespace, changes):
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    agent = subprocess.Popen([sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
+                              "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port", str(port),
+                              "--health-local", "--resync", "30"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        target = f"{bound.namespace}-{namespace}"
+        cp.write("POST", SECRETS, secret("latency", target, "0"))
+        deadline = time.monotonic() + 60
+        while app.get(SECRETS, "latency", namespace) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        latencies = []
+        for change in range(1, changes + 1):
+            value = base64.b64encode(str(change).encode()).decode()
+            started = time.monotonic()
+            cp.write("PATCH", SECRETS, {"metadata": {"name": "latency", "namespace": target},
+                                        "data": {"value": value}})
+            while True:
+                copy = app.get(SECRETS, "latency", namespace)
+                if copy and copy["data"]["value"] == value:
+                    break
+                if time.monotonic() - started > 30:
+                    raise SystemExit(f"change {change} did not arrive within 30 s")
+                time.sleep(0.01)
+            latencies.append(time.monotonic() - started)
+        return latencies
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
+    parser.add_argument("--objects", default="500,2000")
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=200)
+    options = parser.parse_args()
+    lab = Lab(Path(tempfile.mkdtemp(prefix="klutch-bench-")) / "lab", progress=lambda line: None)
+    lab.up(["bench-cp", "bench-app"], crossplane=())
+    try:
+        cp_cluster, app_cluster = lab.cluster("bench-cp"), lab.cluster("bench-app")
+        cp, app = client(cp_cluster), client(app_cluster)
+        namespaces = [f"ns-{index:02d}" for index in range(options.namespaces)]
+        bound = bind(cp_cluster, app_cluster, cp, app, namespaces)
+        rows = [measure(bound, cp, app, int(total), namespaces, f"r{total}") for total in options.objects.split(",")]
+        latencies = agent_latency(bound, cp, app, app_cluster, namespaces[0], options.changes)
+    finally:
+        lab.down()
+    print(f"{'objects':>8} {'pass s':>8} {'writes':>7} {'requests':>9} {'floor s':>8} {'vs floor':>9} "
+          f"{'idle pass s':>12} {'idle requests':>14}")
+    for row in rows:
+        print(f"{row['objects']:>8} {row['pass_s']:>8.2f} {row['writes']:>7} {row['requests']:>9} "
+              f"{row['floor_s']:>8.2f} {row['floor_s'] / row['pass_s']:>8.0%} {row['idle_pass_s']:>12.2f} "
+              f"{row['idle_requests']:>14}")
+    if len(rows) > 1:
+        growth = rows[-1]["pass_s"] / rows[0]["pass_s"]
+        print(f"growth {rows[0]['objects']} -> {rows[-1]['objects']} objects: {growth:.2f}x (goal: at most 4.5x)")
+    print(f"sync throughput vs floor at {rows[-1]['objects']}: {rows[-1]['floor_s'] / rows[-1]['pass_s']:.0%} "
+          "(goal: at least 60%)")
+    quantiles = statistics.quantiles(latencies, n=20)
+    print(f"agent propagation over {len(latencies)} changes: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+          f"p95 {quantiles[18] * 1000:.0f} ms (goal: p95 under 1 s)")
+
+
+if __name__ == "__main__":
+    main()
