@@ -78,29 +78,32 @@ def bind(cp_cluster, app_cluster, cp, app, namespaces):
     app.apply(NAMESPACES, {"metadata": {"name": "klutch-bind"}})
     cp.apply(NAMESPACES, {"metadata": {"name": "crossplane-system"}})  # where templates live
     time.sleep(2)  # CRDs Established
-    cp_kubeconfig, app_kubeconfig = cp_cluster.admin_kubeconfig, app_cluster.admin_kubeconfig
+    export = f"""\
+            - klutch.bind.klutch_cluster_info:
+                kubeconfig: {app_cluster.admin_kubeconfig}
+              register: info
+            - klutch.bind.klutch_export_request:
+                kubeconfig: {cp_cluster.admin_kubeconfig}
+                consumer: bench
+                cluster_id: "{{{{ info.cluster_id }}}}"
+                resources: [{{group: bench.example, resource: gadgets}}]
+              register: exported
+              no_log: true
+"""
     playbook(f"""\
         - hosts: localhost
           connection: local
           gather_facts: false
           tasks:
             - klutch.bind.klutch_template:
-                kubeconfig: {cp_kubeconfig}
+                kubeconfig: {cp_cluster.admin_kubeconfig}
                 name: gadgets
                 group: bench.example
                 resource: gadgets
                 permission_claims: [{{resource: secrets, owner: Provider}}]
-            - klutch.bind.klutch_cluster_info:
-                kubeconfig: {app_kubeconfig}
-              register: info
-            - klutch.bind.klutch_export_request:
-                kubeconfig: {cp_kubeconfig}
-                consumer: bench
-                cluster_id: "{{{{ info.cluster_id }}}}"
-                resources: [{{group: bench.example, resource: gadgets}}]
-              register: exported
+{export}
             - klutch.bind.klutch_binding:
-                kubeconfig: {app_kubeconfig}
+                kubeconfig: {app_cluster.admin_kubeconfig}
                 name: gadgets.bench.example
                 provider_kubeconfig: "{{{{ exported.kubeconfig }}}}"
         """)
@@ -116,16 +119,8 @@ def bind(cp_cluster, app_cluster, cp, app, namespaces):
           connection: local
           gather_facts: false
           tasks:
-            - klutch.bind.klutch_cluster_info:
-                kubeconfig: {app_kubeconfig}
-              register: info
-            - klutch.bind.klutch_export_request:
-                kubeconfig: {cp_kubeconfig}
-                consumer: bench
-                cluster_id: "{{{{ info.cluster_id }}}}"
-                resources: [{{group: bench.example, resource: gadgets}}]
-              no_log: true
-        """)
+{export}
+        """)  # the export again maps the namespaces
     return bound
 
 
@@ -169,7 +164,7 @@ def agent_latency(bound, cp, app, app_cluster, namespace, changes):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
     agent = subprocess.Popen([sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
-                              "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port", str(port),
+                              "konnector", "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port", str(port),
                               "--health-local", "--resync", "30"], env=env, stderr=subprocess.DEVNULL)
     try:
         target = f"{bound.namespace}-{namespace}"

@@ -1,14 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The konnector agent: klutch_claim_sync's pass, driven by watches, as a long-running process.
+"""The agents: the konnector on an app cluster and the backend on the control plane, as long-running processes.
 
-    python -m ansible_collections.klutch.bind.plugins.module_utils.agent --kubeconfig app.kubeconfig
+    python -m ansible_collections.klutch.bind.plugins.module_utils.agent konnector --kubeconfig app.kubeconfig
+    python -m ansible_collections.klutch.bind.plugins.module_utils.agent backend --kubeconfig cp.kubeconfig
 
-Every change that a watch reports, and a periodic resync, triggers one pass over all bindings
-(the same planner and writer as the module). A Lease elects one leader among replicas, the
-ClusterBinding on the control plane gets a heartbeat, /healthz answers on the health port, logs
-are JSON lines without object bodies, and SIGTERM stops it cleanly.
+Every change that a watch reports, and a periodic resync, triggers one pass: the konnector runs
+klutch_claim_sync's pass for every binding and keeps each binding's CRD like its export; the
+backend runs klutch_export_request's reconcile for every consumer namespace (requests made by
+anyone, export drift, namespace mapping, RBAC). A Lease elects one leader among replicas, the
+konnector heartbeats on its ClusterBinding, /healthz answers on the health port, logs are JSON
+lines without object bodies, and SIGTERM stops it cleanly.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,13 +28,18 @@ import sys
 import threading
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, konnector
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORT_REQUESTS,
+    API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EXPORT_TEMPLATES,
     Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
@@ -136,27 +144,24 @@ class Watches:
 
 
 class Agent:
-    """The konnector loop on one app cluster."""
+    """The loop every agent shares: leadership, a pass on every change and on resync, health, backoff."""
 
-    def __init__(self, app, options):
-        self.app = app
+    def __init__(self, client, options, role):
+        self.client = client
         self.options = options
+        self.role = role
         self.changed = threading.Event()
         self.stopping = threading.Event()
         self.watches = Watches(self.changed, self.stopping)
-        self.lease = Lease(app, options.lease_namespace, options.lease_name, options.identity)
+        self.lease = Lease(client, options.lease_namespace, options.lease_name, options.identity)
         self.leading = False
         self.renewed_at = 0.0
         self.last_pass = None
-        self.heartbeats = {}
         self.passes = 0
 
     def stop(self):
         self.stopping.set()
         self.changed.set()  # wake the loop now
-
-    def connect(self, config):
-        return ClusterClient.from_params({"kubeconfig": config}, environ={})
 
     def healthy(self):
         return self.last_pass is not None and time.monotonic() - self.last_pass < 3 * self.options.resync + 30
@@ -169,7 +174,11 @@ class Agent:
                     self.leading = self.lease.hold()  # renewed a few times per lease, not on every pass
                     self.renewed_at = time.monotonic()
                 if self.leading:
-                    self.sync()
+                    wanted, written, failed = self.role.sync(self.client, self.options)
+                    self.watches.keep(wanted)
+                    self.passes += 1
+                    if written and not failed:
+                        self.changed.set()  # look again: a write may need a second step (status, mapping)
                 else:
                     self.watches.keep({})
                 self.last_pass = time.monotonic()
@@ -184,19 +193,31 @@ class Agent:
             self.changed.clear()
         self.watches.keep({})
 
-    def sync(self):
-        bindings = self.app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
-        wanted = {("app", "bindings"): (self.app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)}
+
+def connect(config):
+    return ClusterClient.from_params({"kubeconfig": config}, environ={})
+
+
+class Konnector:
+    """On an app cluster: every binding's sync pass, its CRD kept like the export, and the heartbeat."""
+
+    def __init__(self):
+        self.heartbeats = {}
+
+    def sync(self, app, options):
+        bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
+        wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)}
         written, failed = 0, 0
         for binding in bindings:
             try:
-                bound = konnector.BoundApi(binding, self.app, self.connect)
-                operations, resources = konnector.plan_binding(bound, self.app)
+                bound = konnector.BoundApi(binding, app, connect)
+                written += self.keep_crd(app, bound)
+                operations, resources = konnector.plan_binding(bound, app)
             except ClusterError as error:
                 log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(error))
                 continue
-            errors = konnector.run_operations(operations, {CONSUMER: self.app, PROVIDER: bound.provider}, resources,
-                                              bound.namespace, self.options.concurrency)
+            errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                              bound.namespace, options.concurrency)
             written += len(operations)
             failed += len(errors)
             if operations:
@@ -204,21 +225,35 @@ class Agent:
             for error in errors[:3]:
                 log("error", "write failed", binding=bound.name, error=error)
             self.heartbeat(bound)
-            wanted.update(self.watched(bound, resources))
-        self.watches.keep(wanted)
-        self.passes += 1
-        if written and not failed:
-            self.changed.set()  # look again: created objects may need a second step (status, mapping)
+            wanted.update(self.watched(app, bound, resources))
+        return wanted, written, failed
 
-    def watched(self, bound, resources):
+    @staticmethod
+    def keep_crd(app, bound):
+        """The binding's CRD follows its export, as Klutch's konnector keeps it (ref §3.5)."""
+        current = app.get(CUSTOM_RESOURCE_DEFINITIONS, bound.name)
+        problem = app_cluster.foreign_crd_problem(current, bound.name)
+        if problem:
+            log("error", "CRD not ours", binding=bound.name, error=problem)
+            return 0
+        change = app.apply(CUSTOM_RESOURCE_DEFINITIONS, app_cluster.crd_from_export(bound.export, bound.binding),
+                           before=current)
+        if change.changed:
+            log("info", "CRD updated from the export", binding=bound.name)
+        return int(change.changed)
+
+    @staticmethod
+    def watched(app, bound, resources):
         """Watches for one binding: its kinds on the app cluster, and in its mapped namespaces upstream."""
         provider_key = bound.namespace
         wanted = {("provider", provider_key, "apiservicenamespaces"): (bound.provider, API_SERVICE_NAMESPACES,
-                                                                       bound.namespace)}
+                                                                       bound.namespace),
+                  ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
+                                                                    bound.namespace)}
         mapped = [item.get("status", {}).get("namespace") for item in
                   bound.provider.list(API_SERVICE_NAMESPACES, bound.namespace)[0]]
         for resource in resources.values():
-            wanted[("app", resource.api_version, resource.plural)] = (self.app, resource, None)
+            wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
             for target in filter(None, mapped):
                 wanted[("provider", provider_key, resource.api_version, resource.plural, target)] = (
                     bound.provider, resource, target)
@@ -235,6 +270,33 @@ class Agent:
             "status": {"lastHeartbeatTime": micro_time().split(".")[0] + "Z", "heartbeatInterval": "5m0s",
                        "konnectorVersion": VERSION}}, subresource="status")
         self.heartbeats[bound.namespace] = time.monotonic()
+
+
+class Backend:
+    """On the control plane: the backend controllers for every consumer namespace (ref §2.4-2.8)."""
+
+    WATCHED = (API_SERVICE_EXPORT_REQUESTS, API_SERVICE_EXPORTS, API_SERVICE_NAMESPACES, CUSTOM_RESOURCE_DEFINITIONS,
+               EXPORT_TEMPLATES)
+
+    @classmethod
+    def sync(cls, control_plane, options):
+        catalog = backend.Catalog(control_plane)
+        moment = datetime.datetime.now(datetime.timezone.utc)
+        written, failed = 0, 0
+        for consumer in backend.Consumer.all(control_plane):
+            recorder = Recorder(control_plane, check_mode=False)
+            try:
+                backend.reconcile(recorder, consumer, catalog, options.consumer_scope, moment)
+            except ClusterError as error:
+                failed += 1
+                log("error", "consumer cannot be reconciled", namespace=consumer.namespace, error=str(error))
+            changes = [entry for entry in recorder.results if entry["action"] != "unchanged"]
+            if changes:
+                log("info", "reconciled", namespace=consumer.namespace,
+                    writes=["%s %s %s" % (entry["action"], entry["kind"], entry["name"]) for entry in changes])
+            written += len(changes)
+        wanted = dict((("control-plane", resource.plural), (control_plane, resource, None)) for resource in cls.WATCHED)
+        return wanted, written, failed
 
 
 def serve_health(agent, port):
@@ -255,32 +317,41 @@ def serve_health(agent, port):
     return server
 
 
+ROLES = {"konnector": (Konnector, app_cluster.BIND_NAMESPACE), "backend": (Backend, "kube-system")}
+
+
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="klutch-konnector", description=__doc__.partition("\n\n")[0])
-    parser.add_argument("--kubeconfig", help="the app cluster's kubeconfig; default in-cluster or K8S_AUTH_*")
+    parser = argparse.ArgumentParser(prog="klutch-agent", description=__doc__.partition("\n\n")[0])
+    parser.add_argument("role", choices=sorted(ROLES), help="konnector on an app cluster, backend on the control plane")
+    parser.add_argument("--kubeconfig", help="the cluster's kubeconfig; default K8S_AUTH_* or ~/.kube/config")
     parser.add_argument("--context", help="its context")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between passes without changes")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--consumer-scope", choices=["Namespaced", "Cluster"], default="Namespaced",
+                        help="backend: the scope of consumers whose exports do not say")
     parser.add_argument("--health-port", type=int, default=8081)
     parser.add_argument("--health-local", action="store_true", help="listen on 127.0.0.1 only")
-    parser.add_argument("--lease-namespace", default=app_cluster.BIND_NAMESPACE)
-    parser.add_argument("--lease-name", default="klutch-bind")
+    parser.add_argument("--lease-namespace", help="default klutch-bind (konnector) or kube-system (backend)")
+    parser.add_argument("--lease-name", help="default klutch-bind (konnector) or klutch-bind-backend (backend)")
     parser.add_argument("--identity", default="%s-%d" % (socket.gethostname(), os.getpid()))
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    options.lease_namespace = options.lease_namespace or ROLES[options.role][1]
+    options.lease_name = options.lease_name or ("klutch-bind" if options.role == "konnector" else "klutch-bind-backend")
+    return options
 
 
 def main(argv=None):
     options = parse(sys.argv[1:] if argv is None else argv)
     params = {"kubeconfig": options.kubeconfig, "context": options.context}
-    app = ClusterClient.from_params(dict((key, value) for key, value in params.items() if value))
-    agent = Agent(app, options)
+    client = ClusterClient.from_params(dict((key, value) for key, value in params.items() if value))
+    agent = Agent(client, options, ROLES[options.role][0]())
     signal.signal(signal.SIGTERM, lambda signum, frame: agent.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: agent.stop())
     server = serve_health(agent, options.health_port)
-    log("info", "konnector started", cluster=app.label, identity=options.identity)
+    log("info", "%s started" % options.role, cluster=client.label, identity=options.identity)
     agent.run()
     server.shutdown()
-    log("info", "konnector stopped")
+    log("info", "%s stopped" % options.role)
     return 0
 
 

@@ -214,10 +214,26 @@ def export_request(name, namespace, group, resource, permission_claims):
                                     "permissionClaims": list(permission_claims or [])}]}}
 
 
-def request_status(now, previous=None):
-    """The status Klutch's backend writes on a request it has served: Succeeded."""
-    wanted = [{"type": condition_type, "status": "True"} for condition_type in ("ExportsReady", "Ready")]
-    return {"phase": "Succeeded", "conditions": stable_conditions(wanted, (previous or {}).get("conditions"), now)}
+def request_status(now, previous=None, failures=()):
+    """The status Klutch's backend writes on a request it served: Succeeded, or Failed with the reasons."""
+    if failures:
+        message = "; ".join(failures)
+        condition = {"status": "False", "severity": "Error", "reason": "ExportFailed", "message": message}
+        status = {"phase": "Failed", "terminalMessage": message}
+    else:
+        condition = {"status": "True"}
+        status = {"phase": "Succeeded"}
+    wanted = [dict(condition, type=condition_type) for condition_type in ("ExportsReady", "Ready")]
+    status["conditions"] = stable_conditions(wanted, (previous or {}).get("conditions"), now)
+    return status
+
+
+def export_differs(stored, wanted):
+    """Whether an export needs writing: its hash or a field of its spec that we set differ."""
+    if (stored.get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION) != \
+            wanted["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+        return True
+    return any((stored.get("spec") or {}).get(key) != value for key, value in wanted["spec"].items())
 
 
 def claim_verbs(claim):

@@ -173,19 +173,17 @@ import base64
 import random
 import string
 
+from ansible_collections.klutch.bind.plugins.module_utils import backend
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
-    API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
-    CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
     NAMESPACES,
     SECRETS,
 )
@@ -205,59 +203,6 @@ class Run(Recorder):
         self.params = module.params
 
 
-class Consumer:
-    """What the control plane holds for one consumer, read once before anything is written."""
-
-    def __init__(self, client, identity):
-        self.namespaces = dict((ns["metadata"]["name"], ns) for ns in client.list(NAMESPACES)[0])
-        self.namespace = plan.consumer_namespace(self.namespaces.values(), identity)
-        self.exports, self.requests, self.service_namespaces = {}, {}, []
-        if self.namespace:
-            self.exports = by_name(client.list(API_SERVICE_EXPORTS, self.namespace)[0])
-            self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, self.namespace)[0])
-            self.service_namespaces = client.list(API_SERVICE_NAMESPACES, self.namespace)[0]
-
-    def mapped(self):
-        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces]
-
-
-def by_name(objects):
-    return dict((obj["metadata"]["name"], obj) for obj in objects)
-
-
-def require_klutch_apis(client):
-    for resource in (API_SERVICE_EXPORTS, API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS,
-                     EXPORT_TEMPLATES):
-        if client.resource_for(resource.api_version, resource.kind) is None:
-            raise ConfigError("%s does not serve %s: install the Klutch CRDs on the control plane first (role "
-                              "klutch.bind.control_plane)." % (client.label, resource.kind))
-    if client.get(CLUSTER_ROLES, plan.BINDER) is None:
-        raise ConfigError("%s has no ClusterRole %s, which every consumer is bound to: install it first (role "
-                          "klutch.bind.control_plane)." % (client.label, plan.BINDER))
-
-
-def exported_apis(run, consumer):
-    """{name: (crd, claims)} for the requested resources; ConfigError naming the first problem."""
-    client = run.client
-    templates = client.list(EXPORT_TEMPLATES)[0]
-    found = {}
-    for item in run.params["resources"]:
-        name = plan.api_name(item["group"], item["resource"])
-        crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
-        if crd is None:
-            raise ConfigError("Cannot export %s: %s has no CRD %s. Check group and resource, or publish the data "
-                              "service first." % (name, client.label, name))
-        template = next((t for t in templates if plan.exported_api(t) == (item["group"], item["resource"])), None)
-        if template is None:
-            raise ConfigError("Cannot export %s: no APIServiceExportTemplate on %s exports it. Publish one (module "
-                              "klutch.bind.klutch_template) first." % (name, client.label))
-        problem = plan.export_problem(crd, run.params["consumer_scope"], consumer.exports.get(name))
-        if problem:
-            raise ConfigError(problem)
-        found[name] = (crd, (template.get("spec") or {}).get("permissionClaims") or [])
-    return found
-
-
 NAME_CHARACTERS = string.ascii_lowercase + string.digits
 
 
@@ -270,7 +215,7 @@ def new_namespace_name(existing):
 
 
 def ensure_consumer(run, consumer, identity):
-    """The consumer namespace (its uid), ServiceAccount and token Secret; the token Secret once issued.
+    """The consumer namespace, ServiceAccount and token Secret; the token Secret once issued.
 
     None for the token in check mode when it is not there yet: nothing that needs it can be planned.
     """
@@ -278,26 +223,26 @@ def ensure_consumer(run, consumer, identity):
     created = run.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": namespace, "annotations": {plan.IDENTITY_ANNOTATION: identity}}},
         before=consumer.namespaces.get(namespace))
+    is_new = consumer.namespace is None
+    consumer.namespace, consumer.namespaces[namespace] = namespace, created
     in_namespace = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": plan.BINDER, "namespace": namespace}},
         {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
          "metadata": {"name": plan.BINDER, "namespace": namespace,
                       "annotations": {"kubernetes.io/service-account.name": plan.BINDER}}},
     ]
-    if consumer.namespace is None and run.check_mode:
+    if is_new and run.check_mode:
         for obj in in_namespace:
             run.planned(obj)
-        return namespace, None, None
+        return None
     for obj in in_namespace:
         run.apply(obj)
     if run.check_mode:
         token_secret = run.client.get(SECRETS, plan.BINDER, namespace)
-        has_token = bool(((token_secret or {}).get("data") or {}).get("token"))
-        return namespace, created["metadata"].get("uid"), token_secret if has_token else None
-    token_secret = run.client.wait(SECRETS, plan.BINDER, namespace,
-                                   lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
-                                   run.params["wait_timeout"], "issued a token by the token controller")
-    return namespace, created["metadata"]["uid"], token_secret
+        return token_secret if ((token_secret or {}).get("data") or {}).get("token") else None
+    return run.client.wait(SECRETS, plan.BINDER, namespace,
+                           lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
+                           run.params["wait_timeout"], "issued a token by the token controller")
 
 
 def consumer_kubeconfig(run, namespace, token_secret):
@@ -307,27 +252,6 @@ def consumer_kubeconfig(run, namespace, token_secret):
     config = plan.kubeconfig(server, params["external_ca_data"] or data.get("ca.crt"),
                              base64.b64decode(data["token"]).decode("utf-8"), namespace, params["external_server_name"])
     return yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
-
-
-def map_namespaces(run, consumer):
-    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created.
-
-    Returns the mapped namespaces that exist (or, in check mode, would have been created).
-    """
-    new = []
-    for service_namespace in consumer.service_namespaces:
-        target = plan.mapped_namespace(consumer.namespace, service_namespace)
-        source = "%s/%s" % (consumer.namespace, service_namespace["metadata"]["name"])
-        run.apply({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
-                  before=consumer.namespaces.get(target))
-        if target not in consumer.namespaces:
-            new.append(target)
-        run.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
-                   "metadata": {"name": service_namespace["metadata"]["name"], "namespace": consumer.namespace},
-                   "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
-                  before=service_namespace)
-    return new
 
 
 def serve_request(run, consumer, name, request):
@@ -343,18 +267,20 @@ def serve_request(run, consumer, name, request):
         stored = run.apply(request, API_SERVICE_EXPORT_REQUESTS, before=None)
         if run.check_mode:  # only dry-run created: its status is written with it on a real run
             return "Succeeded"
-    if (stored.get("status") or {}).get("phase") != "Succeeded":
-        status = plan.request_status(now(), stored.get("status"))
-        run.apply({"apiVersion": request["apiVersion"], "kind": request["kind"], "metadata": request["metadata"],
-                   "status": status}, API_SERVICE_EXPORT_REQUESTS, subresource="status", before=stored)
-    return "Succeeded"
+    return backend.write_request_status(run, consumer, name, stored)
 
 
 def present(run, identity):
     params = run.params
-    consumer = Consumer(run.client, identity)
-    apis = exported_apis(run, consumer)
-    namespace, namespace_uid, token_secret = ensure_consumer(run, consumer, identity)
+    consumer = backend.Consumer.by_identity(run.client, identity)
+    catalog = backend.Catalog(run.client)
+    apis = dict((plan.api_name(item["group"], item["resource"]),
+                 catalog.api(item["group"], item["resource"], params["consumer_scope"],
+                             consumer.exports.get(plan.api_name(item["group"], item["resource"]))))
+                for item in params["resources"])
+    known = consumer.namespace
+    token_secret = ensure_consumer(run, consumer, identity)
+    namespace = consumer.namespace
     exports = dict((name, plan.api_service_export(crd, namespace, params["consumer_scope"], claims,
                                                   existing=consumer.exports.get(name)))
                    for name, (crd, claims) in apis.items())
@@ -366,7 +292,7 @@ def present(run, identity):
                        "spec": {"kubeconfigSecretRef": {"name": plan.KUBECONFIG_SECRET, "key": "kubeconfig"},
                                 "providerPrettyName": params["provider_pretty_name"]}}
     if token_secret is None:  # check mode before the consumer or its token exists
-        result["consumer_namespace"] = consumer.namespace
+        result["consumer_namespace"] = known
         for obj in [cluster_binding] + list(exports.values()):
             run.planned(obj)
         return result
@@ -381,30 +307,16 @@ def present(run, identity):
         before = len(run.results)
         run.apply(exports[name], API_SERVICE_EXPORTS, before=consumer.exports.get(name))
         entry["action"] = run.results[before]["action"]
-    all_exports = dict(consumer.exports, **exports)
-    rbac(run, consumer, namespace, namespace_uid, all_exports.values(), map_namespaces(run, consumer))
+    consumer.exports.update(exports)
+    new = backend.map_namespaces(run, consumer)
+    backend.rbac(run, consumer, consumer.exports.values(), params["consumer_scope"], new)
     result["kubeconfig"] = kubeconfig
     return result
 
 
-def rbac(run, consumer, namespace, namespace_uid, exports, new_namespaces=()):
-    """The consumer's RBAC as planned, and no cluster-wide binding that the plan does not hold."""
-    exports = list(exports)
-    scope = plan.consumer_scope(exports, run.params["consumer_scope"])
-    wanted = plan.consumer_rbac(namespace, namespace_uid, exports, scope, consumer.mapped())
-    for obj in wanted:
-        if run.check_mode and obj["metadata"].get("namespace") in new_namespaces:
-            run.planned(obj)  # its namespace was only dry-run created
-        else:
-            run.apply(obj)
-    if scope != "Cluster":
-        run.delete(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace))
-        run.delete(CLUSTER_ROLES, plan.cluster_wide_role(namespace))
-
-
 def absent(run, identity):
     params = run.params
-    consumer = Consumer(run.client, identity)
+    consumer = backend.Consumer.by_identity(run.client, identity)
     namespace = consumer.namespace
     result = {"consumer_namespace": namespace, "exports": []}
     if namespace is None:
@@ -425,7 +337,7 @@ def absent(run, identity):
             run.delete(CLUSTER_ROLES, role)
         return result
     remaining = [export for name, export in consumer.exports.items() if name not in removed]
-    rbac(run, consumer, namespace, consumer.namespaces[namespace]["metadata"]["uid"], remaining)
+    backend.rbac(run, consumer, remaining, params["consumer_scope"])
     return result
 
 
@@ -455,7 +367,7 @@ def main():
             raise ConfigError("resources is empty: name the APIs (group and resource) to export to %s."
                               % params["consumer"])
         client = module.client()
-        require_klutch_apis(client)
+        backend.require_klutch_apis(client)
         run = Run(module, client)
         identity = plan.consumer_identity(params["consumer"], params["cluster_id"])
         result = present(run, identity) if params["state"] == "present" else absent(run, identity)

@@ -141,16 +141,19 @@ def test_a_rejected_required_claim_and_a_foreign_crd_are_refused_without_writes(
         lab.down(["app-foreign"])
 
 
-def test_wrong_or_malformed_provider_kubeconfigs_are_refused(bind, app, run_task, control_plane):
+def test_wrong_or_malformed_provider_kubeconfigs_are_refused_without_writes(export_for, app, run_task, audit):
+    export_for(app)  # the app cluster has the Klutch CRDs, so a kubeconfig for it finds no export there
     args = {"kubeconfig": str(app.admin_kubeconfig), "name": NAME}
     other_cluster = yaml.safe_load(app.admin_kubeconfig.read_text())
     other_cluster["contexts"][0]["context"]["namespace"] = "default"
     for provider, message in (("apiVersion: v1\nkind: Config\n", "provider_kubeconfig is not a kubeconfig"),
                               ("/nonexistent/kubeconfig", "cannot be read (No such file or directory)"),
                               (other_cluster, "has no APIServiceExport")):
+        start = now()
         result, output = run_task("klutch.bind.klutch_binding", dict(args, provider_kubeconfig=provider))
         assert result.get("failed"), output
         assert message in result["msg"]
+        assert audit(app).count_writes(since=start, user=ADMIN_USER) == 0
 
 
 def test_unbinding_keeps_the_crd_unless_asked(bind, lab, run_task):

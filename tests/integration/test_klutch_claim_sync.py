@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import pytest
+import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
@@ -53,6 +54,7 @@ def bound(lab, control_plane, klutch_apis, sample_dataservices, run_task):
         app = ClusterClient.from_params(app_args, environ={})
         cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
         namespace = exported["consumer_namespace"]
+        provider_kubeconfig = yaml.safe_load(exported["kubeconfig"])
 
         @staticmethod
         def sync(check=False):
@@ -132,20 +134,30 @@ def test_deleting_on_the_app_cluster_deletes_upstream_and_releases_the_finalizer
     assert upstream is None or upstream["metadata"].get("deletionTimestamp")
 
 
-@pytest.fixture
-def agent(bound):
-    """The konnector agent as a local process on the bound app cluster; stopped with SIGTERM."""
+def start_agent(role, cluster, identity):
+    """An agent as a local process, as the lab runs it; (process, health port)."""
     port = free_port()
     environ = dict(os.environ, PYTHONPATH=os.environ["ANSIBLE_COLLECTIONS_PATH"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
-         "--kubeconfig", str(bound.cluster.admin_kubeconfig), "--health-port", str(port), "--health-local",
-         "--resync", "5", "--identity", "test-agent"],
+        [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent", role,
+         "--kubeconfig", str(cluster.admin_kubeconfig), "--health-port", str(port), "--health-local",
+         "--resync", "5", "--identity", identity],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield process, port
+    return process, port
+
+
+def stopped(process):
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def agent(bound):
+    """The konnector agent on the bound app cluster; stopped with SIGTERM."""
+    started = start_agent("konnector", bound.cluster, "test-agent")
+    yield started
+    stopped(started[0])
 
 
 def health(port):
@@ -185,6 +197,8 @@ def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, 
     assert cp.get(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"), "cluster",
                   bound.namespace)["status"]["konnectorVersion"]
 
+    assert cp.get(SECRETS, "my-own", mapped) is None, "the agent never uploads a consumer's own Secret either"
+
     app.delete(INSTANCES, "invoices", "shop")
     eventually("deleted on the app cluster, finalizer released", lambda: app.get(INSTANCES, "invoices", "shop") is None)
 
@@ -194,3 +208,43 @@ def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, 
     records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert records[-1]["msg"] == "konnector stopped"
     assert "token" not in logs.lower() and "password" not in logs.lower()
+
+
+@pytest.fixture
+def backend_agent(control_plane):
+    """The backend agent on the control plane."""
+    started = start_agent("backend", control_plane, "test-backend")
+    yield started
+    stopped(started[0])
+
+
+def test_with_both_agents_a_new_namespace_and_a_request_by_anyone_are_served(
+        bound, agent, backend_agent, run_task, control_plane, client_for):
+    app, cp = bound.app, bound.cp
+    eventually("both agents leading", lambda: (health(agent[1]) or {}).get("leading")
+               and (health(backend_agent[1]) or {}).get("leading"))
+    app.apply(NAMESPACES, {"metadata": {"name": "fresh"}})
+    app.apply(INSTANCES, {"metadata": {"name": "ledger", "namespace": "fresh"},
+                          "spec": {"service": "postgresql-17", "plan": "postgresql-single-small"}})
+    mapped = f"{bound.namespace}-fresh"
+    eventually("the namespace mapped and the instance upstream", lambda: cp.get(INSTANCES, "ledger", mapped), 60)
+
+    result, output = run_task("klutch.bind.klutch_template", {
+        "kubeconfig": str(control_plane.admin_kubeconfig), "name": "messaginginstances", "group": GROUP,
+        "resource": "messaginginstances"})
+    assert not result.get("failed"), output
+    consumer = client_for(kubeconfig=bound.provider_kubeconfig)
+    requests = Resource("klutch.anynines.com/v1alpha1", "APIServiceExportRequest", "apiserviceexportrequests")
+    consumer.write("POST", requests, {
+        "apiVersion": requests.api_version, "kind": requests.kind,
+        "metadata": {"name": f"messaginginstances.{GROUP}", "namespace": bound.namespace},
+        "spec": {"resources": [{"group": GROUP, "resource": "messaginginstances"}]}})
+    served = eventually("the request Succeeded", lambda: (consumer.get(requests, f"messaginginstances.{GROUP}",
+                                                                       bound.namespace).get("status") or {})
+                        .get("phase") == "Succeeded", 60)
+    assert served
+    export = consumer.get(Resource("klutch.anynines.com/v1alpha1", "APIServiceExport", "apiserviceexports"),
+                          f"messaginginstances.{GROUP}", bound.namespace)
+    assert export["spec"]["names"]["kind"] == "MessagingInstance"
+    app.delete(INSTANCES, "ledger", "fresh")
+    eventually("deleted on the app cluster", lambda: app.get(INSTANCES, "ledger", "fresh") is None)

@@ -95,7 +95,7 @@ def test_rbac_is_least_privilege_and_consumers_are_isolated(exported, run_task, 
 
 @pytest.mark.parametrize("resources, message", [
     ([{"group": GROUP, "resource": "nosuchinstances"}], "has no CRD nosuchinstances.samples.klutch.bind"),
-    ([{"group": GROUP, "resource": "messaginginstances"}], "no APIServiceExportTemplate"),
+    ([{"group": GROUP, "resource": "xpostgresqlinstances"}], "no APIServiceExportTemplate"),  # never templated
 ])
 def test_bad_input_fails_clearly_and_writes_nothing(exported, run_task, audit, control_plane, resources, message):
     start = now()

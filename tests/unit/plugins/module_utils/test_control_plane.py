@@ -189,3 +189,17 @@ def test_an_export_keeps_a_hash_it_already_carries_while_the_snapshot_is_the_sam
 def test_export_problems(scope, informer_scope, existing, message):
     problem = control_plane.export_problem(crd(scope=scope), informer_scope, existing)
     assert (problem is None) if message is None else (message in problem)
+
+
+def test_a_failed_request_says_why():
+    failed = control_plane.request_status("2026-03-03T00:00:00Z", None, ["CRD x.y not found"])
+    assert failed["phase"] == "Failed" and failed["terminalMessage"] == "CRD x.y not found"
+    assert [c["status"] for c in failed["conditions"]] == ["False", "False"]
+
+
+def test_an_export_differs_on_its_hash_or_a_field_we_set():
+    export = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", [])
+    stored = dict(export, spec=dict(export["spec"], extraDefault=True))
+    assert not control_plane.export_differs(stored, export)
+    changed = control_plane.api_service_export(crd(scope="Namespaced"), "cluster-abcde", "Cluster", [])
+    assert control_plane.export_differs(export, changed)

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backend's work on the control plane for one consumer namespace: read first, then write what differs.
+
+klutch_export_request runs it for the consumer it onboards; the backend agent runs it for every
+consumer namespace whenever requests, exports, CRDs or namespace mappings change.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
+from ansible_collections.klutch.bind.plugins.module_utils.apply import now
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_EXPORT_REQUESTS,
+    API_SERVICE_EXPORTS,
+    API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EXPORT_TEMPLATES,
+    NAMESPACES,
+)
+
+FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it
+
+
+def by_name(objects):
+    return dict((obj["metadata"]["name"], obj) for obj in objects)
+
+
+class Consumer:
+    """What the control plane holds for one consumer namespace, read before anything is written."""
+
+    def __init__(self, client, namespace, namespaces):
+        self.namespaces = namespaces  # {name: Namespace} of the whole cluster
+        self.namespace = namespace
+        self.exports, self.requests, self.service_namespaces = {}, {}, []
+        if namespace:
+            self.exports = by_name(client.list(API_SERVICE_EXPORTS, namespace)[0])
+            self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, namespace)[0])
+            self.service_namespaces = client.list(API_SERVICE_NAMESPACES, namespace)[0]
+
+    @classmethod
+    def all(cls, client):
+        """Every consumer namespace: those that carry a consumer identity."""
+        namespaces = by_name(client.list(NAMESPACES)[0])
+        return [cls(client, name, namespaces) for name, namespace in sorted(namespaces.items())
+                if ((namespace["metadata"].get("annotations") or {}).get(plan.IDENTITY_ANNOTATION))]
+
+    @classmethod
+    def by_identity(cls, client, identity):
+        namespaces = by_name(client.list(NAMESPACES)[0])
+        return cls(client, plan.consumer_namespace(namespaces.values(), identity), namespaces)
+
+    def mapped(self):
+        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces]
+
+    def uid(self):
+        return self.namespaces[self.namespace]["metadata"]["uid"]
+
+
+def require_klutch_apis(client):
+    for resource in (API_SERVICE_EXPORTS, API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS,
+                     EXPORT_TEMPLATES):
+        if client.resource_for(resource.api_version, resource.kind) is None:
+            raise ConfigError("%s does not serve %s: install the Klutch CRDs on the control plane first (role "
+                              "klutch.bind.control_plane)." % (client.label, resource.kind))
+    if client.get(CLUSTER_ROLES, plan.BINDER) is None:
+        raise ConfigError("%s has no ClusterRole %s, which every consumer is bound to: install it first (role "
+                          "klutch.bind.control_plane)." % (client.label, plan.BINDER))
+
+
+class Catalog:
+    """The CRDs and templates that exports are made from, read once per pass."""
+
+    def __init__(self, client):
+        self.client = client
+        self.templates = client.list(EXPORT_TEMPLATES)[0]
+        self.crds = {}
+
+    def crd(self, name):
+        if name not in self.crds:
+            self.crds[name] = self.client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
+        return self.crds[name]
+
+    def api(self, group, resource, scope, existing=None):
+        """(crd, claims) of an API to export to a consumer of `scope`; ConfigError saying why it cannot be."""
+        name = plan.api_name(group, resource)
+        crd = self.crd(name)
+        if crd is None:
+            raise ConfigError("Cannot export %s: %s has no CRD %s. Check group and resource, or publish the data "
+                              "service first." % (name, self.client.label, name))
+        template = next((t for t in self.templates if plan.exported_api(t) == (group or "", resource)), None)
+        if template is None:
+            raise ConfigError("Cannot export %s: no APIServiceExportTemplate on %s exports it. Publish one (module "
+                              "klutch.bind.klutch_template) first." % (name, self.client.label))
+        problem = plan.export_problem(crd, scope, existing)
+        if problem:
+            raise ConfigError(problem)
+        return crd, (template.get("spec") or {}).get("permissionClaims") or []
+
+
+def map_namespaces(recorder, consumer):
+    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created.
+
+    Returns the namespaces that were (or in check mode would be) created.
+    """
+    new = []
+    for service_namespace in consumer.service_namespaces:
+        target = plan.mapped_namespace(consumer.namespace, service_namespace)
+        source = "%s/%s" % (consumer.namespace, service_namespace["metadata"]["name"])
+        recorder.apply({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
+                       before=consumer.namespaces.get(target))
+        if target not in consumer.namespaces:
+            new.append(target)
+        if (service_namespace.get("status") or {}).get("namespace") != target:
+            recorder.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
+                            "metadata": {"name": service_namespace["metadata"]["name"],
+                                         "namespace": consumer.namespace},
+                            "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
+                           before=service_namespace)
+    return new
+
+
+def write_request_status(recorder, consumer, name, stored, failures=()):
+    status = plan.request_status(now(), stored.get("status"), failures)
+    if stored.get("status") != status:
+        recorder.apply({"apiVersion": API_SERVICE_EXPORT_REQUESTS.api_version, "kind": API_SERVICE_EXPORT_REQUESTS.kind,
+                        "metadata": {"name": name, "namespace": consumer.namespace}, "status": status},
+                       API_SERVICE_EXPORT_REQUESTS, subresource="status", before=stored)
+    return status["phase"]
+
+
+def rbac(recorder, consumer, exports, default_scope, new_namespaces=()):
+    """The consumer's RBAC as planned, and no cluster-wide binding that the plan does not hold."""
+    exports = list(exports)
+    scope = plan.consumer_scope(exports, default_scope)
+    namespace = consumer.namespace
+    for obj in plan.consumer_rbac(namespace, consumer.uid(), exports, scope, consumer.mapped()):
+        if recorder.check_mode and obj["metadata"].get("namespace") in new_namespaces:
+            recorder.planned(obj)  # its namespace was only dry-run created
+        else:
+            recorder.apply(obj)
+    if scope != "Cluster":
+        recorder.delete(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace))
+        recorder.delete(CLUSTER_ROLES, plan.cluster_wide_role(namespace))
+
+
+def failed_for_good(request, moment):
+    created = request["metadata"].get("creationTimestamp")
+    if not created:
+        return True
+    born = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=moment.tzinfo)
+    return moment - born >= FAIL_AFTER
+
+
+def reconcile(recorder, consumer, catalog, default_scope, moment):
+    """The backend controllers for one consumer namespace (ref §2.4-2.8): requests, drift, mapping, RBAC."""
+    namespace = consumer.namespace
+    scope = plan.consumer_scope(consumer.exports.values(), default_scope)
+    for name, request in sorted(consumer.requests.items()):
+        if (request.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        failures = []
+        for entry in request["spec"].get("resources") or []:
+            api = plan.api_name(entry.get("group"), entry["resource"])
+            try:
+                crd, claims = catalog.api(entry.get("group"), entry["resource"], scope, consumer.exports.get(api))
+            except ConfigError as error:
+                failures.append(str(error))
+                continue
+            if api not in consumer.exports:
+                export = plan.api_service_export(crd, namespace, scope, claims)
+                recorder.apply(export, API_SERVICE_EXPORTS, before=None)
+                consumer.exports[api] = export
+        if not failures or failed_for_good(request, moment):
+            write_request_status(recorder, consumer, name, request, failures)
+    for name, export in sorted(consumer.exports.items()):
+        crd = catalog.crd(name)
+        if crd is None:  # the provider removed the API: its export goes (Klutch's export controller)
+            recorder.delete(API_SERVICE_EXPORTS, name, namespace, before=export)
+            continue
+        spec = export["spec"]
+        wanted = plan.api_service_export(crd, namespace, spec.get("informerScope") or scope,
+                                         spec.get("permissionClaims"), spec.get("clusterScopedIsolation") or "Prefixed",
+                                         existing=export)
+        if plan.export_differs(export, wanted):
+            recorder.apply(wanted, API_SERVICE_EXPORTS, before=export)
+    new = map_namespaces(recorder, consumer)
+    remaining = [export for name, export in consumer.exports.items() if catalog.crd(name) is not None]
+    rbac(recorder, consumer, remaining, default_scope, new)

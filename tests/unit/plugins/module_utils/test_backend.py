@@ -1,0 +1,17 @@
+"""The backend's pure decisions: when a failing request fails for good."""
+
+import datetime
+
+from ansible_collections.klutch.bind.plugins.module_utils import backend
+
+MOMENT = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def request(created):
+    return {"metadata": {"name": "x", "creationTimestamp": created}}
+
+
+def test_klutch_retries_a_failing_request_for_a_minute():
+    assert not backend.failed_for_good(request("2026-01-01T11:59:30Z"), MOMENT)
+    assert backend.failed_for_good(request("2026-01-01T11:59:00Z"), MOMENT)
+    assert backend.failed_for_good({"metadata": {"name": "x"}}, MOMENT)
