@@ -29,6 +29,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
 )
 
 FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it
+# The konnector writes the ClusterBinding's heartbeat, the backend its conditions: two appliers.
+FIELD_MANAGER = "klutch.bind-backend"
 
 
 def by_name(objects):
@@ -41,8 +43,9 @@ class Consumer:
     def __init__(self, client, namespace, namespaces):
         self.namespaces = namespaces  # {name: Namespace} of the whole cluster
         self.namespace = namespace
-        self.exports, self.requests, self.service_namespaces = {}, {}, []
+        self.exports, self.requests, self.service_namespaces, self.cluster_binding = {}, {}, [], None
         if namespace:
+            self.cluster_binding = client.get(CLUSTER_BINDINGS, "cluster", namespace)
             self.exports = by_name(client.list(API_SERVICE_EXPORTS, namespace)[0])
             self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, namespace)[0])
             self.service_namespaces = client.list(API_SERVICE_NAMESPACES, namespace)[0]
@@ -197,3 +200,17 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
     new = map_namespaces(recorder, consumer)
     remaining = [export for name, export in consumer.exports.items() if catalog.crd(name) is not None]
     rbac(recorder, consumer, remaining, default_scope, new)
+    report_health(recorder, consumer, moment)
+
+
+def report_health(recorder, consumer, moment):
+    """The ClusterBinding's Healthy and Ready conditions from the konnector's heartbeat (ref §2.7)."""
+    binding = consumer.cluster_binding
+    if binding is None:
+        return
+    conditions = plan.cluster_binding_conditions(binding.get("status"), moment, now())
+    if conditions != (binding.get("status") or {}).get("conditions"):
+        recorder.apply({"apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
+                        "metadata": {"name": "cluster", "namespace": consumer.namespace},
+                        "status": {"conditions": conditions}}, CLUSTER_BINDINGS, subresource="status",
+                       before=binding, field_manager=FIELD_MANAGER)

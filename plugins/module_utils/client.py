@@ -230,13 +230,14 @@ class ClusterClient:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
 
-    def apply(self, resource, body, force=False, before=UNREAD, subresource=None):
+    def apply(self, resource, body, force=False, before=UNREAD, subresource=None, field_manager=FIELD_MANAGER):
         """Server-side apply of `body` as field manager klutch.bind; a Change with before and after.
 
         The apply is first sent as a dry run: when the server's answer equals what is stored, no
         write request is made at all, so an unchanged object costs two reads and no write. A caller
         that has just listed the object passes it as `before` (None when absent) to save the GET.
-        With `subresource="status"`, only the status is applied, as a controller writes it.
+        With `subresource="status"`, only the status is applied, as a controller writes it; writers
+        that share an object's status apply as different `field_manager`s, so neither drops the other's fields.
         """
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
@@ -246,7 +247,7 @@ class ClusterClient:
         body = dict(body, apiVersion=resource.api_version, kind=resource.kind)
         if before is UNREAD:
             before = self.get(resource, name, namespace)
-        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
 
         def send(dry_run):
             return self.request("PATCH", resource.path(namespace, name, subresource), "apply",

@@ -11,8 +11,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import binascii
+import datetime
 import hashlib
 import json
+import re
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
@@ -311,6 +313,45 @@ def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
                                     "name": cluster_wide_role(namespace)},
                         "subjects": binder_subject(namespace)})
     return objects
+
+
+def duration_seconds(text):
+    """Seconds of a Go duration as Kubernetes prints it ("5m0s", "1h", "2.5s"); None when unreadable."""
+    match = re.match(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$", text or "")
+    if not text or not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+
+
+def heartbeat_health(status, moment):
+    """The ClusterBinding's Healthy condition from the konnector's heartbeat (Klutch's table, ref §2.7).
+
+    Klutch also reports a heartbeat younger than 10 s as HeartbeatTimeDrift, an inverted clock-skew
+    check inherited from upstream; that row is left out on purpose.
+    """
+    status = status or {}
+    interval = duration_seconds(status.get("heartbeatInterval"))
+    if not status.get("lastHeartbeatTime"):
+        return {"status": "False", "reason": "FirstHeartbeatPending", "severity": "Info",
+                "message": "Waiting for the first heartbeat of the konnector."}
+    if not interval:
+        return {"status": "False", "reason": "HeartbeatIntervalMissing", "severity": "Info",
+                "message": "The konnector reported no heartbeat interval."}
+    last = datetime.datetime.strptime(status["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=moment.tzinfo)
+    if (moment - last).total_seconds() > 2 * interval:
+        return {"status": "False", "reason": "HeartbeatTimeout", "severity": "Error",
+                "message": "The last heartbeat of the konnector is older than twice its interval (%s)."
+                           % status["heartbeatInterval"]}
+    return {"status": "True"}
+
+
+def cluster_binding_conditions(status, moment, now):
+    """Healthy and the Ready summary, with transition times kept while they hold."""
+    health = heartbeat_health(status, moment)
+    wanted = [dict(health, type="Healthy"), dict(health, type="Ready")]
+    return stable_conditions(wanted, (status or {}).get("conditions"), now)
 
 
 def mapped_namespace(provider_namespace, service_namespace):

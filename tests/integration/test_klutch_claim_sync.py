@@ -246,5 +246,9 @@ def test_with_both_agents_a_new_namespace_and_a_request_by_anyone_are_served(
     export = consumer.get(Resource("klutch.anynines.com/v1alpha1", "APIServiceExport", "apiserviceexports"),
                           f"messaginginstances.{GROUP}", bound.namespace)
     assert export["spec"]["names"]["kind"] == "MessagingInstance"
+    cluster_binding = Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings")
+    healthy = eventually("the ClusterBinding Healthy from the heartbeat", lambda: condition_holds("Healthy")(
+        cp.get(cluster_binding, "cluster", bound.namespace)) and cp.get(cluster_binding, "cluster", bound.namespace))
+    assert healthy["status"]["konnectorVersion"], "the heartbeat and the conditions live side by side"
     app.delete(INSTANCES, "ledger", "fresh")
     eventually("deleted on the app cluster", lambda: app.get(INSTANCES, "ledger", "fresh") is None)

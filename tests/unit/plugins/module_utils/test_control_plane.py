@@ -1,5 +1,7 @@
 """The control plane's pure planning: templates in Klutch's wire format and the checks on them."""
 
+import datetime
+
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane
@@ -203,3 +205,32 @@ def test_an_export_differs_on_its_hash_or_a_field_we_set():
     assert not control_plane.export_differs(stored, export)
     changed = control_plane.api_service_export(crd(scope="Namespaced"), "cluster-abcde", "Cluster", [])
     assert control_plane.export_differs(export, changed)
+
+
+MOMENT = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("text, seconds", [("5m0s", 300), ("1h", 3600), ("2.5s", 2.5), ("1h2m3s", 3723), ("", None),
+                                           ("5 minutes", None)])
+def test_go_durations(text, seconds):
+    assert control_plane.duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("status, reason", [
+    ({}, "FirstHeartbeatPending"),
+    ({"lastHeartbeatTime": "2026-01-01T11:59:00Z"}, "HeartbeatIntervalMissing"),
+    ({"lastHeartbeatTime": "2026-01-01T11:49:59Z", "heartbeatInterval": "5m0s"}, "HeartbeatTimeout"),
+    ({"lastHeartbeatTime": "2026-01-01T11:59:55Z", "heartbeatInterval": "5m0s"}, None),
+])
+def test_heartbeat_health(status, reason):
+    health = control_plane.heartbeat_health(status, MOMENT)
+    assert health.get("reason") == reason
+    assert health["status"] == ("True" if reason is None else "False")
+
+
+def test_cluster_binding_conditions_keep_their_transition_time():
+    status = {"lastHeartbeatTime": "2026-01-01T11:59:55Z", "heartbeatInterval": "5m0s"}
+    first = control_plane.cluster_binding_conditions(status, MOMENT, "2026-01-01T12:00:00Z")
+    assert [(c["type"], c["status"]) for c in first] == [("Healthy", "True"), ("Ready", "True")]
+    again = control_plane.cluster_binding_conditions(dict(status, conditions=first), MOMENT, "2026-01-01T12:05:00Z")
+    assert again == first
