@@ -138,8 +138,8 @@ def timed_pass(bound, app):
     Counting.requests = 0
     started = time.monotonic()
     operations, resources = konnector.plan_binding(bound, app)
-    errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                      bound.namespace, WORKERS)
+    _made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                             bound.namespace, WORKERS)
     return time.monotonic() - started, len(operations), Counting.requests, errors
 
 

@@ -54,6 +54,7 @@ LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
 LEASE_SECONDS = 15  # as Klutch's konnector: duration 15 s, renewed well before
 HEARTBEAT_INTERVAL = 150  # s; the ClusterBinding is told 5m0s, Klutch's heartbeat interval
 WATCH_SECONDS = 60
+MAX_CHAINED_PASSES = 3  # passes that may follow each other at once while they keep writing
 
 
 def log(level, message, **fields):
@@ -167,30 +168,35 @@ class Agent:
         return self.last_pass is not None and time.monotonic() - self.last_pass < 3 * self.options.resync + 30
 
     def run(self):
-        attempt = 0
+        attempt, chained, due = 0, 0, 0.0
         while not self.stopping.is_set():
             try:
                 if not self.leading or time.monotonic() - self.renewed_at > LEASE_SECONDS / 3.0:
-                    self.leading = self.lease.hold()  # renewed a few times per lease, not on every pass
+                    self.leading = self.lease.hold()  # renewed a few times per lease term
                     self.renewed_at = time.monotonic()
-                if self.leading:
+                if not self.leading:
+                    self.watches.keep({})
+                elif self.changed.is_set() or time.monotonic() >= due:
+                    self.changed.clear()
                     wanted, written, failed = self.role.sync(self.client, self.options)
                     self.watches.keep(wanted)
                     self.passes += 1
-                    if written and not failed:
-                        self.changed.set()  # look again: a write may need a second step (status, mapping)
-                else:
-                    self.watches.keep({})
+                    due = time.monotonic() + self.options.resync
+                    # A write may need a second step (status, mapping): look again at once, a few times.
+                    chained = chained + 1 if written and not failed else 0
+                    if 0 < chained <= MAX_CHAINED_PASSES:
+                        self.changed.set()
                 self.last_pass = time.monotonic()
                 attempt = 0
-            except ClusterError as error:
-                log("error", "pass failed; retrying", error=str(error))
+            except Exception as error:  # pylint: disable=broad-exception-caught
+                # Whatever one pass meets, the agent lives on: the next pass may find it fixed.
+                log("error", "pass failed; retrying", error=str(error) if isinstance(error, ClusterError)
+                    else error.__class__.__name__)
                 self.stopping.wait(backoff(min(attempt, 5)))
                 attempt += 1
                 continue
-            # Wake on a change, or to renew the Lease and resync.
-            self.changed.wait(min(self.options.resync, LEASE_SECONDS / 3.0))
-            self.changed.clear()
+            # Wake on a change, to renew the Lease, or to resync.
+            self.changed.wait(min(max(due - time.monotonic(), 0.05), LEASE_SECONDS / 3.0))
         self.watches.keep({})
 
 
@@ -213,19 +219,19 @@ class Konnector:
                 bound = konnector.BoundApi(binding, app, connect)
                 written += self.keep_crd(app, bound)
                 operations, resources = konnector.plan_binding(bound, app)
-            except ClusterError as error:
+                made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider},
+                                                        resources, bound.namespace, options.concurrency)
+                written += made
+                failed += len(errors)
+                if operations:
+                    log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
+                for error in errors[:3]:
+                    log("error", "write failed", binding=bound.name, error=error)
+                self.heartbeat(bound)
+                wanted.update(self.watched(app, bound, resources))
+            except ClusterError as error:  # one binding's trouble does not hold up the others
+                failed += 1
                 log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(error))
-                continue
-            errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                              bound.namespace, options.concurrency)
-            written += len(operations)
-            failed += len(errors)
-            if operations:
-                log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
-            for error in errors[:3]:
-                log("error", "write failed", binding=bound.name, error=error)
-            self.heartbeat(bound)
-            wanted.update(self.watched(app, bound, resources))
         return wanted, written, failed
 
     @staticmethod
@@ -250,7 +256,7 @@ class Konnector:
                                                                        bound.namespace),
                   ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
                                                                     bound.namespace)}
-        mapped = [item.get("status", {}).get("namespace") for item in
+        mapped = [(item.get("status") or {}).get("namespace") for item in
                   bound.provider.list(API_SERVICE_NAMESPACES, bound.namespace)[0]]
         for resource in resources.values():
             wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)

@@ -161,8 +161,8 @@ class Recorder:
             return self.client.wait(resource, item.name, item.namespace, awaited[0], definition_wait, awaited[1])
         return change.after
 
-    def delete(self, resource, name, namespace=None):
-        change = self.client.delete(resource, name, namespace)
+    def delete(self, resource, name, namespace=None, **known):
+        change = self.client.delete(resource, name, namespace, **known)
         self._record({"apiVersion": resource.api_version, "kind": resource.kind,
                       "metadata": {"name": name, "namespace": namespace}}, change, "deleted")
 

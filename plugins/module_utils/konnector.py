@@ -44,8 +44,15 @@ class BoundApi:
         if not encoded:
             raise ConfigError("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
                               "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")))
-        config = yaml.safe_load(base64.b64decode(encoded))
-        self.namespace = app_cluster.kubeconfig_target(config)[1]
+        try:
+            config = yaml.safe_load(base64.b64decode(encoded))
+        except (ValueError, TypeError, yaml.YAMLError):
+            config = None  # the parser's message would quote the kubeconfig, token included
+        self.namespace = app_cluster.kubeconfig_target(config)[1] if isinstance(config, dict) else None
+        if not self.namespace:
+            raise ConfigError("APIServiceBinding %s: its kubeconfig Secret %s does not hold a kubeconfig whose context "
+                              "names the consumer's namespace. Bind it again with klutch.bind.klutch_binding."
+                              % (self.name, ref["name"]))
         self.provider = connect(config)
         self.export = self.provider.get(API_SERVICE_EXPORTS, self.name, self.namespace)
         if self.export is None:
@@ -53,7 +60,9 @@ class BoundApi:
                               "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
                               % self.name)
         spec = self.export["spec"]
-        version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+        version = next((v["name"] for v in spec.get("versions") or [] if v.get("served", True)), None)
+        if version is None:
+            raise ConfigError("APIServiceBinding %s: its export serves no version." % self.name)
         self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
                                   namespaced=spec["scope"] == "Namespaced")
         self.cluster_wide = spec.get("informerScope") == "Cluster"
@@ -97,7 +106,7 @@ def plan_binding(bound, app, prune=True):
 
 
 def execute(operation, clients, resources, provider_namespace):
-    """Send one operation to its cluster."""
+    """Send one operation to its cluster; False when there was nothing to write after all."""
     client = clients[operation.side]
     resource = resources[operation.kind]
     body, name, namespace = operation.body, operation.name, operation.namespace
@@ -110,12 +119,14 @@ def execute(operation, clients, resources, provider_namespace):
         except ClusterError as error:
             if error.status != 409:  # someone asked for it already
                 raise
+            return False
     elif operation.action == "create":
         try:
             client.write("POST", resource, body)
         except ClusterError as error:
             if error.status != 409:  # created since the listing: the next pass compares it
                 raise
+            return False
     elif operation.action == "replace":
         client.write("PUT", resource, body)
     elif operation.action == "update_spec":
@@ -135,24 +146,27 @@ def execute(operation, clients, resources, provider_namespace):
             at, finalizers=finalizers, resourceVersion=body["metadata"].get("resourceVersion"))})
     else:
         raise ValueError(operation.action)
+    return True
 
 
 def run_operations(operations, clients, resources, provider_namespace, workers):
-    """Send the operations, concurrently across objects and in order for each; the errors, as messages."""
+    """Send the operations, concurrently across objects and in order for each; (writes made, error messages)."""
     per_object = {}
     for operation in operations:
         per_object.setdefault((operation.side, operation.kind, operation.namespace, operation.name), []).append(operation)
 
     def run(sequence):
+        written = 0
         for operation in sequence:
             try:
-                execute(operation, clients, resources, provider_namespace)
+                written += int(execute(operation, clients, resources, provider_namespace))
             except ClusterError as error:
-                return str(error)  # this object's later steps depend on the failed one
-        return None
+                return written, str(error)  # this object's later steps depend on the failed one
+        return written, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [error for error in pool.map(run, per_object.values()) if error]
+        outcomes = list(pool.map(run, per_object.values()))
+    return sum(written for written, _error in outcomes), [error for _written, error in outcomes if error]
 
 
 def counts(operations):

@@ -100,6 +100,8 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
     seen = set()
     for down in consumer_objects:
         namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
+        if namespace is None:
+            continue  # cluster-scoped instances (ref §3.11) are not synced yet
         if namespace not in mapping.up:
             if namespace not in mapping.known and not deleting(down):
                 operations.append(Operation(PROVIDER, "map_namespace", "instances", namespace, namespace, None))
@@ -119,12 +121,11 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
             if prune:
                 operations.append(Operation(PROVIDER, "delete", "instances", target, name, up))
         else:
+            # Marked bound only once the copy exists (next pass): a failed create must not leave a
+            # bound provider object without a consumer, which the next pass would delete.
             namespace = mapping.down[target]
             adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
             operations.append(Operation(CONSUMER, "create", "instances", namespace, name, adopted))
-            operations.append(Operation(PROVIDER, "annotate", "instances", target, name, {BOUND_ANNOTATION: "true"}))
-            if up.get("status"):
-                operations.append(_status_down(adopted, up))
     return operations
 
 
@@ -147,7 +148,7 @@ def _instance_pair(down, up, target):
         return operations
     operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
                                                            down)]
-    if not contains(up.get("spec"), down.get("spec")) or _annotations(up).get(BOUND_ANNOTATION) != "true":
+    if not contains(up.get("spec") or {}, down.get("spec") or {}) or _annotations(up).get(BOUND_ANNOTATION) != "true":
         body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"),
                 "metadata": {"name": name, "namespace": target, "annotations": {BOUND_ANNOTATION: "true"}},
                 "spec": down.get("spec")}
@@ -155,16 +156,12 @@ def _instance_pair(down, up, target):
     if _annotations(down).get(BOUND_ANNOTATION) != "true":
         operations.append(Operation(CONSUMER, "annotate", "instances", namespace, name, {BOUND_ANNOTATION: "true"}))
     if (down.get("status") or {}) != (up.get("status") or {}):
-        operations.append(_status_down(down, up))
+        # The provider's status onto the consumer's object, applied whole by the one status writer;
+        # custom resources take no unconditional update, and an annotate before it moves the version.
+        body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"),
+                "metadata": {"name": name, "namespace": namespace}, "status": up.get("status") or {}}
+        operations.append(Operation(CONSUMER, "update_status", "instances", namespace, name, body))
     return operations
-
-
-def _status_down(down, up):
-    """The provider's status, whole, onto the consumer's object (the provider wins on status)."""
-    namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
-    body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"),
-            "metadata": {"name": name, "namespace": namespace}, "status": up.get("status") or {}}
-    return Operation(CONSUMER, "update_status", "instances", namespace, name, body)
 
 
 def claim_matches(claim, obj):
@@ -205,14 +202,15 @@ def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=
     Without `prune`, copies whose owner's object is gone are left alone.
     """
     operations = []
-    consumers = _by_key(obj for obj in consumer_objects if claim_matches(claim, obj))
-    providers = _by_key(obj for obj in provider_objects if claim_matches(claim, obj))
+    # Pairs start from objects the claim selects on either side; their counterparts are looked up
+    # whatever their labels, so a copy that lost a label is repaired, not created again.
+    consumers, providers = _by_key(consumer_objects), _by_key(provider_objects)
     pairs = set()
-    for namespace, name in consumers:
-        if namespace in mapping.up:
+    for (namespace, name), obj in consumers.items():
+        if namespace in mapping.up and claim_matches(claim, obj):
             pairs.add((namespace, mapping.up[namespace], name))
-    for target, name in providers:
-        if target in mapping.down:
+    for (target, name), obj in providers.items():
+        if target in mapping.down and claim_matches(claim, obj):
             pairs.add((mapping.down[target], target, name))
     # Where the claim fixes the owner, the copy's mark alone tells ownership; marking the source as
     # Klutch does would double the writes for nothing. Without a fixed owner the mark decides it.

@@ -116,7 +116,7 @@ def main():
     )
     params = module.params
     result = {"synced": {}, "operations": []}
-    errors = []
+    errors, written = [], 0
     try:
         app = module.client()
         if app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
@@ -126,11 +126,13 @@ def main():
             operations, resources = konnector.plan_binding(bound, app, params["prune"])
             result["synced"][bound.name] = konnector.counts(operations)
             result["operations"].extend(dict(item, binding=bound.name) for item in konnector.described(operations))
-            errors.extend(konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                                   bound.namespace, params["concurrency"]))
+            made, failed = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                                    bound.namespace, params["concurrency"])
+            written += made
+            errors.extend(failed)
     except ClusterError as error:
         module.fail(error, **result)
-    result["changed"] = bool(result["operations"])
+    result["changed"] = written > 0 or (module.check_mode and bool(result["operations"]))
     if errors:
         module.fail("%d of %d writes failed; the next pass retries them. First: %s"
                     % (len(errors), len(result["operations"]), errors[0]), **result)

@@ -101,8 +101,7 @@ def test_status_comes_down_whole():
     # consumer object gone, bound upstream left over (missed delete): upstream deleted
     (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}), [(PROVIDER, "delete", f"{P}-shop", "o")]),
     # provider created it: adopted downstream, marked bound upstream
-    (None, instance(f"{P}-shop", "o", status={"ready": True}),
-     [(CONSUMER, "create", "shop", "o"), (PROVIDER, "annotate", f"{P}-shop", "o"), (CONSUMER, "update_status", "shop", "o")]),
+    (None, instance(f"{P}-shop", "o", status={"ready": True}), [(CONSUMER, "create", "shop", "o")]),
     # provider object already going, nothing down: leave it
     (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}, deleting=True), []),
 ])
@@ -287,3 +286,21 @@ def test_without_a_fixed_owner_the_source_is_marked_as_klutch_does():
     operations = plan_claims({"resource": "secrets"}, [], [secret(f"{P}-shop", "creds")])
     assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "creds"), (CONSUMER, "create", "shop", "creds")]
     assert operations[0].body == {OWNER_ANNOTATION: "Provider"}
+
+
+def test_an_instance_without_a_spec_is_in_step():
+    down = instance("shop", "o", finalizers=[SYNCER_FINALIZER], annotations={BOUND_ANNOTATION: "true"})
+    up = instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"})
+    del down["spec"], up["spec"]
+    assert plan_instances([down], [up]) == []
+
+
+def test_a_copy_that_lost_a_selected_label_is_repaired_not_created_again():
+    claim = dict(SECRETS_CLAIM, selector={"owner": "Provider", "labelSelectors": [{"tier": "db"}]})
+    up = secret(f"{P}-shop", "creds", labels={"tier": "db"})
+    down = secret("shop", "creds", owner="Provider")
+    assert actions(plan_claims(claim, [down], [up])) == [(CONSUMER, "replace", "shop", "creds")]
+
+
+def test_cluster_scoped_instances_are_left_alone_for_now():
+    assert plan_instances([instance(None, "global")], []) == []
