@@ -29,7 +29,7 @@ import threading
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
@@ -76,22 +76,22 @@ class Lease:
 
     def hold(self):
         """Whether this process leads now; acquires or renews the Lease."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        moment = datetime.datetime.now(datetime.timezone.utc)
         current = self.client.get(LEASES, self.name, self.namespace)
-        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_time(now)}
+        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_time(moment)}
         if current is None:
             body = {"apiVersion": LEASES.api_version, "kind": LEASES.kind,
                     "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": dict(spec, acquireTime=micro_time(now))}
+                    "spec": dict(spec, acquireTime=micro_time(moment))}
             return self._write("POST", body)
         held = current.get("spec") or {}
         renewed = held.get("renewTime")
         lapsed = not renewed or datetime.datetime.strptime(renewed, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=held.get("leaseDurationSeconds") or 15) < now
+            tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=held.get("leaseDurationSeconds") or 15) < moment
         if held.get("holderIdentity") != self.identity and not lapsed:
             return False
         if held.get("holderIdentity") != self.identity:
-            spec["acquireTime"] = micro_time(now)
+            spec["acquireTime"] = micro_time(moment)
         body = dict(current, spec=dict(held, **spec))  # carries resourceVersion: one winner per change
         return self._write("PUT", body)
 
@@ -256,11 +256,9 @@ class Konnector:
                                                                        bound.namespace),
                   ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
                                                                     bound.namespace)}
-        mapped = [(item.get("status") or {}).get("namespace") for item in
-                  bound.provider.list(API_SERVICE_NAMESPACES, bound.namespace)[0]]
         for resource in resources.values():
             wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
-            for target in filter(None, mapped):
+            for target in sorted(bound.mapping.down):
                 wanted[("provider", provider_key, resource.api_version, resource.plural, target)] = (
                     bound.provider, resource, target)
         return wanted
@@ -273,7 +271,7 @@ class Konnector:
         bound.provider.write("APPLY", CLUSTER_BINDINGS, {
             "apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
             "metadata": {"name": "cluster", "namespace": bound.namespace},
-            "status": {"lastHeartbeatTime": micro_time().split(".")[0] + "Z", "heartbeatInterval": "5m0s",
+            "status": {"lastHeartbeatTime": now(), "heartbeatInterval": "5m0s",
                        "konnectorVersion": VERSION}}, subresource="status")
         self.heartbeats[bound.namespace] = time.monotonic()
 

@@ -66,6 +66,12 @@ class BoundApi:
         self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
                                   namespaced=spec["scope"] == "Namespaced")
         self.cluster_wide = spec.get("informerScope") == "Cluster"
+        self.mapping = None
+
+    def read_mapping(self):
+        """The consumer's namespace mapping on the control plane, read once per pass and kept for watches."""
+        self.mapping = sync.Mapping(self.provider.list(API_SERVICE_NAMESPACES, self.namespace)[0])
+        return self.mapping
 
     def accepted_claims(self, app):
         """(claim, Resource) of each accepted claim that the app cluster serves."""
@@ -94,7 +100,7 @@ def provider_listing(bound, resource, mapping):
 
 def plan_binding(bound, app, prune=True):
     """([operations], {kind: Resource}) of one pass for one binding."""
-    mapping = sync.Mapping(bound.provider.list(API_SERVICE_NAMESPACES, bound.namespace)[0])
+    mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
     operations = sync.plan_instances(app.list(bound.instances)[0], provider_listing(bound, bound.instances, mapping),
                                      mapping, prune=prune)
