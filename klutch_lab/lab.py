@@ -235,6 +235,17 @@ class Lab:
         }}}
 
     # -- down / status ---------------------------------------------------------------------
+    def restart(self, name, component="kube-apiserver", downtime=0.0):
+        """Stop one built-in component of a cluster, wait `downtime` seconds, start it as before (fault tests)."""
+        with self._exclusive():
+            cluster = self.cluster(name)
+            record = cluster.processes[component]
+            process.stop(record)
+            time.sleep(downtime)
+            cluster.start(component, record["argv"])
+            self._save()
+            cluster.wait_ready(component)
+
     def down(self, names=None):
         """Stop exactly the processes this lab recorded and remove their state: all, or the named clusters."""
         with self._exclusive():

@@ -40,6 +40,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CLUSTER_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
+    ROLE_BINDINGS,
     Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
@@ -200,15 +201,28 @@ class Agent:
         self.watches.keep({})
 
 
-def connect(config):
-    return ClusterClient.from_params({"kubeconfig": config}, environ={})
-
-
 class Konnector:
     """On an app cluster: every binding's sync pass, its CRD kept like the export, and the heartbeat."""
 
     def __init__(self):
         self.heartbeats = {}
+        self.providers = {}  # one client per control-plane kubeconfig, kept across passes
+        self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
+
+    def connect(self, config):
+        key = json.dumps(config, sort_keys=True)
+        if key not in self.providers:
+            self.providers[key] = ClusterClient.from_params({"kubeconfig": config}, environ={})
+        return self.providers[key]
+
+    def grant(self, app, service_account):
+        """before_claims for the pass: the RoleBinding that lets the agent read claimed kinds in a bound namespace."""
+        def grant_in(namespaces):
+            for namespace in namespaces:
+                if namespace not in self.granted:
+                    app.apply(ROLE_BINDINGS, app_cluster.claims_role_binding(namespace, service_account))
+                    self.granted.add(namespace)
+        return grant_in if service_account else None
 
     def sync(self, app, options):
         bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
@@ -216,9 +230,10 @@ class Konnector:
         written, failed = 0, 0
         for binding in bindings:
             try:
-                bound = konnector.BoundApi(binding, app, connect)
+                bound = konnector.BoundApi(binding, app, self.connect)
                 written += self.keep_crd(app, bound)
-                operations, resources = konnector.plan_binding(bound, app)
+                operations, resources = konnector.plan_binding(bound, app,
+                                                               before_claims=self.grant(app, options.grant_claims_to))
                 made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider},
                                                         resources, bound.namespace, options.concurrency)
                 written += made
@@ -231,6 +246,7 @@ class Konnector:
                 wanted.update(self.watched(app, bound, resources))
             except ClusterError as error:  # one binding's trouble does not hold up the others
                 failed += 1
+                self.granted.clear()  # a RoleBinding someone removed is written again on the next pass
                 log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(error))
         return wanted, written, failed
 
@@ -257,7 +273,11 @@ class Konnector:
                   ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
                                                                     bound.namespace)}
         for resource in resources.values():
-            wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
+            if resource is bound.instances:
+                wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
+            else:  # claimed kinds: only in bound namespaces, where the agent may read them
+                for source in sorted(bound.mapping.up):
+                    wanted[("app", resource.api_version, resource.plural, source)] = (app, resource, source)
             for target in sorted(bound.mapping.down):
                 wanted[("provider", provider_key, resource.api_version, resource.plural, target)] = (
                     bound.provider, resource, target)
@@ -321,7 +341,7 @@ def serve_health(agent, port):
     return server
 
 
-ROLES = {"konnector": (Konnector, app_cluster.BIND_NAMESPACE), "backend": (Backend, "kube-system")}
+ROLES = {"konnector": (Konnector, app_cluster.BIND_NAMESPACE), "backend": (Backend, "klutch-bind-system")}
 
 
 def parse(argv):
@@ -335,8 +355,10 @@ def parse(argv):
                         help="backend: the scope of consumers whose exports do not say")
     parser.add_argument("--health-port", type=int, default=8081)
     parser.add_argument("--health-local", action="store_true", help="listen on 127.0.0.1 only")
-    parser.add_argument("--lease-namespace", help="default klutch-bind (konnector) or kube-system (backend)")
+    parser.add_argument("--lease-namespace", help="default klutch-bind (konnector) or klutch-bind-system (backend)")
     parser.add_argument("--lease-name", help="default klutch-bind (konnector) or klutch-bind-backend (backend)")
+    parser.add_argument("--grant-claims-to", metavar="NAMESPACE/SERVICEACCOUNT",
+                        help="konnector: bind klutch-bind-konnector-claims to this account in each bound namespace")
     parser.add_argument("--identity", default="%s-%d" % (socket.gethostname(), os.getpid()))
     options = parser.parse_args(argv)
     options.lease_namespace = options.lease_namespace or ROLES[options.role][1]

@@ -15,11 +15,22 @@ import hashlib
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS, KLUTCH_API_VERSION
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_BINDINGS,
+    CLUSTER_ROLES,
+    KLUTCH_API_VERSION,
+    ROLE_BINDINGS,
+)
 
 BIND_NAMESPACE = "klutch-bind"
 KUBECONFIG_KEY = "kubeconfig"
 KUBECONFIG_SECRET_PREFIX = "kubeconfig-"
+# The konnector agent's ServiceAccount, and the ClusterRoles its rights aggregate into: the bound kinds
+# cluster-wide, and the claimed kinds, which it binds itself only in the namespaces that are bound.
+KONNECTOR = "klutch-bind-konnector"
+KONNECTOR_CLAIMS = KONNECTOR + "-claims"
+AGGREGATE_LABEL = "klutch.bind/aggregate-to-"
+OBJECT_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def cluster_id(klutch_bind_namespace_uid):
@@ -96,3 +107,41 @@ def kubeconfig_target(config):
     context = contexts.get(config.get("current-context")) or {}
     clusters = dict((item.get("name"), item.get("cluster") or {}) for item in config.get("clusters") or [])
     return (clusters.get(context.get("cluster")) or {}).get("server"), context.get("namespace")
+
+
+def konnector_roles(binding_name, export_spec, claims):
+    """The konnector agent's rights for one binding, as two ClusterRoles that Kubernetes aggregates.
+
+    Into klutch-bind-konnector: the bound kind (and its status) everywhere, its own CRD by name.
+    Into klutch-bind-konnector-claims: each accepted claim's kind, which the agent holds only in the
+    namespaces it binds that role in. A binding added later extends the agent without redeploying it.
+    """
+    crd_rule = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+                "resourceNames": [binding_name], "verbs": ["get", "update", "patch"]}
+    plural = export_spec["names"]["plural"]
+    instance_rule = {"apiGroups": [export_spec["group"]], "resources": [plural, plural + "/status"],
+                     "verbs": OBJECT_VERBS}
+    claim_rules = [{"apiGroups": [claim.get("group") or ""], "resources": [claim["resource"]], "verbs": OBJECT_VERBS}
+                   for claim in claims if claim.get("state") == "Accepted"]
+    return [{"apiVersion": CLUSTER_ROLES.api_version, "kind": CLUSTER_ROLES.kind,
+             "metadata": {"name": name, "labels": {AGGREGATE_LABEL + into: "true"}}, "rules": rules}
+            for (into, name), rules in zip(konnector_role_names(binding_name),
+                                           ([crd_rule, instance_rule], claim_rules))]
+
+
+def konnector_role_names(binding_name):
+    """(aggregated into, name) of the binding's two ClusterRoles."""
+    return [(into, "%s-%s" % (into, binding_name)) for into in (KONNECTOR, KONNECTOR_CLAIMS)]
+
+
+def claims_role_binding(namespace, service_account):
+    """What the konnector agent writes in each bound namespace: its claimed-kind rights there.
+
+    `service_account` is `<namespace>/<name>`; the agent may create this only because it holds
+    `bind` on exactly that ClusterRole.
+    """
+    account_namespace, _sep, account_name = service_account.partition("/")
+    return {"apiVersion": ROLE_BINDINGS.api_version, "kind": ROLE_BINDINGS.kind,
+            "metadata": {"name": KONNECTOR_CLAIMS, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": KONNECTOR_CLAIMS},
+            "subjects": [{"kind": "ServiceAccount", "name": account_name, "namespace": account_namespace}]}

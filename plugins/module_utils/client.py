@@ -357,7 +357,7 @@ def _pool_manager(configuration):
         "ca_certs": configuration.ssl_ca_cert,
         "cert_file": configuration.cert_file,
         "key_file": configuration.key_file,
-        "maxsize": 4,
+        "maxsize": 16,  # the sync pass writes with up to 8 threads, and watches hold connections
     }
     if getattr(configuration, "tls_server_name", None):
         options["server_hostname"] = configuration.tls_server_name

@@ -3,8 +3,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The konnector's sync pass for one binding: read both sides, plan, write. Used by klutch_claim_sync.
 
-Reads are one listing per kind and side (per mapped namespace on the control plane, where a
-namespaced consumer may not list cluster-wide); writes go out concurrently, one object at a time.
+Reads are one listing per kind and side: instances on the app cluster cluster-wide (a new namespace
+shows up there first), everything else per mapped namespace, because the consumer may not list the
+control plane cluster-wide and the konnector agent may read claimed kinds only in bound namespaces.
+Writes go out concurrently, one object at a time.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -92,21 +94,32 @@ def provider_listing(bound, resource, mapping):
     """The kind's objects on the control plane, in the consumer's mapped namespaces."""
     if bound.cluster_wide and resource is bound.instances:
         return bound.provider.list(resource)[0]
+    return listing(bound.provider, resource, mapping.down)
+
+
+def listing(client, resource, namespaces):
     objects = []
-    for target in sorted(mapping.down):
-        objects.extend(bound.provider.list(resource, target)[0])
+    for namespace in sorted(namespaces):
+        objects.extend(client.list(resource, namespace)[0])
     return objects
 
 
-def plan_binding(bound, app, prune=True):
-    """([operations], {kind: Resource}) of one pass for one binding."""
+def plan_binding(bound, app, prune=True, before_claims=None):
+    """([operations], {kind: Resource}) of one pass for one binding.
+
+    `before_claims(app namespaces)` runs before claimed kinds are read there (the agent grants itself
+    its rights in new bound namespaces).
+    """
     mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
     operations = sync.plan_instances(app.list(bound.instances)[0], provider_listing(bound, bound.instances, mapping),
                                      mapping, prune=prune)
-    for claim, resource in bound.accepted_claims(app):
+    claims = bound.accepted_claims(app)
+    if claims and before_claims is not None:
+        before_claims(sorted(mapping.up))
+    for claim, resource in claims:
         resources[resource.plural] = resource
-        operations += sync.plan_claims(claim, resource.plural, app.list(resource)[0],
+        operations += sync.plan_claims(claim, resource.plural, listing(app, resource, mapping.up),
                                        provider_listing(bound, resource, mapping), mapping, prune=prune)
     return operations, resources
 

@@ -123,8 +123,10 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
         else:
             # Marked bound only once the copy exists (next pass): a failed create must not leave a
             # bound provider object without a consumer, which the next pass would delete.
+            # Created with the syncer finalizer: a consumer who deletes it at once still reaches upstream.
             namespace = mapping.down[target]
             adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
+            adopted["metadata"]["finalizers"] = [SYNCER_FINALIZER]
             operations.append(Operation(CONSUMER, "create", "instances", namespace, name, adopted))
     return operations
 

@@ -22,6 +22,10 @@ description:
     control plane and namespace exists, as Klutch's CLI does), the C(APIServiceBinding) named like the
     export with each permission claim Accepted or Rejected, and the CRD from the export's snapshot,
     owned by the binding. A schema change on the provider reaches the CRD on the next run.
+  - Also writes the rights of the konnector agent (see the role C(klutch.bind.konnector)) for this binding,
+    two ClusterRoles labelled for aggregation into C(klutch-bind-konnector) (the bound kind and its CRD)
+    and C(klutch-bind-konnector-claims) (the accepted claims' kinds), so a running agent can serve a
+    binding added later; O(state=absent) removes them.
   - Refuses a CRD of the same name that the binding does not own (C(ForeignCustomResourceDefinition)), and
     rejecting a required claim, before any write.
   - Never writes to the control plane.
@@ -137,6 +141,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORTS,
     CLUSTER_BINDINGS,
+    CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
@@ -219,6 +224,8 @@ def present(module, client, recorder):
     problem = plan.foreign_crd_problem(crd, params["name"])
     if problem:
         raise ConfigError(problem)
+    for role in plan.konnector_roles(params["name"], export["spec"], claims):
+        recorder.apply(role)
     recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.BIND_NAMESPACE}})
     if module.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
         for kind in ("Secret", API_SERVICE_BINDINGS.kind, "CustomResourceDefinition"):
@@ -259,6 +266,8 @@ def absent(module, client, recorder):
                   if item["metadata"]["name"] != params["name"] and item["spec"]["kubeconfigSecretRef"]["name"] == name]
         if not others:
             recorder.delete(SECRETS, name, plan.BIND_NAMESPACE)
+    for _into, role_name in plan.konnector_role_names(params["name"]):
+        recorder.delete(CLUSTER_ROLES, role_name)
     if params["delete_crd"]:
         recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, params["name"])
     return {}

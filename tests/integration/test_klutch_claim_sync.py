@@ -134,14 +134,14 @@ def test_deleting_on_the_app_cluster_deletes_upstream_and_releases_the_finalizer
     assert upstream is None or upstream["metadata"].get("deletionTimestamp")
 
 
-def start_agent(role, cluster, identity):
-    """An agent as a local process, as the lab runs it; (process, health port)."""
+def start_agent(role, cluster, identity, *extra):
+    """An agent as a local process with the admin's kubeconfig; (process, health port)."""
     port = free_port()
     environ = dict(os.environ, PYTHONPATH=os.environ["ANSIBLE_COLLECTIONS_PATH"])
     process = subprocess.Popen(
         [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent", role,
          "--kubeconfig", str(cluster.admin_kubeconfig), "--health-port", str(port), "--health-local",
-         "--resync", "5", "--identity", identity],
+         "--resync", "5", "--identity", identity, *extra],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return process, port
 
@@ -213,7 +213,8 @@ def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, 
 @pytest.fixture
 def backend_agent(control_plane):
     """The backend agent on the control plane."""
-    started = start_agent("backend", control_plane, "test-backend")
+    # Its default Lease namespace, klutch-bind-system, comes with the control_plane role's backend.
+    started = start_agent("backend", control_plane, "test-backend", "--lease-namespace", "kube-system")
     yield started
     stopped(started[0])
 

@@ -58,3 +58,28 @@ def test_the_kubeconfig_target_is_server_and_context_namespace():
     config = {"current-context": "default", "clusters": [{"name": "c", "cluster": {"server": "https://cp:6443"}}],
               "contexts": [{"name": "default", "context": {"cluster": "c", "namespace": "cluster-abcde"}}]}
     assert app_cluster.kubeconfig_target(config) == ("https://cp:6443", "cluster-abcde")
+
+
+def test_the_konnector_gets_the_bound_kind_and_its_crd_and_only_accepted_claims():
+    export_spec = {"group": "samples.klutch.bind", "names": {"plural": "postgresqlinstances"}}
+    claims = [{"group": "", "resource": "secrets", "state": "Accepted"},
+              {"group": "", "resource": "configmaps", "state": "Rejected"}]
+    bound, claimed = app_cluster.konnector_roles("postgresqlinstances.samples.klutch.bind", export_spec, claims)
+    assert bound["metadata"] == {"name": "klutch-bind-konnector-postgresqlinstances.samples.klutch.bind",
+                                 "labels": {"klutch.bind/aggregate-to-klutch-bind-konnector": "true"}}
+    crd_rule, instance_rule = bound["rules"]
+    assert crd_rule["resourceNames"] == ["postgresqlinstances.samples.klutch.bind"]
+    assert "create" not in crd_rule["verbs"] and "delete" not in crd_rule["verbs"]
+    assert instance_rule["resources"] == ["postgresqlinstances", "postgresqlinstances/status"]
+    assert claimed["metadata"]["labels"] == {"klutch.bind/aggregate-to-klutch-bind-konnector-claims": "true"}
+    assert claimed["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": app_cluster.OBJECT_VERBS}]
+    assert [name for _into, name in app_cluster.konnector_role_names("x.y")] == [
+        "klutch-bind-konnector-x.y", "klutch-bind-konnector-claims-x.y"]
+
+
+def test_the_claims_role_binding_names_the_agent_account():
+    binding = app_cluster.claims_role_binding("shop", "klutch-bind/klutch-bind-konnector")
+    assert binding["metadata"] == {"name": "klutch-bind-konnector-claims", "namespace": "shop"}
+    assert binding["roleRef"]["name"] == "klutch-bind-konnector-claims"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "klutch-bind-konnector",
+                                    "namespace": "klutch-bind"}]

@@ -109,6 +109,15 @@ def test_the_deletion_matrix(down, up, expected):
     assert actions(plan_instances([down] if down else [], [up] if up else [])) == expected
 
 
+def test_an_adopted_copy_carries_the_finalizer_so_an_early_delete_still_reaches_upstream():
+    [create] = plan_instances([], [instance(f"{P}-shop", "o")])
+    assert create.body["metadata"]["finalizers"] == [SYNCER_FINALIZER]
+    # The consumer deletes it before any other pass: the delete goes up instead of a second adopt.
+    held = dict(create.body, metadata=dict(create.body["metadata"], deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert actions(plan_instances([held], [instance(f"{P}-shop", "o")])) == [
+        (PROVIDER, "delete", f"{P}-shop", "o"), (CONSUMER, "remove_finalizer", "shop", "o")]
+
+
 def test_objects_outside_mapped_namespaces_are_not_touched():
     stray = instance("cluster-other-shop", "o", annotations={BOUND_ANNOTATION: "true"})
     assert plan_instances([], [stray]) == []

@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An agent as a local process, for labs and laptops: started, health-checked, restarted on change, stopped.
+
+Everything lives in one run directory: the code the agent runs (a copy of this collection's
+module_utils, so it outlives the module's temporary files and changes only on an upgrade), its
+kubeconfig (mode 0600), its log, and state.json with the pid and the fingerprint of what it was
+started with. A running agent with the same fingerprint that answers /healthz is left alone.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import pkgutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from ansible_collections.klutch.bind.plugins.module_utils import agent
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+
+try:
+    from http.client import HTTPConnection
+except ImportError:  # Python 2 runs no agent
+    HTTPConnection = None
+
+ENTRY = agent.__name__  # importing it also brings every module it needs into a module's zip
+PACKAGE = ENTRY.rpartition(".")[0]
+STATE_FILE = "state.json"
+LOG_FILE = "agent.log"
+KUBECONFIG_FILE = "kubeconfig"
+
+
+def collection_code():
+    """{file name: bytes} of every module_utils file, read through the loader (works from a module's zip)."""
+    package = sys.modules[PACKAGE]
+    code = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        code[info.name + ".py"] = pkgutil.get_data(PACKAGE, info.name + ".py")
+    return code
+
+
+def fingerprint(argv, code, kubeconfig_text):
+    """What a running agent must match to be left alone: its arguments, its code and its credentials."""
+    digest = hashlib.sha256(json.dumps(argv).encode("utf-8"))
+    for name in sorted(code):
+        digest.update(name.encode("utf-8") + b"\0" + code[name])
+    digest.update((kubeconfig_text or "").encode("utf-8"))
+    return digest.hexdigest()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalAgent:
+    """The agent process of one run directory."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.state = self._read_state()
+
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    def _read_state(self):
+        try:
+            with open(self.path(STATE_FILE)) as handle:
+                return json.load(handle)
+        except (OSError, IOError, ValueError):
+            return {}
+
+    def running(self):
+        """The pid of this directory's agent if it is alive, else None (a reused pid does not count)."""
+        pid = self.state.get("pid")
+        if not pid:
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                command = handle.read().split(b"\0")
+            directory = os.readlink("/proc/%d/cwd" % pid)
+        except (OSError, IOError):
+            return pid  # no /proc: trust the pid
+        return pid if ENTRY.encode("utf-8") in command and directory == os.path.realpath(self.directory) else None
+
+    def healthy(self, timeout=2):
+        port = self.state.get("health_port")
+        if not port:
+            return False
+        connection = HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            connection.request("GET", "/healthz")
+            return bool(json.loads(connection.getresponse().read()).get("healthy"))
+        except (OSError, ValueError):
+            return False
+        finally:
+            connection.close()
+
+    def stop(self, timeout=30):
+        """SIGTERM, then SIGKILL after `timeout` seconds; True when a process was stopped."""
+        pid = self.running()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running():
+            time.sleep(0.1)
+        if self.running():
+            os.kill(pid, signal.SIGKILL)
+        self._reap(pid)
+        return True
+
+    @staticmethod
+    def _reap(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except OSError:
+            pass  # not our child: init reaps it
+
+    def install(self, code, kubeconfig_text):
+        """Write the code and the kubeconfig the agent will run with."""
+        target = os.path.join(self.directory, "code", *PACKAGE.split("."))
+        if not os.path.isdir(target):
+            os.makedirs(target)
+        for name, content in code.items():
+            with open(os.path.join(target, name), "wb") as handle:
+                handle.write(content)
+        if kubeconfig_text is not None:
+            descriptor = os.open(self.path(KUBECONFIG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(kubeconfig_text)
+
+    def start(self, python, argv, print_fingerprint, health_port):
+        """Start the agent detached from this process, in its own session, logging to agent.log."""
+        environ = dict(os.environ, PYTHONPATH=os.path.join(self.directory, "code"), PYTHONUNBUFFERED="1")
+        with open(self.path(LOG_FILE), "ab") as log:
+            process = subprocess.Popen(
+                [python, "-m", ENTRY] + argv + ["--health-port", str(health_port), "--health-local"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ, cwd=self.directory,
+                start_new_session=True, close_fds=True)
+        self.state = {"pid": process.pid, "fingerprint": print_fingerprint, "health_port": health_port,
+                      "started": time.time()}
+        with open(self.path(STATE_FILE), "w") as handle:
+            json.dump(self.state, handle)
+        return process
+
+    def wait_healthy(self, process, timeout):
+        """Wait until /healthz says healthy; ConfigError with the log's last lines when it dies or stays sick."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ConfigError("The agent in %s exited with code %s at start: %s" % (
+                    self.directory, process.returncode, self.log_tail()))
+            if self.healthy():
+                return
+            time.sleep(0.2)
+        raise ConfigError("The agent in %s did not report healthy within %d s; its log ends: %s" % (
+            self.directory, timeout, self.log_tail()))
+
+    def log_tail(self, lines=2, width=400):
+        """The last log lines, shortened; the agent logs no object bodies or credentials."""
+        try:
+            with open(self.path(LOG_FILE), "rb") as handle:
+                return " | ".join(line.decode("utf-8", "replace").strip()[:width]
+                                  for line in handle.read().splitlines()[-lines:]) or "(empty)"
+        except (OSError, IOError):
+            return "(no log)"
+
+    def forget(self):
+        if os.path.exists(self.path(STATE_FILE)):
+            os.remove(self.path(STATE_FILE))

@@ -1,0 +1,285 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: klutch_agent
+short_description: Run a konnector or backend agent as a local process, for labs and laptops
+version_added: 0.1.0
+author:
+  - klutch.bind contributors (@klutch-bind)
+description:
+  - Starts the agent that keeps bound clusters in sync (V(konnector) on an app cluster, V(backend) on
+    the control plane) as a process on the host the task runs on, checks its health endpoint, restarts
+    it when its arguments, its code or its credentials changed, or when it stopped answering, and stops
+    it with O(state=absent).
+  - In production run the agents as Deployments instead (the roles C(klutch.bind.konnector) and
+    C(klutch.bind.control_plane) do either); this module is what they use for a lab.
+  - The process runs from a copy of this collection's code in its run directory, so it keeps running
+    after the play and changes only with an upgrade of the collection. Its log is C(agent.log) there,
+    JSON lines without object bodies or credentials.
+  - With O(service_account) the agent runs with that ServiceAccount's token, so with exactly the rights
+    a Deployment would have; otherwise with the connection's kubeconfig.
+options:
+  role:
+    description: V(konnector) on an app cluster, V(backend) on the control plane.
+    type: str
+    choices: [konnector, backend]
+    required: true
+  name:
+    description: The agent's name on this host; its run directory is O(run_dir)/O(name). Default O(role).
+    type: str
+  run_dir:
+    description: Where the run directories of agents live on this host.
+    type: path
+    default: ~/.klutch.bind/agents
+  state:
+    description: V(present) keeps the agent running and healthy, V(absent) stops it.
+    type: str
+    choices: [present, absent]
+    default: present
+  service_account:
+    description:
+      - Run with this ServiceAccount's token, given as C(<namespace>/<name>); the token is read from the
+        Secret C(<name>-token) in that namespace with the connection's credentials, and the kubeconfig
+        written for the agent keeps the connection's server and that Secret's CA.
+      - For the konnector it is also the account the agent grants its claimed-kind rights to in each bound
+        namespace (C(--grant-claims-to)).
+      - Without it the agent uses the connection's kubeconfig as it is (a path, or inline content written
+        to the run directory with mode 0600).
+    type: str
+  identity:
+    description: The agent's identity in its Lease. Default C(<host name>-<name>).
+    type: str
+  resync:
+    description: Seconds between passes when no watch reports a change.
+    type: float
+    default: 30
+  concurrency:
+    description: Writes a pass sends at once.
+    type: int
+    default: 8
+  consumer_scope:
+    description: Backend only, the informer scope of consumers whose exports do not say.
+    type: str
+    choices: [Namespaced, Cluster]
+    default: Namespaced
+  health_port:
+    description: The port of C(/healthz) on 127.0.0.1. Default a free port, kept across restarts.
+    type: int
+  python:
+    description: The interpreter that runs the agent; it needs the C(kubernetes) and C(PyYAML) packages.
+      Default the interpreter that runs this module.
+    type: path
+  wait_timeout:
+    description: Seconds to wait for a started agent to report healthy.
+    type: int
+    default: 60
+extends_documentation_fragment:
+  - klutch.bind.k8s_auth
+  - klutch.bind.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the agent would be started, restarted or stopped, and touches nothing.
+  diff_mode:
+    support: full
+    details: Shows whether the agent runs and its arguments, never its kubeconfig.
+"""
+
+EXAMPLES = r"""
+- name: Keep the konnector running for the lab's app cluster, with its own least-privilege account
+  klutch.bind.klutch_agent:
+    role: konnector
+    name: konnector-app
+    kubeconfig: ~/.klutch.bind/lab/app/admin.kubeconfig
+    service_account: klutch-bind/klutch-bind-konnector
+
+- name: Run the backend agent on the control plane
+  klutch.bind.klutch_agent:
+    role: backend
+    kubeconfig: ~/.klutch.bind/lab/control-plane/admin.kubeconfig
+    service_account: klutch-bind-system/klutch-bind-backend
+
+- name: Stop it
+  klutch.bind.klutch_agent:
+    role: backend
+    state: absent
+"""
+
+RETURN = r"""
+action:
+  description: What the task did to the process.
+  returned: always
+  type: str
+  choices: [started, restarted, unchanged, stopped, absent]
+  sample: started
+reason:
+  description: Why it was started or restarted.
+  returned: when the agent was started or restarted
+  type: str
+  sample: its arguments, code or credentials changed
+pid:
+  description: The agent's process id.
+  returned: when it runs
+  type: int
+  sample: 41233
+health_url:
+  description: Its health endpoint; answers JSON with C(healthy), C(leading) and C(passes).
+  returned: when it runs
+  type: str
+  sample: http://127.0.0.1:38211/healthz
+log_file:
+  description: Its log, JSON lines.
+  returned: always
+  type: str
+  sample: /home/ops/.klutch.bind/agents/konnector-app/agent.log
+"""
+
+import base64
+import os
+import socket
+import sys
+
+from ansible_collections.klutch.bind.plugins.module_utils import local_agent
+from ansible_collections.klutch.bind.plugins.module_utils.connection import resolve_auth
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS
+
+try:
+    import yaml
+except ImportError:  # reported by KlutchModule
+    yaml = None
+
+
+def service_account_kubeconfig(module, account):
+    """The agent's kubeconfig with the ServiceAccount's token, as YAML text; None in check mode before it exists."""
+    namespace, _sep, name = account.partition("/")
+    if not namespace or not name:
+        raise ConfigError("service_account %r is not <namespace>/<name>: give it as klutch-bind/klutch-bind-konnector, "
+                          "for example." % account)
+    client = module.client()
+    secret = client.get(SECRETS, name + "-token", namespace)
+    if secret is None and module.check_mode:
+        return None
+    if secret is None:
+        raise ConfigError("The ServiceAccount %s has no token Secret %s-token in %s on %s: apply the role's RBAC "
+                          "first (the roles klutch.bind.konnector and klutch.bind.control_plane create it)."
+                          % (account, name, namespace, client.label))
+    secret = client.wait(SECRETS, name + "-token", namespace, lambda obj: bool(((obj or {}).get("data") or {}).get(
+        "token")), module.params["wait_timeout"], "issued a token by the token controller")
+    token = base64.b64decode(secret["data"]["token"]).decode("utf-8")
+    module.ansible.no_log_values.add(token)
+    return yaml.safe_dump(kubeconfig(client.configuration.host, secret["data"].get("ca.crt"), token, namespace),
+                          default_flow_style=False)
+
+
+def agent_kubeconfig(module, run_dir):
+    """(kubeconfig argument for the agent, its text to write or None, its text for the fingerprint)."""
+    params = module.params
+    if params["service_account"]:
+        text = service_account_kubeconfig(module, params["service_account"])
+        return os.path.join(run_dir, local_agent.KUBECONFIG_FILE), text, text
+    given = resolve_auth(params)["kubeconfig"]
+    if isinstance(given, dict):
+        text = yaml.safe_dump(given, default_flow_style=False)
+        return os.path.join(run_dir, local_agent.KUBECONFIG_FILE), text, text
+    if given:
+        try:
+            with open(given) as handle:
+                return given, None, handle.read()
+        except (OSError, IOError) as error:
+            raise ConfigError("kubeconfig %s cannot be read (%s): give an existing file." % (given, error.strerror))
+    raise ConfigError("A local agent needs a kubeconfig: set kubeconfig (or K8S_AUTH_KUBECONFIG), or service_account "
+                      "to run it with a ServiceAccount's token.")
+
+
+def agent_arguments(params, kubeconfig_path):
+    argv = [params["role"], "--kubeconfig", kubeconfig_path, "--resync", str(params["resync"]),
+            "--concurrency", str(params["concurrency"]),
+            "--identity", params["identity"] or "%s-%s" % (socket.gethostname(), params["name"])]
+    if params["context"] and not params["service_account"]:
+        argv += ["--context", params["context"]]
+    if params["role"] == "backend":
+        argv += ["--consumer-scope", params["consumer_scope"]]
+    elif params["service_account"]:
+        argv += ["--grant-claims-to", params["service_account"]]
+    return argv
+
+
+def present(module, agent, run_dir):
+    params = module.params
+    path, text, credentials = agent_kubeconfig(module, run_dir)
+    argv = agent_arguments(params, path)
+    code = local_agent.collection_code()
+    wanted = local_agent.fingerprint(argv, code, credentials)
+    pid = agent.running()
+    if pid and agent.state.get("fingerprint") == wanted and agent.healthy():
+        return {"action": "unchanged", "pid": pid}, argv
+    reason = ("it was not running" if pid is None else "its arguments, code or credentials changed"
+              if agent.state.get("fingerprint") != wanted else "it did not answer its health check")
+    action = "started" if pid is None else "restarted"
+    if module.check_mode:
+        return {"action": action, "reason": reason}, argv
+    agent.stop()
+    port = params["health_port"] or agent.state.get("health_port") or local_agent.free_port()
+    agent.install(code, text)
+    process = agent.start(params["python"] or sys.executable, argv, wanted, port)
+    agent.wait_healthy(process, params["wait_timeout"])
+    return {"action": action, "reason": reason, "pid": process.pid}, argv
+
+
+def main():
+    module = KlutchModule(
+        argument_spec=dict(
+            role=dict(type="str", choices=["konnector", "backend"], required=True),
+            name=dict(type="str"),
+            run_dir=dict(type="path", default="~/.klutch.bind/agents"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            service_account=dict(type="str"),
+            identity=dict(type="str"),
+            resync=dict(type="float", default=30),
+            concurrency=dict(type="int", default=8),
+            consumer_scope=dict(type="str", choices=["Namespaced", "Cluster"], default="Namespaced"),
+            health_port=dict(type="int"),
+            python=dict(type="path"),
+            wait_timeout=dict(type="int", default=60),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    params["name"] = params["name"] or params["role"]
+    run_dir = os.path.join(params["run_dir"], params["name"])
+    if not module.check_mode and not os.path.isdir(run_dir):
+        os.makedirs(run_dir, 0o700)
+    agent = local_agent.LocalAgent(run_dir)
+    was_running = agent.running() is not None
+    argv = None
+    try:
+        if params["state"] == "present":
+            result, argv = present(module, agent, run_dir)
+        else:
+            result = {"action": "stopped" if was_running else "absent"}
+            if not module.check_mode:
+                agent.stop()
+                agent.forget()
+    except ClusterError as error:
+        module.fail(error, log_file=agent.path(local_agent.LOG_FILE))
+    runs = params["state"] == "present"
+    if runs and agent.state.get("health_port"):
+        result["health_url"] = "http://127.0.0.1:%d/healthz" % agent.state["health_port"]
+    result.update(changed=result["action"] not in ("unchanged", "absent"), log_file=agent.path(local_agent.LOG_FILE))
+    if module.diff_mode:
+        result["diff"] = {"before": {"running": was_running}, "after": {"running": runs, "arguments": argv}}
+    module.exit(**result)
+
+
+if __name__ == "__main__":
+    main()
