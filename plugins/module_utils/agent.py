@@ -70,10 +70,16 @@ def micro_time(moment=None):
 
 
 class Lease:
-    """Leader election on a coordination.k8s.io Lease: hold it while renewing, take it when it lapses."""
+    """Leader election on a coordination.k8s.io Lease: hold it while renewing, take it when it lapses.
+
+    A lapse is judged by this process's own clock: the holder's renewTime must not have changed for a
+    whole lease term since this process first saw it, so clock skew between hosts cannot hand over
+    leadership early.
+    """
 
     def __init__(self, client, namespace, name, identity):
         self.client, self.namespace, self.name, self.identity = client, namespace, name, identity
+        self.observed, self.observed_at = None, 0.0
 
     def hold(self):
         """Whether this process leads now; acquires or renews the Lease."""
@@ -86,15 +92,23 @@ class Lease:
                     "spec": dict(spec, acquireTime=micro_time(moment))}
             return self._write("POST", body)
         held = current.get("spec") or {}
-        renewed = held.get("renewTime")
-        lapsed = not renewed or datetime.datetime.strptime(renewed, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=held.get("leaseDurationSeconds") or 15) < moment
-        if held.get("holderIdentity") != self.identity and not lapsed:
+        holder = held.get("holderIdentity")
+        seen = (holder, held.get("renewTime"))
+        if seen != self.observed:
+            self.observed, self.observed_at = seen, time.monotonic()
+        lapsed = not holder or time.monotonic() - self.observed_at > (held.get("leaseDurationSeconds") or LEASE_SECONDS)
+        if holder != self.identity and not lapsed:
             return False
-        if held.get("holderIdentity") != self.identity:
+        if holder != self.identity:
             spec["acquireTime"] = micro_time(moment)
         body = dict(current, spec=dict(held, **spec))  # carries resourceVersion: one winner per change
         return self._write("PUT", body)
+
+    def release(self):
+        """On shutdown: an empty holder lets a standby take over at once instead of after a lease term."""
+        current = self.client.get(LEASES, self.name, self.namespace)
+        if current is not None and (current.get("spec") or {}).get("holderIdentity") == self.identity:
+            self._write("PUT", dict(current, spec=dict(current["spec"], holderIdentity=None, leaseDurationSeconds=1)))
 
     def _write(self, method, body):
         try:
@@ -126,23 +140,76 @@ class Watches:
                 thread.start()
 
     def _watch(self, client, resource, namespace, stop):
-        attempt = 0
+        """List once, then watch on from the last version seen; list again only when that version is gone.
+
+        After a failure the thread backs off and lists again, and asks for a pass: events may have been
+        missed meanwhile. Nothing but `stop` ends the thread.
+        """
+        attempt, version = 0, None
         while not stop.is_set() and not self.stopping.is_set():
             try:
-                version = client.list(resource, namespace)[1]
-                for kind, _obj in client.watch(resource, namespace, version, WATCH_SECONDS):
+                if version is None:
+                    version = client.list(resource, namespace)[1]
+                    if attempt:
+                        self.changed.set()
+                for kind, obj in client.watch(resource, namespace, version, WATCH_SECONDS):
                     if stop.is_set():
                         return
                     if kind == "ERROR":
-                        break  # the version expired: list again
+                        if obj.get("code") != 410:
+                            raise ClusterError("watch error %s: %s" % (obj.get("code"), obj.get("message")))
+                        version = None  # expired: list again
+                        break
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if kind != "BOOKMARK":
                         self.changed.set()
                 attempt = 0
-            except ClusterError as error:
+            except Exception as error:  # pylint: disable=broad-exception-caught
                 log("warning", "watch failed; retrying", resource=resource.plural, namespace=namespace,
-                    error=str(error))
+                    error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
+                version = None
                 stop.wait(backoff(min(attempt, 5)))
                 attempt += 1
+
+
+class Leadership:
+    """Keeps the Lease from a thread of its own, so that a long pass cannot outlive its leadership.
+
+    Leadership counts as held for two thirds of a lease term after each successful renewal: when
+    renewals stay overdue, this process stops writing before another one may take over.
+    """
+
+    def __init__(self, lease, stopping, gained):
+        self.lease, self.stopping, self.gained = lease, stopping, gained
+        self.valid_until = 0.0
+
+    def leading(self):
+        return time.monotonic() < self.valid_until
+
+    def run(self):
+        attempt = 0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                was_leading = self.leading()
+                held = self.lease.hold()
+                self.valid_until = started + LEASE_SECONDS * 2 / 3.0 if held else 0.0
+                if held and not was_leading:
+                    log("info", "leading", lease="%s/%s" % (self.lease.namespace, self.lease.name))
+                    self.gained.set()
+                attempt = 0
+            except Exception as error:  # pylint: disable=broad-exception-caught
+                log("warning", "lease renewal failed", error=str(error) if isinstance(error, ClusterError)
+                    else error.__class__.__name__)
+                attempt += 1
+            self.stopping.wait(min(LEASE_SECONDS / 3.0, backoff(attempt)) if attempt else LEASE_SECONDS / 3.0)
+
+    def release(self):
+        try:
+            if self.leading():
+                self.lease.release()
+        except ClusterError as error:
+            log("warning", "lease not released", error=str(error))
 
 
 class Agent:
@@ -155,11 +222,14 @@ class Agent:
         self.changed = threading.Event()
         self.stopping = threading.Event()
         self.watches = Watches(self.changed, self.stopping)
-        self.lease = Lease(client, options.lease_namespace, options.lease_name, options.identity)
-        self.leading = False
-        self.renewed_at = 0.0
+        self.leadership = Leadership(Lease(client, options.lease_namespace, options.lease_name, options.identity),
+                                     self.stopping, self.changed)
         self.last_pass = None
         self.passes = 0
+
+    @property
+    def leading(self):
+        return self.leadership.leading()
 
     def stop(self):
         self.stopping.set()
@@ -169,17 +239,16 @@ class Agent:
         return self.last_pass is not None and time.monotonic() - self.last_pass < 3 * self.options.resync + 30
 
     def run(self):
+        threading.Thread(target=self.leadership.run, daemon=True).start()
         attempt, chained, due = 0, 0, 0.0
         while not self.stopping.is_set():
             try:
-                if not self.leading or time.monotonic() - self.renewed_at > LEASE_SECONDS / 3.0:
-                    self.leading = self.lease.hold()  # renewed a few times per lease term
-                    self.renewed_at = time.monotonic()
                 if not self.leading:
                     self.watches.keep({})
+                    due = 0.0  # a pass at once when leadership comes
                 elif self.changed.is_set() or time.monotonic() >= due:
                     self.changed.clear()
-                    wanted, written, failed = self.role.sync(self.client, self.options)
+                    wanted, written, failed = self.role.sync(self.client, self.options, self.leadership.leading)
                     self.watches.keep(wanted)
                     self.passes += 1
                     due = time.monotonic() + self.options.resync
@@ -196,9 +265,10 @@ class Agent:
                 self.stopping.wait(backoff(min(attempt, 5)))
                 attempt += 1
                 continue
-            # Wake on a change, to renew the Lease, or to resync.
-            self.changed.wait(min(max(due - time.monotonic(), 0.05), LEASE_SECONDS / 3.0))
+            # Wake on a change, on leadership, or to resync.
+            self.changed.wait(min(max(due - time.monotonic(), 0.05), 1.0))
         self.watches.keep({})
+        self.leadership.release()
 
 
 class Konnector:
@@ -224,7 +294,7 @@ class Konnector:
                     self.granted.add(namespace)
         return grant_in if service_account else None
 
-    def sync(self, app, options):
+    def sync(self, app, options, proceed):
         bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
         wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)}
         written, failed = 0, 0
@@ -235,7 +305,7 @@ class Konnector:
                 operations, resources = konnector.plan_binding(bound, app,
                                                                before_claims=self.grant(app, options.grant_claims_to))
                 made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider},
-                                                        resources, bound.namespace, options.concurrency)
+                                                        resources, bound.namespace, options.concurrency, proceed)
                 written += made
                 failed += len(errors)
                 if operations:
@@ -278,6 +348,10 @@ class Konnector:
             else:  # claimed kinds: only in bound namespaces, where the agent may read them
                 for source in sorted(bound.mapping.up):
                     wanted[("app", resource.api_version, resource.plural, source)] = (app, resource, source)
+            if not resource.namespaced:
+                wanted[("provider", provider_key, resource.api_version, resource.plural)] = (
+                    bound.provider, resource, None)
+                continue
             for target in sorted(bound.mapping.down):
                 wanted[("provider", provider_key, resource.api_version, resource.plural, target)] = (
                     bound.provider, resource, target)
@@ -303,7 +377,7 @@ class Backend:
                EXPORT_TEMPLATES)
 
     @classmethod
-    def sync(cls, control_plane, options):
+    def sync(cls, control_plane, options, _proceed):
         catalog = backend.Catalog(control_plane)
         moment = datetime.datetime.now(datetime.timezone.utc)
         written, failed = 0, 0

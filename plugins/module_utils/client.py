@@ -32,7 +32,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, Resource, api_resource_list_entry
+from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, NAMESPACES, Resource, api_resource_list_entry
 
 try:
     from urllib.parse import urlencode
@@ -255,7 +255,14 @@ class ClusterClient:
                                 query=dict(query, dryRun="All") if dry_run else query, body=body,
                                 content_type="application/apply-patch+yaml")
 
-        planned = send(dry_run=True)
+        try:
+            planned = send(dry_run=True)
+        except ClusterError as error:
+            # Check mode: an earlier step would create the namespace, which the server cannot dry-run into.
+            if not (self.dry_run and before is None and namespace and error.status == 404
+                    and self.get(NAMESPACES, namespace) is None):
+                raise
+            return Change(None, body, True)
         if not has_changed(before, planned):
             return Change(before, before, False)
         return Change(before, planned if self.dry_run else send(dry_run=False), True)

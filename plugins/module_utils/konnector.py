@@ -21,6 +21,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterE
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
+    NAMESPACES,
     SECRETS,
     Resource,
 )
@@ -70,6 +71,10 @@ class BoundApi:
         self.cluster_wide = spec.get("informerScope") == "Cluster"
         self.mapping = None
 
+    def namespace_uid(self):
+        """The UID of the consumer's namespace, which owns its cluster-scoped instances upstream."""
+        return self.provider.get(NAMESPACES, self.namespace)["metadata"]["uid"]
+
     def read_mapping(self):
         """The consumer's namespace mapping on the control plane, read once per pass and kept for watches."""
         self.mapping = sync.Mapping(self.provider.list(API_SERVICE_NAMESPACES, self.namespace)[0])
@@ -112,8 +117,12 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     """
     mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
-    operations = sync.plan_instances(app.list(bound.instances)[0], provider_listing(bound, bound.instances, mapping),
-                                     mapping, prune=prune)
+    if bound.instances.namespaced:
+        operations = sync.plan_instances(app.list(bound.instances)[0],
+                                         provider_listing(bound, bound.instances, mapping), mapping, prune=prune)
+    else:
+        operations = sync.plan_cluster_instances(app.list(bound.instances)[0], bound.provider.list(bound.instances)[0],
+                                                 bound.namespace, bound.namespace_uid(), prune=prune)
     claims = bound.accepted_claims(app)
     if claims and before_claims is not None:
         before_claims(sorted(mapping.up))
@@ -168,8 +177,11 @@ def execute(operation, clients, resources, provider_namespace):
     return True
 
 
-def run_operations(operations, clients, resources, provider_namespace, workers):
-    """Send the operations, concurrently across objects and in order for each; (writes made, error messages)."""
+def run_operations(operations, clients, resources, provider_namespace, workers, proceed=None):
+    """Send the operations, concurrently across objects and in order for each; (writes made, error messages).
+
+    `proceed()` is asked before each write (the agent: still the leader?); once false, the rest is left.
+    """
     per_object = {}
     for operation in operations:
         per_object.setdefault((operation.side, operation.kind, operation.namespace, operation.name), []).append(operation)
@@ -177,6 +189,8 @@ def run_operations(operations, clients, resources, provider_namespace, workers):
     def run(sequence):
         written = 0
         for operation in sequence:
+            if proceed is not None and not proceed():
+                return written, "not written: this agent no longer leads"
             try:
                 written += int(execute(operation, clients, resources, provider_namespace))
             except ClusterError as error:

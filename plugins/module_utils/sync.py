@@ -19,6 +19,7 @@ from collections import namedtuple
 BOUND_ANNOTATION = "klutch.anynines.com/bound"
 OWNER_ANNOTATION = "klutch.anynines.com/resource-owner"
 SYNCER_FINALIZER = "klutch.anynines.com/syncer"
+CLUSTER_NAMESPACE_ANNOTATION = "klutch.anynines.com/cluster-namespace"
 PROVIDER, CONSUMER = "provider", "consumer"
 # Server-set or side-specific metadata that never crosses between clusters.
 _SIDE_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp",
@@ -30,6 +31,9 @@ _CLAIM_CONTENT = ("type", "data", "binaryData", "immutable")
 # add_finalizer, remove_finalizer (body: the object as listed), annotate (body: the annotations to
 # add), map_namespace (an APIServiceNamespace to create); kind: "instances" or a claim's key.
 Operation = namedtuple("Operation", ["side", "action", "kind", "namespace", "name", "body"])
+# Where a consumer's instance lives upstream: namespace (None when cluster-scoped), name, the
+# annotations that place it there, and its ownerReferences.
+Upstream = namedtuple("Upstream", ["namespace", "name", "annotations", "owner_references"])
 
 
 def _metadata(obj):
@@ -91,7 +95,7 @@ class Mapping:
 
 
 def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
-    """Operations that bring a bound kind's instances in step (ref §3.7-3.10, §3.13).
+    """Operations that bring a namespaced bound kind's instances in step (ref §3.7-3.10, §3.13).
 
     Without `prune`, bound upstream objects whose consumer object is gone are left alone.
     """
@@ -100,8 +104,6 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
     seen = set()
     for down in consumer_objects:
         namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
-        if namespace is None:
-            continue  # cluster-scoped instances (ref §3.11) are not synced yet
         if namespace not in mapping.up:
             if namespace not in mapping.known and not deleting(down):
                 operations.append(Operation(PROVIDER, "map_namespace", "instances", namespace, namespace, None))
@@ -111,57 +113,92 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
             continue
         target = mapping.up[namespace]
         seen.add((target, name))
-        up = upstream.get((target, name))
-        operations.extend(_instance_pair(down, up, target))
+        operations.extend(_instance_pair(down, upstream.get((target, name)), Upstream(target, name, {}, None)))
     for (target, name), up in sorted(upstream.items(), key=lambda item: item[0]):
-        if (target, name) in seen or target not in mapping.down or deleting(up):
-            continue
-        if _annotations(up).get(BOUND_ANNOTATION) == "true":
-            # Its consumer object is gone and the delete was missed (e.g. while no agent ran).
-            if prune:
-                operations.append(Operation(PROVIDER, "delete", "instances", target, name, up))
-        else:
-            # Marked bound only once the copy exists (next pass): a failed create must not leave a
-            # bound provider object without a consumer, which the next pass would delete.
-            # Created with the syncer finalizer: a consumer who deletes it at once still reaches upstream.
-            namespace = mapping.down[target]
-            adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
-            adopted["metadata"]["finalizers"] = [SYNCER_FINALIZER]
-            operations.append(Operation(CONSUMER, "create", "instances", namespace, name, adopted))
+        if (target, name) not in seen and target in mapping.down:
+            operations.extend(_unpaired_upstream(up, mapping.down[target], name, prune))
     return operations
 
 
-def _instance_pair(down, up, target):
+def plan_cluster_instances(consumer_objects, provider_objects, provider_namespace, namespace_uid, prune=True):
+    """The same for a cluster-scoped kind (ref §3.11): consumer object N is `<P>-N` upstream.
+
+    Upstream copies carry the annotation cluster-namespace: <P> and an ownerReference to the
+    Namespace <P>, so removing the consumer's namespace on the control plane removes them too.
+    Provider objects whose names lack the prefix belong to other consumers and are left alone.
+    """
+    prefix = provider_namespace + "-"
+    marks = {CLUSTER_NAMESPACE_ANNOTATION: provider_namespace}
+    owners = [{"apiVersion": "v1", "kind": "Namespace", "name": provider_namespace, "uid": namespace_uid}]
+    upstream = dict((_metadata(up)["name"][len(prefix):], up) for up in provider_objects
+                    if _metadata(up)["name"].startswith(prefix))
+    operations = []
+    for down in consumer_objects:
+        name = _metadata(down)["name"]
+        operations.extend(_instance_pair(down, upstream.pop(name, None), Upstream(None, prefix + name, marks, owners)))
+    for name, up in sorted(upstream.items()):
+        operations.extend(_unpaired_upstream(up, None, name, prune))
+    return operations
+
+
+def _unpaired_upstream(up, namespace, name, prune):
+    """A provider instance without a consumer object: a missed delete, or one the provider made (adopt)."""
+    if deleting(up):
+        return []
+    if _annotations(up).get(BOUND_ANNOTATION) == "true":
+        # Its consumer object is gone and the delete was missed (e.g. while no agent ran).
+        return [Operation(PROVIDER, "delete", "instances", _metadata(up).get("namespace"), _metadata(up)["name"], up)] \
+            if prune else []
+    # Marked bound only once the copy exists (next pass): a failed create must not leave a bound
+    # provider object without a consumer, which the next pass would delete. Created with the syncer
+    # finalizer: a consumer who deletes it at once still reaches upstream.
+    adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
+    adopted["metadata"]["name"] = name
+    adopted["metadata"]["annotations"].pop(CLUSTER_NAMESPACE_ANNOTATION, None)
+    adopted["metadata"]["finalizers"] = [SYNCER_FINALIZER]
+    return [Operation(CONSUMER, "create", "instances", namespace, name, adopted)]
+
+
+def _instance_pair(down, up, at):
+    """Operations for a consumer instance and its upstream copy (None when missing), placed `at`."""
     namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
+    marks = dict(at.annotations, **{BOUND_ANNOTATION: "true"})
     if up is None:
         if deleting(down):
             return [Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down)] if has_finalizer(down) \
                 else []
         operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
                                                                down)]
-        created = copy_for(down, target, {BOUND_ANNOTATION: "true"})
-        return operations + [Operation(PROVIDER, "create", "instances", target, name, created)]
+        created = copy_for(down, at.namespace, marks)
+        created["metadata"]["name"] = at.name
+        if at.owner_references:
+            created["metadata"]["ownerReferences"] = at.owner_references
+        return operations + [Operation(PROVIDER, "create", "instances", at.namespace, at.name, created)]
     if deleting(down):
         if deleting(up):
             return []  # wait until the provider has let it go
-        operations = [Operation(PROVIDER, "delete", "instances", target, name, up)]
+        operations = [Operation(PROVIDER, "delete", "instances", at.namespace, at.name, up)]
         if has_finalizer(down):
             operations.append(Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down))
         return operations
     operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
                                                            down)]
-    if not contains(up.get("spec") or {}, down.get("spec") or {}) or _annotations(up).get(BOUND_ANNOTATION) != "true":
-        body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"),
-                "metadata": {"name": name, "namespace": target, "annotations": {BOUND_ANNOTATION: "true"}},
+    if not contains(up.get("spec") or {}, down.get("spec") or {}) or any(
+            _annotations(up).get(key) != value for key, value in marks.items()):
+        metadata = {"name": at.name, "annotations": marks}
+        if at.namespace:
+            metadata["namespace"] = at.namespace
+        body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"), "metadata": metadata,
                 "spec": down.get("spec")}
-        operations.append(Operation(PROVIDER, "update_spec", "instances", target, name, body))
+        operations.append(Operation(PROVIDER, "update_spec", "instances", at.namespace, at.name, body))
     if _annotations(down).get(BOUND_ANNOTATION) != "true":
         operations.append(Operation(CONSUMER, "annotate", "instances", namespace, name, {BOUND_ANNOTATION: "true"}))
     if (down.get("status") or {}) != (up.get("status") or {}):
         # The provider's status onto the consumer's object, applied whole by the one status writer;
         # custom resources take no unconditional update, and an annotate before it moves the version.
-        body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"),
-                "metadata": {"name": name, "namespace": namespace}, "status": up.get("status") or {}}
+        metadata = {"name": name, "namespace": namespace} if namespace else {"name": name}
+        body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"), "metadata": metadata,
+                "status": up.get("status") or {}}
         operations.append(Operation(CONSUMER, "update_status", "instances", namespace, name, body))
     return operations
 

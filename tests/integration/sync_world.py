@@ -1,7 +1,8 @@
-"""The bound world the sync scenarios and the fault test share: the MangoDB API, its roles and drivers."""
+"""The bound world the sync scenarios and the agent tests share: an exported API, its roles and drivers."""
 
 import json
 import time
+from collections import namedtuple
 from pathlib import Path
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
@@ -9,25 +10,32 @@ from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterC
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
 
-MANGODB_CRD = Path(__file__).parent / "files" / "mangodb-crd.yaml"
+FILES = Path(__file__).parent / "files"
+# An exported API: its CRD file, template, and the consumer scope its export needs.
+Api = namedtuple("Api", ["crd_file", "template", "consumer_scope"])
 MANGODBS = Resource("mangodb.com/v1alpha1", "MangoDB", "mangodbs")
-API = "mangodbs.mangodb.com"
-TEMPLATE = {"name": "mangodbs", "group": "mangodb.com", "resource": "mangodbs",
-            "permission_claims": [{"resource": "secrets", "owner": "Provider"},
-                                  {"resource": "configmaps", "owner": "Consumer"}]}
+# Klutch's MangoDB: namespaced; Secrets owned by the provider, ConfigMaps by the consumer.
+MANGODB_API = Api(FILES / "mangodb-crd.yaml", {
+    "name": "mangodbs", "group": "mangodb.com", "resource": "mangodbs",
+    "permission_claims": [{"resource": "secrets", "owner": "Provider"}, {"resource": "configmaps", "owner": "Consumer"}]},
+    None)
+FOOS = Resource("bar.io/v1alpha1", "Foo", "foos", namespaced=False)
+# Klutch's cluster-scoped Foo, which only a consumer in Cluster scope can bind.
+FOO_API = Api(FILES / "foo-crd.yaml", {"name": "foos", "group": "bar.io", "resource": "foos",
+                                       "permission_claims": [{"resource": "secrets", "owner": "Provider"}]}, "Cluster")
 AGENT_WAIT = 30  # s; the agents resync every 2 s and react to watches at once
 
 
-def load_crd(client):
-    for crd in manifests.load(src=str(MANGODB_CRD)):
+def load_crd(client, api=MANGODB_API):
+    for crd in manifests.load(src=str(api.crd_file)):
         client.apply(CUSTOM_RESOURCE_DEFINITIONS, crd)
         client.wait(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"], None, condition_holds("Established"), 30,
                     "Established")
 
 
-def konnector_play(cluster, mode, run_dir):
+def konnector_play(cluster, mode, run_dir, agent_name="konnector"):
     variables = {"konnector_kubeconfig": str(cluster.admin_kubeconfig), "konnector_mode": mode,
-                 "konnector_resync": 2, "konnector_run_dir": str(run_dir), "konnector_agent_name": "konnector"}
+                 "konnector_resync": 2, "konnector_run_dir": str(run_dir), "konnector_agent_name": agent_name}
     return f"""\
         - name: Prepare the app cluster
           hosts: localhost
@@ -46,10 +54,10 @@ def recap(completed):
 
 
 class World:
-    """One app cluster bound to the MangoDB API, and the way its clusters are brought in step."""
+    """One app cluster bound to an exported API, and the way its clusters are brought in step."""
 
-    def __init__(self, driver, cluster, cp, run_task, run_playbook, plays):
-        self.driver, self.cluster, self.cp, self.plays = driver, cluster, cp, plays
+    def __init__(self, driver, cluster, cp, run_task, run_playbook, plays, api=MANGODB_API):
+        self.driver, self.cluster, self.cp, self.plays, self.api = driver, cluster, cp, plays, api
         self.run_task, self.run_playbook = run_task, run_playbook
         self.app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
         self.app_args = {"kubeconfig": str(cluster.admin_kubeconfig)}
@@ -59,13 +67,17 @@ class World:
         """klutch_export_request and klutch_binding, as the playbook runs them; (export, binding) results."""
         info, output = self.run_task("klutch.bind.klutch_cluster_info", self.app_args)
         assert not info.get("failed"), output
+        template = self.api.template
         self.export_args = {"kubeconfig": str(self.cp_kubeconfig), "consumer": self.cluster.name,
-                            "cluster_id": info["cluster_id"], "resources": [{"group": "mangodb.com",
-                                                                             "resource": "mangodbs"}]}
+                            "cluster_id": info["cluster_id"],
+                            "resources": [{"group": template["group"], "resource": template["resource"]}]}
+        if self.api.consumer_scope:
+            self.export_args["consumer_scope"] = self.api.consumer_scope
         exported, output = self.run_task("klutch.bind.klutch_export_request", self.export_args, check=check)
         assert not exported.get("failed"), output
         bound, output = self.run_task("klutch.bind.klutch_binding", dict(
-            self.app_args, name=API, provider_kubeconfig=exported["kubeconfig"]), check=check)
+            self.app_args, name="%(resource)s.%(group)s" % template, provider_kubeconfig=exported["kubeconfig"]),
+            check=check)
         assert not bound.get("failed"), output
         self.namespace = exported["consumer_namespace"]
         return exported, bound
@@ -96,3 +108,36 @@ class World:
 def instance(name, tier="Dedicated", namespace="default"):
     return {"apiVersion": MANGODBS.api_version, "kind": MANGODBS.kind,
             "metadata": {"name": name, "namespace": namespace}, "spec": {"tier": tier}}
+
+
+def make_world(driver, name, lab, control_plane, control_plane_play, run_playbook, run_task, run_dir, api=MANGODB_API):
+    """An app cluster `name` bound to `api`; with driver "agents" both agents run as the roles start them."""
+    agents = driver == "agents"
+    cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
+    load_crd(cp, api)
+    play = control_plane_play(control_plane_templates=[api.template],
+                              control_plane_backend="local" if agents else "none",
+                              control_plane_backend_resync=2, control_plane_backend_run_dir=str(run_dir),
+                              control_plane_backend_agent_name="backend")
+    completed = run_playbook(play)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lab.up(list(lab.state["clusters"]) + [name])
+    cluster = lab.cluster(name)
+    plays = {"control_plane": play, "konnector": konnector_play(cluster, "local" if agents else "none", run_dir)}
+    completed = run_playbook(plays["konnector"])
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    world = World(driver, cluster, cp, run_task, run_playbook, plays, api)
+    world.cp_kubeconfig = control_plane.admin_kubeconfig
+    world.run_dir = run_dir
+    world.bind()
+    return world
+
+
+def end_world(world, lab, run_task, agent_names=("konnector", "backend")):
+    """Stop the world's local agents (a running one would outlive the test run) and its app cluster."""
+    for agent_name in agent_names:
+        role = "backend" if agent_name == "backend" else "konnector"
+        result, output = run_task("klutch.bind.klutch_agent", {"role": role, "name": agent_name,
+                                                               "run_dir": str(world.run_dir), "state": "absent"})
+        assert not result.get("failed"), output
+    lab.down([world.cluster.name])

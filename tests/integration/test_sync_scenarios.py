@@ -8,39 +8,27 @@ provider and ConfigMaps owned by the consumer.
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, SECRETS
 from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION, SYNCER_FINALIZER
-from sync_world import MANGODBS, TEMPLATE, World, instance, konnector_play, load_crd, recap
+from sync_world import FOO_API, FOOS, MANGODBS, end_world, instance, make_world, recap
 
 
 @pytest.fixture(scope="module", params=["module", "agents"])
 def world(request, lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
-    driver = request.param
-    agents = driver == "agents"
-    run_dir = tmp_path_factory.mktemp("agents")
-    cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
-    load_crd(cp)
-    play = control_plane_play(control_plane_templates=[TEMPLATE], control_plane_backend="local" if agents else "none",
-                              control_plane_backend_resync=2, control_plane_backend_run_dir=str(run_dir),
-                              control_plane_backend_agent_name="backend")
-    completed = run_playbook(play)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    name = f"app-{driver}"
-    lab.up(list(lab.state["clusters"]) + [name])
-    cluster = lab.cluster(name)
-    plays = {"control_plane": play, "konnector": konnector_play(cluster, "local" if agents else "none", run_dir)}
-    completed = run_playbook(plays["konnector"])
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    world = World(driver, cluster, cp, run_task, run_playbook, plays)
-    world.cp_kubeconfig = control_plane.admin_kubeconfig
-    world.bind()
-    yield world
-    for role, agent_name in (("konnector", "konnector"), ("backend", "backend")):
-        result, output = run_task("klutch.bind.klutch_agent", {"role": role, "name": agent_name,
-                                                               "run_dir": str(run_dir), "state": "absent"})
-        assert not result.get("failed"), output
-    lab.down([name])
+    bound = make_world(request.param, f"app-{request.param}", lab, control_plane, control_plane_play, run_playbook,
+                       run_task, tmp_path_factory.mktemp("agents"))
+    yield bound
+    end_world(bound, lab, run_task)
+
+
+@pytest.fixture(scope="module", params=["module", "agents"])
+def cluster_world(request, lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task,
+                  tmp_path_factory):
+    """A consumer in Cluster scope bound to the cluster-scoped Foo (Klutch's TestClusterScoped)."""
+    bound = make_world(request.param, f"app-foos-{request.param}", lab, control_plane, control_plane_play,
+                       run_playbook, run_task, tmp_path_factory.mktemp("agents"), api=FOO_API)
+    yield bound
+    end_world(bound, lab, run_task)
 
 
 def test_a_happy_case_instances_claims_spec_status_deletes_and_binding_again(world):
@@ -158,3 +146,45 @@ def test_d_an_instance_the_provider_creates_is_adopted(world):
     app.delete(MANGODBS, "test2", "default")
     world.converge("both gone on both sides", lambda: not app.list(MANGODBS, "default")[0]
                    and not cp.list(MANGODBS, world.mapped())[0])
+
+
+def test_a_cluster_scoped_instances_are_prefixed_upstream_and_follow_the_same_rules(cluster_world):
+    world, app, cp = cluster_world, cluster_world.app, cluster_world.cp
+    upstream = f"{world.namespace}-test"
+
+    def foo(name, deployment):
+        return {"apiVersion": FOOS.api_version, "kind": FOOS.kind, "metadata": {"name": name},
+                "spec": {"deploymentName": deployment}}
+
+    # 3. Synced as <P>-test, marked with its consumer namespace and owned by it.
+    app.apply(FOOS, foo("test", "first"))
+    world.converge("<P>-test upstream", lambda: cp.get(FOOS, upstream))
+    copy = cp.get(FOOS, upstream)
+    assert copy["metadata"]["annotations"]["klutch.anynines.com/cluster-namespace"] == world.namespace
+    [owner] = copy["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("Namespace", world.namespace)
+    # 4. Deleted upstream: recreated.
+    cp.delete(FOOS, upstream)
+    world.converge("recreated upstream", lambda: cp.get(FOOS, upstream) and not cp.get(FOOS, upstream)["metadata"]
+                   .get("deletionTimestamp"))
+    # 9. Spec up; 10. status down; 11. a provider spec edit reverted.
+    app.write("PATCH", FOOS, {"metadata": {"name": "test"}, "spec": {"deploymentName": "tested"}})
+    world.converge("spec up", lambda: cp.get(FOOS, upstream)["spec"]["deploymentName"] == "tested")
+    cp.write("PATCH", FOOS, {"metadata": {"name": upstream}, "status": {"phase": "Running"}}, subresource="status")
+    world.converge("status down", lambda: (app.get(FOOS, "test").get("status") or {}).get("phase") == "Running")
+    cp.write("PATCH", FOOS, {"metadata": {"name": upstream}, "spec": {"deploymentName": "provider"}})
+    world.converge("reverted upstream", lambda: cp.get(FOOS, upstream)["spec"]["deploymentName"] == "tested")
+    # Adopt: the provider's <P>-made appears on the consumer as made; another consumer's object does not.
+    cp.apply(FOOS, foo(f"{world.namespace}-made", "by-provider"))
+    cp.apply(FOOS, foo("cluster-other-made", "someone-else"))
+    world.converge("adopted", lambda: app.get(FOOS, "made"))
+    # 12. Deleted downstream: deleted upstream, finalizers released.
+    app.delete(FOOS, "test")
+    app.delete(FOOS, "made")
+    world.converge("gone on both sides", lambda: not app.list(FOOS)[0] and [
+        obj["metadata"]["name"] for obj in cp.list(FOOS)[0]] == ["cluster-other-made"])
+    cp.delete(FOOS, "cluster-other-made")
+    assert app.get(FOOS, "other-made") is None
+    # 13. Binding again is idempotent.
+    exported, bound = world.bind()
+    assert exported["changed"] is False and bound["changed"] is False

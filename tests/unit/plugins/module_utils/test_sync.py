@@ -311,5 +311,47 @@ def test_a_copy_that_lost_a_selected_label_is_repaired_not_created_again():
     assert actions(plan_claims(claim, [down], [up])) == [(CONSUMER, "replace", "shop", "creds")]
 
 
-def test_cluster_scoped_instances_are_left_alone_for_now():
-    assert plan_instances([instance(None, "global")], []) == []
+def cluster_instance(name, **fields):
+    obj = instance(None, name, **fields)
+    del obj["metadata"]["namespace"]
+    return obj
+
+
+def plan_cluster(consumer, provider):
+    return sync.plan_cluster_instances(consumer, provider, P, "ns-uid")
+
+
+def test_a_cluster_scoped_instance_is_prefixed_marked_and_owned_by_the_consumer_namespace_upstream():
+    operations = plan_cluster([cluster_instance("global")], [])
+    assert actions(operations) == [(CONSUMER, "add_finalizer", None, "global"), (PROVIDER, "create", None, f"{P}-global")]
+    created = operations[1].body["metadata"]
+    assert created["name"] == f"{P}-global" and "namespace" not in created
+    assert created["annotations"] == {BOUND_ANNOTATION: "true", sync.CLUSTER_NAMESPACE_ANNOTATION: P}
+    assert created["ownerReferences"] == [{"apiVersion": "v1", "kind": "Namespace", "name": P, "uid": "ns-uid"}]
+
+
+def test_cluster_scoped_pairs_follow_the_namespaced_rules_under_the_prefixed_name():
+    marks = {BOUND_ANNOTATION: "true", sync.CLUSTER_NAMESPACE_ANNOTATION: P}
+    down = cluster_instance("global", spec={"plan": "big"}, annotations={BOUND_ANNOTATION: "true"},
+                            finalizers=[SYNCER_FINALIZER])
+    up = cluster_instance(f"{P}-global", spec={"plan": "small"}, annotations=marks)
+    [update] = plan_cluster([down], [up])
+    assert actions([update]) == [(PROVIDER, "update_spec", None, f"{P}-global")]
+    assert update.body["metadata"] == {"name": f"{P}-global", "annotations": marks}
+    in_step = cluster_instance(f"{P}-global", spec={"plan": "big"}, annotations=marks)
+    assert plan_cluster([down], [in_step]) == []
+    gone = cluster_instance("global", annotations={BOUND_ANNOTATION: "true"}, finalizers=[SYNCER_FINALIZER],
+                            deleting=True)
+    assert actions(plan_cluster([gone], [in_step])) == [(PROVIDER, "delete", None, f"{P}-global"),
+                                                         (CONSUMER, "remove_finalizer", None, "global")]
+
+
+def test_cluster_scoped_adopt_strips_the_prefix_and_other_consumers_objects_are_left_alone():
+    made = cluster_instance(f"{P}-made", annotations={sync.CLUSTER_NAMESPACE_ANNOTATION: P})
+    foreign = cluster_instance("cluster-zzzzz-made")
+    [adopt] = plan_cluster([], [made, foreign])
+    assert actions([adopt]) == [(CONSUMER, "create", None, "made")]
+    assert adopt.body["metadata"]["annotations"] == {BOUND_ANNOTATION: "true"}
+    assert adopt.body["metadata"]["finalizers"] == [SYNCER_FINALIZER]
+    missed = cluster_instance(f"{P}-left", annotations={BOUND_ANNOTATION: "true"})
+    assert actions(plan_cluster([], [missed])) == [(PROVIDER, "delete", None, f"{P}-left")]

@@ -1,0 +1,204 @@
+"""The agents on the lab, with no playbook between: leader handover, a provider CRD change reaching
+the app cluster, a second app cluster bound later, and faults (the konnector killed mid-sync, the
+control plane's kube-apiserver restarted: after both come back nothing is lost or duplicated)."""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.sync import SYNCER_FINALIZER
+from sync_world import MANGODBS, World, end_world, instance, konnector_play, make_world
+
+NAMESPACE_COUNT, PER_NAMESPACE = 3, 100
+LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
+
+
+def eventually(what, check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+@pytest.fixture(scope="module")
+def agents(lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
+    world = make_world("agents", "app-agents", lab, control_plane, control_plane_play, run_playbook, run_task,
+                       tmp_path_factory.mktemp("agents"))
+    yield world
+    end_world(world, lab, run_task, agent_names=("konnector", "standby", "backend"))
+
+
+def local_agent(world, name, state="present"):
+    result, output = world.run_task("klutch.bind.klutch_agent", {
+        "role": "konnector", "name": name, "run_dir": str(world.run_dir), "state": state,
+        "kubeconfig": str(world.cluster.admin_kubeconfig), "service_account": "klutch-bind/klutch-bind-konnector",
+        "resync": 2})
+    assert not result.get("failed"), output
+    return result
+
+
+def health(result):
+    from urllib.request import urlopen
+    try:
+        with urlopen(result["health_url"], timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_a_standby_takes_over_at_once_when_the_leader_stops(agents):
+    leader = local_agent(agents, "konnector")
+    assert leader["action"] == "unchanged", "the role started it with the same arguments"
+    standby = local_agent(agents, "standby")
+    assert standby["action"] == "started"  # a name of its own: a second process
+    eventually("one leader", lambda: health(leader).get("leading"))
+    assert health(standby)["leading"] is False and health(standby)["healthy"] is True
+
+    def holder():
+        return agents.app.get(LEASES, "klutch-bind", "klutch-bind")["spec"].get("holderIdentity")
+
+    assert holder() == f"{socket.gethostname()}-konnector"
+
+    stopped = time.monotonic()
+    local_agent(agents, "konnector", state="absent")
+    # Released on SIGTERM: the standby takes over on its next renewal instead of after a whole term.
+    eventually("the standby leading", lambda: health(standby).get("leading"), timeout=10)
+    print(f"\nagents: standby leading {time.monotonic() - stopped:.1f} s after the leader stopped", file=sys.stderr)
+    agents.app.apply(MANGODBS, instance("handed-over"))
+    eventually("the standby syncs", lambda: agents.cp.get(MANGODBS, "handed-over", agents.mapped()))
+    agents.app.delete(MANGODBS, "handed-over", "default")
+    eventually("deleted on both sides", lambda: agents.app.get(MANGODBS, "handed-over", "default") is None)
+    local_agent(agents, "konnector")
+    local_agent(agents, "standby", state="absent")
+    eventually("the konnector leading again", lambda: holder() == f"{socket.gethostname()}-konnector", timeout=15)
+
+
+def test_a_provider_crd_change_reaches_the_app_crd(agents):
+    crd = agents.cp.get(CUSTOM_RESOURCE_DEFINITIONS, "mangodbs.mangodb.com")
+    properties = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    properties["backupSchedule"] = {"type": "string"}
+    agents.cp.write("PUT", CUSTOM_RESOURCE_DEFINITIONS, crd)
+
+    def app_schema():
+        found = agents.app.get(CUSTOM_RESOURCE_DEFINITIONS, "mangodbs.mangodb.com")
+        return found["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+
+    eventually("the new field in the app cluster's CRD", lambda: "backupSchedule" in app_schema())
+
+
+def test_a_second_app_cluster_bound_later_works_the_same(agents, lab, control_plane_play, run_playbook, run_task,
+                                                         control_plane):
+    lab.up(list(lab.state["clusters"]) + ["app-later"])
+    cluster = lab.cluster("app-later")
+    later = World("agents", cluster, agents.cp, run_task, run_playbook,
+                  {"konnector": konnector_play(cluster, "local", agents.run_dir, agent_name="konnector-later")})
+    later.cp_kubeconfig, later.run_dir = control_plane.admin_kubeconfig, agents.run_dir
+    try:
+        completed = run_playbook(later.plays["konnector"])
+        assert completed.returncode == 0, completed.stdout
+        later.bind()
+        later.app.apply(NAMESPACES, {"metadata": {"name": "team"}})
+        later.app.apply(MANGODBS, instance("reports", namespace="team"))
+        eventually("mapped and upstream", lambda: agents.cp.get(MANGODBS, "reports", later.mapped("team")))
+        agents.cp.apply(SECRETS, {"metadata": {"name": "reports-creds", "namespace": later.mapped("team")},
+                                  "stringData": {"password": "later"}})
+        eventually("its Secret on the later app cluster", lambda: later.app.get(SECRETS, "reports-creds", "team"))
+        assert later.namespace != agents.namespace
+        later.app.delete(MANGODBS, "reports", "team")
+        eventually("deleted on both sides", lambda: agents.cp.get(MANGODBS, "reports", later.mapped("team")) is None)
+    finally:
+        end_world(later, lab, run_task, agent_names=("konnector-later",))
+
+
+def konnector_pid(world):
+    return json.loads((world.run_dir / "konnector" / "state.json").read_text())["pid"]
+
+
+def contents(client, namespaces):
+    """{(namespace, name): tier} of the instances and {(namespace, name): data} of the Secrets."""
+    instances, secrets = {}, {}
+    for namespace in namespaces:
+        for obj in client.list(MANGODBS, namespace)[0]:
+            key = (namespace, obj["metadata"]["name"])
+            assert key not in instances, f"duplicate {key}"
+            instances[key] = obj["spec"]["tier"]
+        for obj in client.list(SECRETS, namespace)[0]:
+            if obj.get("type") == "Opaque":
+                secrets[(namespace, obj["metadata"]["name"])] = obj.get("data")
+    return instances, secrets
+
+
+def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(lab, agents, control_plane):
+    world, app, cp = agents, agents.app, agents.cp
+    local_agent(world, "konnector", state="absent")
+    namespaces = [f"load-{index}" for index in range(NAMESPACE_COUNT)]
+    total = NAMESPACE_COUNT * PER_NAMESPACE
+    # The konnector starts on a backlog: every instance exists before it runs.
+    for namespace in namespaces:
+        app.apply(NAMESPACES, {"metadata": {"name": namespace}})
+        for index in range(PER_NAMESPACE):
+            app.write("POST", MANGODBS, instance(f"db-{index:03d}", namespace=namespace, tier="Shared"))
+    completed = world.run_playbook(world.plays["konnector"])
+    assert completed.returncode == 0, completed.stdout
+
+    def upstream_count():
+        return sum(len(cp.list(MANGODBS, world.mapped(namespace))[0]) for namespace in namespaces)
+
+    deadline = time.monotonic() + 60
+    while upstream_count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(konnector_pid(world), signal.SIGKILL)
+    at_kill = upstream_count()
+    print(f"\nfaults: konnector killed with {at_kill} of {total} instances upstream", file=sys.stderr)
+    assert 0 < at_kill < total, "the kill was not mid-sync"
+
+    # While the konnector is dead: the control plane's API server goes away and comes back, and both
+    # sides keep changing.
+    lab.restart(control_plane.name, "kube-apiserver", downtime=2)
+    for index in range(10):
+        app.write("PATCH", MANGODBS, {"metadata": {"name": f"db-{index:03d}", "namespace": namespaces[0]},
+                                      "spec": {"tier": "Dedicated"}})
+        app.delete(MANGODBS, f"db-{index:03d}", namespaces[1])
+        app.write("POST", MANGODBS, instance(f"late-{index:03d}", namespace=namespaces[2]))
+    for index in range(5):
+        cp.apply(SECRETS, {"metadata": {"name": f"creds-{index}", "namespace": world.mapped(namespaces[0])},
+                           "stringData": {"password": f"secret-{index}"}})
+
+    # The role brings the konnector back; the backend agent rode out the restart on its own.
+    completed = world.run_playbook(world.plays["konnector"])
+    assert completed.returncode == 0, completed.stdout
+    assert "konnector started" in completed.stdout
+
+    mapped = dict((world.mapped(namespace), namespace) for namespace in namespaces)
+
+    def converged():
+        down = contents(app, namespaces)
+        up = contents(cp, mapped)
+        up_as_down = ({(mapped[ns], name): tier for (ns, name), tier in up[0].items()},
+                      {(mapped[ns], name): data for (ns, name), data in up[1].items()})
+        return down == up_as_down and all(
+            SYNCER_FINALIZER in obj["metadata"].get("finalizers", []) for namespace in namespaces
+            for obj in app.list(MANGODBS, namespace)[0])
+
+    started = time.monotonic()
+    deadline = started + 120
+    while not converged():
+        assert time.monotonic() < deadline, "the clusters did not converge within 120 s"
+        time.sleep(0.5)
+    print(f"faults: converged {time.monotonic() - started:.1f} s after the konnector came back", file=sys.stderr)
+    instances, secrets = contents(app, namespaces)
+    assert len(instances) == total, "10 deleted, 10 added"
+    assert sum(1 for tier in instances.values() if tier == "Dedicated") == 10 + 10  # patched + the late ones
+    assert len(secrets) == 5
+    assert all(obj["metadata"].get("deletionTimestamp") is None for namespace in namespaces
+               for obj in app.list(MANGODBS, namespace)[0]), "no delete is stuck on a finalizer"
