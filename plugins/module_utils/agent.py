@@ -40,6 +40,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CLUSTER_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
+    NAMESPACES,
     ROLE_BINDINGS,
     Resource,
 )
@@ -296,7 +297,8 @@ class Konnector:
 
     def sync(self, app, options, proceed):
         bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
-        wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)}
+        wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE),
+                  ("app", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
         written, failed = 0, 0
         for binding in bindings:
             try:
@@ -346,7 +348,7 @@ class Konnector:
             if resource is bound.instances:
                 wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
             else:  # claimed kinds: only in bound namespaces, where the agent may read them
-                for source in sorted(bound.mapping.up):
+                for source in bound.claim_namespaces:
                     wanted[("app", resource.api_version, resource.plural, source)] = (app, resource, source)
             if not resource.namespaced:
                 wanted[("provider", provider_key, resource.api_version, resource.plural)] = (

@@ -111,7 +111,8 @@ class Catalog:
 
 
 def map_namespaces(recorder, consumer):
-    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created.
+    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created;
+    a mapped namespace whose APIServiceNamespace is gone is deleted (ref §3.7: its consumer namespace is).
 
     Returns the namespaces that were (or in check mode would be) created.
     """
@@ -130,6 +131,12 @@ def map_namespaces(recorder, consumer):
                                          "namespace": consumer.namespace},
                             "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
                            before=service_namespace)
+    wanted = set("%s/%s" % (consumer.namespace, item["metadata"]["name"]) for item in consumer.service_namespaces)
+    for name, namespace in sorted(consumer.namespaces.items()):
+        source = (namespace["metadata"].get("annotations") or {}).get(plan.API_SERVICE_NAMESPACE_ANNOTATION, "")
+        if source.startswith(consumer.namespace + "/") and source not in wanted \
+                and not namespace["metadata"].get("deletionTimestamp"):
+            recorder.delete(NAMESPACES, name, before=namespace)
     return new
 
 

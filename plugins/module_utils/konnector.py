@@ -69,7 +69,8 @@ class BoundApi:
         self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
                                   namespaced=spec["scope"] == "Namespaced")
         self.cluster_wide = spec.get("informerScope") == "Cluster"
-        self.mapping = None
+        self.mapping = None  # what the last plan read: the namespace mapping, and the bound namespaces
+        self.claim_namespaces = []  # that live on the app cluster, where claimed kinds are read
 
     def namespace_uid(self):
         """The UID of the consumer's namespace, which owns its cluster-scoped instances upstream."""
@@ -117,19 +118,27 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     """
     mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
+    namespaces = app.list(NAMESPACES)[0]
     if bound.instances.namespaced:
-        operations = sync.plan_instances(app.list(bound.instances)[0],
-                                         provider_listing(bound, bound.instances, mapping), mapping, prune=prune)
+        operations = sync.plan_namespace_removals(mapping, set(item["metadata"]["name"] for item in namespaces))
+        operations += sync.plan_instances(app.list(bound.instances)[0],
+                                          provider_listing(bound, bound.instances, mapping), mapping, prune=prune)
     else:
         operations = sync.plan_cluster_instances(app.list(bound.instances)[0], bound.provider.list(bound.instances)[0],
                                                  bound.namespace, bound.namespace_uid(), prune=prune)
+    # Claimed kinds only where the consumer namespace lives: one being deleted loses its objects
+    # (and the agent's RoleBinding there) anyway, and takes no new ones.
+    claims_mapping = mapping.only(set(item["metadata"]["name"] for item in namespaces
+                                      if not item["metadata"].get("deletionTimestamp")))
+    bound.claim_namespaces = sorted(claims_mapping.up)
     claims = bound.accepted_claims(app)
     if claims and before_claims is not None:
-        before_claims(sorted(mapping.up))
+        before_claims(bound.claim_namespaces)
     for claim, resource in claims:
         resources[resource.plural] = resource
-        operations += sync.plan_claims(claim, resource.plural, listing(app, resource, mapping.up),
-                                       provider_listing(bound, resource, mapping), mapping, prune=prune)
+        operations += sync.plan_claims(claim, resource.plural, listing(app, resource, claims_mapping.up),
+                                       provider_listing(bound, resource, claims_mapping), claims_mapping,
+                                       prune=prune)
     return operations, resources
 
 
@@ -148,6 +157,8 @@ def execute(operation, clients, resources, provider_namespace):
             if error.status != 409:  # someone asked for it already
                 raise
             return False
+    elif operation.action == "unmap_namespace":
+        return client.delete(API_SERVICE_NAMESPACES, name, provider_namespace).changed
     elif operation.action == "create":
         try:
             client.write("POST", resource, body)

@@ -24,12 +24,13 @@ PROVIDER, CONSUMER = "provider", "consumer"
 # Server-set or side-specific metadata that never crosses between clusters.
 _SIDE_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "selfLink")
-# What a claimed object's copy carries and is compared on.
-_CLAIM_CONTENT = ("type", "data", "binaryData", "immutable")
+# What a claimed object's copy is not compared on: everything else (data, type, spec, ...) is content.
+_NOT_CONTENT = ("apiVersion", "kind", "metadata", "status")
 
 # side: PROVIDER or CONSUMER; action: create, update_spec, update_status, replace, delete,
 # add_finalizer, remove_finalizer (body: the object as listed), annotate (body: the annotations to
-# add), map_namespace (an APIServiceNamespace to create); kind: "instances" or a claim's key.
+# add), map_namespace / unmap_namespace (an APIServiceNamespace to create / delete); kind:
+# "instances" or a claim's key.
 Operation = namedtuple("Operation", ["side", "action", "kind", "namespace", "name", "body"])
 # Where a consumer's instance lives upstream: namespace (None when cluster-scoped), name, the
 # annotations that place it there, and its ownerReferences.
@@ -93,6 +94,14 @@ class Mapping:
         self.down = dict((target, source) for source, target in self.up.items())
         self.known = set(_metadata(item)["name"] for item in service_namespaces)
 
+    def only(self, namespaces):
+        """This mapping for the given consumer namespaces only (e.g. those not being deleted)."""
+        kept = Mapping([])
+        kept.up = dict((source, target) for source, target in self.up.items() if source in namespaces)
+        kept.down = dict((target, source) for source, target in kept.up.items())
+        kept.known = set(self.known)
+        return kept
+
 
 def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
     """Operations that bring a namespaced bound kind's instances in step (ref §3.7-3.10, §3.13).
@@ -118,6 +127,12 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
         if (target, name) not in seen and target in mapping.down:
             operations.extend(_unpaired_upstream(up, mapping.down[target], name, prune))
     return operations
+
+
+def plan_namespace_removals(mapping, consumer_namespaces):
+    """An APIServiceNamespace whose consumer namespace is gone is deleted (ref §3.7); the backend then removes <P>-N."""
+    return [Operation(PROVIDER, "unmap_namespace", "instances", name, name, None)
+            for name in sorted(mapping.known) if name not in consumer_namespaces]
 
 
 def plan_cluster_instances(consumer_objects, provider_objects, provider_namespace, namespace_uid, prune=True):
@@ -232,7 +247,7 @@ def claim_owner(claim, provider_obj, consumer_obj):
 
 
 def _content(obj):
-    return dict((key, obj.get(key)) for key in _CLAIM_CONTENT if obj.get(key) is not None)
+    return dict((key, value) for key, value in obj.items() if key not in _NOT_CONTENT and value is not None)
 
 
 def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=True):
@@ -278,7 +293,13 @@ def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune, mark
     wanted = copy_for(source, copy_at[1], {OWNER_ANNOTATION: owner})
     if copy_ is None:
         operations.append(Operation(copy_at[0], "create", kind, copy_at[1], name, wanted))
+    elif copy_.get("type") != wanted.get("type") or (copy_.get("immutable") and _content(copy_) != _content(wanted)):
+        # A Secret's type, and an immutable object, cannot change in place: the copy is made again.
+        operations.append(Operation(copy_at[0], "delete", kind, copy_at[1], name, copy_))
+        operations.append(Operation(copy_at[0], "create", kind, copy_at[1], name, wanted))
     elif _content(copy_) != _content(wanted) or _annotations(copy_).get(OWNER_ANNOTATION) != owner or \
             (_metadata(copy_).get("labels") or {}) != (_metadata(wanted).get("labels") or {}):
+        # Replaced at the version listed: a change made since then fails the write and waits for the next pass.
+        wanted["metadata"]["resourceVersion"] = _metadata(copy_).get("resourceVersion")
         operations.append(Operation(copy_at[0], "replace", kind, copy_at[1], name, wanted))
     return operations

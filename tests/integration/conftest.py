@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
-from playbook_runner import ansible_playbook, mode_options
+from playbook_runner import ansible_playbook, mode_options, role_play
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,15 +173,7 @@ def control_plane_play(control_plane, crossplane):
     def play(cluster=None, **role_vars):
         variables = dict({"control_plane_kubeconfig": str((cluster or control_plane).admin_kubeconfig),
                           "control_plane_crank": crossplane["crank"]}, **role_vars)
-        return f"""\
-            - name: Prepare the control plane
-              hosts: localhost
-              connection: local
-              gather_facts: false
-              roles:
-                - role: klutch.bind.control_plane
-                  vars: {json.dumps(variables)}
-            """
+        return role_play("klutch.bind.control_plane", variables)
 
     return play
 

@@ -1,5 +1,6 @@
 """Running ansible-playbook from tests, the way users run it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -25,3 +26,16 @@ def recap(completed):
     """{'ok': n, 'changed': n, 'failed': n, ...} of a one-host play recap."""
     line = next(line for line in completed.stdout.splitlines()[::-1] if "ok=" in line and "changed=" in line)
     return {key: int(value) for key, value in (part.split("=") for part in line.split(":", 1)[1].split())}
+
+
+def role_play(role, variables):
+    """A one-play playbook that runs `role` on localhost with `variables`."""
+    return f"""\
+        - name: Run {role}
+          hosts: localhost
+          connection: local
+          gather_facts: false
+          roles:
+            - role: {role}
+              vars: {json.dumps(variables)}
+        """

@@ -1,6 +1,5 @@
 """The bound world the sync scenarios and the agent tests share: an exported API, its roles and drivers."""
 
-import json
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -9,6 +8,7 @@ from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
+from playbook_runner import role_play
 
 FILES = Path(__file__).parent / "files"
 # An exported API: its CRD file, template, and the consumer scope its export needs.
@@ -28,29 +28,26 @@ AGENT_WAIT = 30  # s; the agents resync every 2 s and react to watches at once
 
 def load_crd(client, api=MANGODB_API):
     for crd in manifests.load(src=str(api.crd_file)):
-        client.apply(CUSTOM_RESOURCE_DEFINITIONS, crd)
+        client.apply(CUSTOM_RESOURCE_DEFINITIONS, crd, force=True)  # a test may have changed its schema
         client.wait(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"], None, condition_holds("Established"), 30,
                     "Established")
 
 
-def konnector_play(cluster, mode, run_dir, agent_name="konnector"):
-    variables = {"konnector_kubeconfig": str(cluster.admin_kubeconfig), "konnector_mode": mode,
-                 "konnector_resync": 2, "konnector_run_dir": str(run_dir), "konnector_agent_name": agent_name}
-    return f"""\
-        - name: Prepare the app cluster
-          hosts: localhost
-          connection: local
-          gather_facts: false
-          roles:
-            - role: klutch.bind.konnector
-              vars: {json.dumps(variables)}
-        """
+def konnector_play(cluster, mode, run_dir, agent_name="konnector", **variables):
+    return role_play("klutch.bind.konnector", dict({
+        "konnector_kubeconfig": str(cluster.admin_kubeconfig), "konnector_mode": mode, "konnector_resync": 2,
+        "konnector_run_dir": str(run_dir), "konnector_agent_name": agent_name}, **variables))
 
 
-def recap(completed):
-    """{'changed': n, 'failed': n} of a single-host play."""
-    line = next(line for line in completed.stdout.splitlines() if line.startswith("localhost") and "ok=" in line)
-    return dict((key, int(value)) for key, value in (part.split("=") for part in line.split()[2:]))
+def eventually(what, check, timeout=30):
+    """What check() returns once it is truthy; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 class World:

@@ -12,7 +12,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS, Resource)
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
-from sync_world import recap
+from playbook_runner import recap
+from sync_world import konnector_play
 
 DEPLOYMENTS = Resource("apps/v1", "Deployment", "deployments")
 ACCESS_REVIEWS = Resource("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False)
@@ -31,17 +32,8 @@ def app_role(lab, tmp_path_factory):
 
 
 def konnector(cluster, **variables):
-    variables = dict({"konnector_kubeconfig": str(cluster.admin_kubeconfig), "konnector_image": IMAGE,
-                      "konnector_run_dir": str(cluster.run_dir), "konnector_agent_name": "konnector"}, **variables)
-    return f"""\
-        - name: The konnector role
-          hosts: localhost
-          connection: local
-          gather_facts: false
-          roles:
-            - role: klutch.bind.konnector
-              vars: {json.dumps(variables)}
-        """
+    return konnector_play(cluster, variables.pop("konnector_mode", "deployment"), cluster.run_dir,
+                          konnector_image=IMAGE, **variables)
 
 
 def allowed(client, user, verb, resource, namespace=None, group="", name=None):

@@ -14,20 +14,10 @@ import pytest
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
 from ansible_collections.klutch.bind.plugins.module_utils.sync import SYNCER_FINALIZER
-from sync_world import MANGODBS, World, end_world, instance, konnector_play, make_world
+from sync_world import MANGODBS, World, end_world, eventually, instance, konnector_play, make_world
 
 NAMESPACE_COUNT, PER_NAMESPACE = 3, 100
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
-
-
-def eventually(what, check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 @pytest.fixture(scope="module")

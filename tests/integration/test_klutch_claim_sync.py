@@ -15,6 +15,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.objects import conditi
 from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES, SECRETS, Resource
 from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION
 from conftest import KLUTCH_CRDS
+from sync_world import eventually
 from klutch_lab.audit import now
 from klutch_lab.cluster import free_port
 from klutch_lab.cluster import ADMIN_USER
@@ -166,16 +167,6 @@ def health(port):
             return json.loads(response.read())
     except (OSError, ValueError):
         return None
-
-
-def eventually(what, check, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, agent):

@@ -6,11 +6,15 @@ The exported API is a plain CRD (Klutch's MangoDB); its template claims Secrets 
 provider and ConfigMaps owned by the consumer.
 """
 
+import time
+
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_NAMESPACES, CONFIG_MAPS, NAMESPACES, SECRETS)
 from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION, SYNCER_FINALIZER
-from sync_world import FOO_API, FOOS, MANGODBS, end_world, instance, make_world, recap
+from playbook_runner import recap
+from sync_world import FOO_API, FOOS, MANGODBS, end_world, instance, make_world
 
 
 @pytest.fixture(scope="module", params=["module", "agents"])
@@ -19,6 +23,26 @@ def world(request, lab, control_plane, klutch_apis, control_plane_play, run_play
                        run_task, tmp_path_factory.mktemp("agents"))
     yield bound
     end_world(bound, lab, run_task)
+
+
+def test_deleting_a_consumer_namespace_removes_its_mapping_and_provider_namespace(world):
+    app, cp = world.app, world.cp
+    app.apply(NAMESPACES, {"metadata": {"name": "short-lived"}})
+    app.apply(MANGODBS, instance("brief", namespace="short-lived"))
+    world.converge("mapped and upstream", lambda: cp.get(MANGODBS, "brief", world.mapped("short-lived")))
+    app.delete(NAMESPACES, "short-lived")  # the namespace controller deletes the instance, the finalizer holds it
+    world.converge("the instance released", lambda: app.get(MANGODBS, "brief", "short-lived") is None)
+    deadline = time.monotonic() + 90  # then the namespace controller finishes, at its own pace
+    while app.get(NAMESPACES, "short-lived") is not None:
+        assert time.monotonic() < deadline, "the namespace controller did not remove the namespace"
+        time.sleep(0.5)
+
+    def unmapped():
+        provider_namespace = cp.get(NAMESPACES, world.mapped("short-lived"))
+        return cp.get(API_SERVICE_NAMESPACES, "short-lived", world.namespace) is None and (
+            provider_namespace is None or provider_namespace["metadata"].get("deletionTimestamp"))
+
+    world.converge("the mapping and the provider namespace removed", unmapped)
 
 
 @pytest.fixture(scope="module", params=["module", "agents"])
@@ -152,12 +176,12 @@ def test_a_cluster_scoped_instances_are_prefixed_upstream_and_follow_the_same_ru
     world, app, cp = cluster_world, cluster_world.app, cluster_world.cp
     upstream = f"{world.namespace}-test"
 
-    def foo(name, deployment):
+    def foo_object(name, deployment):
         return {"apiVersion": FOOS.api_version, "kind": FOOS.kind, "metadata": {"name": name},
                 "spec": {"deploymentName": deployment}}
 
     # 3. Synced as <P>-test, marked with its consumer namespace and owned by it.
-    app.apply(FOOS, foo("test", "first"))
+    app.apply(FOOS, foo_object("test", "first"))
     world.converge("<P>-test upstream", lambda: cp.get(FOOS, upstream))
     copy = cp.get(FOOS, upstream)
     assert copy["metadata"]["annotations"]["klutch.anynines.com/cluster-namespace"] == world.namespace
@@ -175,8 +199,8 @@ def test_a_cluster_scoped_instances_are_prefixed_upstream_and_follow_the_same_ru
     cp.write("PATCH", FOOS, {"metadata": {"name": upstream}, "spec": {"deploymentName": "provider"}})
     world.converge("reverted upstream", lambda: cp.get(FOOS, upstream)["spec"]["deploymentName"] == "tested")
     # Adopt: the provider's <P>-made appears on the consumer as made; another consumer's object does not.
-    cp.apply(FOOS, foo(f"{world.namespace}-made", "by-provider"))
-    cp.apply(FOOS, foo("cluster-other-made", "someone-else"))
+    cp.apply(FOOS, foo_object(f"{world.namespace}-made", "by-provider"))
+    cp.apply(FOOS, foo_object("cluster-other-made", "someone-else"))
     world.converge("adopted", lambda: app.get(FOOS, "made"))
     # 12. Deleted downstream: deleted upstream, finalizers released.
     app.delete(FOOS, "test")

@@ -118,6 +118,13 @@ def test_an_adopted_copy_carries_the_finalizer_so_an_early_delete_still_reaches_
         (PROVIDER, "delete", f"{P}-shop", "o"), (CONSUMER, "remove_finalizer", "shop", "o")]
 
 
+def test_a_mapping_whose_consumer_namespace_is_gone_is_removed():
+    mapping = Mapping(MAPPING + [{"metadata": {"name": "gone", "namespace": P}}])
+    assert actions(sync.plan_namespace_removals(mapping, {"shop", "default"})) == [
+        (PROVIDER, "unmap_namespace", "gone", "gone")]
+    assert sync.plan_namespace_removals(mapping, {"shop", "gone"}) == []
+
+
 def test_objects_outside_mapped_namespaces_are_not_touched():
     stray = instance("cluster-other-shop", "o", annotations={BOUND_ANNOTATION: "true"})
     assert plan_instances([], [stray]) == []
@@ -342,8 +349,8 @@ def test_cluster_scoped_pairs_follow_the_namespaced_rules_under_the_prefixed_nam
     assert plan_cluster([down], [in_step]) == []
     gone = cluster_instance("global", annotations={BOUND_ANNOTATION: "true"}, finalizers=[SYNCER_FINALIZER],
                             deleting=True)
-    assert actions(plan_cluster([gone], [in_step])) == [(PROVIDER, "delete", None, f"{P}-global"),
-                                                         (CONSUMER, "remove_finalizer", None, "global")]
+    assert actions(plan_cluster([gone], [in_step])) == [
+        (PROVIDER, "delete", None, f"{P}-global"), (CONSUMER, "remove_finalizer", None, "global")]
 
 
 def test_cluster_scoped_adopt_strips_the_prefix_and_other_consumers_objects_are_left_alone():
@@ -355,3 +362,22 @@ def test_cluster_scoped_adopt_strips_the_prefix_and_other_consumers_objects_are_
     assert adopt.body["metadata"]["finalizers"] == [SYNCER_FINALIZER]
     missed = cluster_instance(f"{P}-left", annotations={BOUND_ANNOTATION: "true"})
     assert actions(plan_cluster([], [missed])) == [(PROVIDER, "delete", None, f"{P}-left")]
+
+
+def test_a_copy_whose_secret_type_changed_is_made_again():
+    source = dict(secret(f"{P}-shop", "creds"), type="kubernetes.io/basic-auth")
+    copy_ = dict(secret("shop", "creds", owner="Provider"), type="Opaque")
+    copy_["metadata"]["resourceVersion"] = "12"
+    assert actions(plan_claims(SECRETS_CLAIM, [copy_], [source])) == [
+        (CONSUMER, "delete", "shop", "creds"), (CONSUMER, "create", "shop", "creds")]
+
+
+def test_every_top_level_field_of_a_claimed_kind_is_content_and_replaced_at_the_listed_version():
+    source = dict(secret(f"{P}-shop", "settings"), spec={"replicas": 2})
+    copy_ = dict(secret("shop", "settings", owner="Provider"), spec={"replicas": 1})
+    copy_["metadata"]["resourceVersion"] = "12"
+    [replace] = plan_claims(SECRETS_CLAIM, [copy_], [source])
+    assert (replace.action, replace.body["spec"]) == ("replace", {"replicas": 2})
+    assert replace.body["metadata"]["resourceVersion"] == "12"
+    in_step = dict(copy_, spec={"replicas": 2})
+    assert plan_claims(SECRETS_CLAIM, [in_step], [source]) == []
