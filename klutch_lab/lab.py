@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -196,6 +197,23 @@ class Lab:
                 shutil.copy2(log, kept / name / log.name)
         return kept
 
+    @property
+    def agents_dir(self):
+        return self.dir / "agents"
+
+    def _stop_agents(self):
+        """SIGTERM every agent that runs from the lab's agents directory (klutch.bind.klutch_agent's layout)."""
+        for state in self.agents_dir.glob("*/state.json"):
+            pid = json.loads(state.read_text()).get("pid")
+            try:
+                if pid and os.readlink(f"/proc/{pid}/cwd") == str(state.parent.resolve()):
+                    os.kill(pid, signal.SIGTERM)
+            except OSError:
+                continue  # gone already
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
     def _remove(self, names):
         for name in names:
             if name in self.state["clusters"]:
@@ -207,6 +225,7 @@ class Lab:
         if self.state["clusters"]:
             self._save()
         else:
+            self._stop_agents()
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _write_access_files(self):
@@ -223,7 +242,9 @@ class Lab:
             # Modules run on the controller, in the Python that has the collection's requirements.
             cluster = self.cluster(name)
             variables = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                         "kubeconfig": str(cluster.admin_kubeconfig)}
+                         "kubeconfig": str(cluster.admin_kubeconfig),
+                         # Agents that the roles run as local processes live with the lab and stop with it.
+                         "konnector_run_dir": str(self.agents_dir), "control_plane_backend_run_dir": str(self.agents_dir)}
             if "crossplane" in cluster.record:
                 variables["crossplane_registry"] = Crossplane(cluster, None).registry
                 variables["crossplane_crank"] = str(binaries.crank_path())

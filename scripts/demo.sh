@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: playbooks/bind-app-cluster.yml.
-#   scripts/demo.sh                  starts a local lab (control-plane + app) and runs it there
+#   scripts/demo.sh                  starts a local lab (control-plane with Crossplane + app), publishes
+#                                    the sample data services, binds the app cluster, creates a sample
+#                                    instance there and shows its connection Secret arriving
 #   scripts/demo.sh -i INVENTORY     runs it against your clusters; no lab is started
 # Further arguments go to ansible-playbook. Stop the lab with `.venv/bin/python -m klutch_lab down`.
 set -euo pipefail
@@ -13,9 +15,14 @@ inventory_given=false
 for arg in "$@"; do
   case "$arg" in -i|--inventory|-i*|--inventory=*) inventory_given=true ;; esac
 done
-if ! $inventory_given; then
-  (cd "$root" && "$venv/bin/python" -m klutch_lab up)
-  lab_inventory=$(cd "$root" && "$venv/bin/python" -c 'from klutch_lab import Lab; print(Lab().inventory)')
-  set -- -i "$lab_inventory" "$@"
+if $inventory_given; then
+  exec "$venv/bin/ansible-playbook" "$root/playbooks/bind-app-cluster.yml" "$@"
 fi
-exec "$venv/bin/ansible-playbook" "$root/playbooks/bind-app-cluster.yml" "$@"
+
+# No inventory: the lab, with Crossplane on its control plane and the sample data services.
+(cd "$root" && "$venv/bin/python" -m klutch_lab up)
+lab_inventory=$(cd "$root" && "$venv/bin/python" -c 'from klutch_lab import Lab; print(Lab().inventory)')
+"$venv/bin/ansible-playbook" -i "$lab_inventory" -e "@$root/playbooks/vars/lab.yml" \
+  "$root/playbooks/bind-app-cluster.yml" "$@"
+"$venv/bin/ansible-playbook" -i "$lab_inventory" "$root/playbooks/lab-sample-instance.yml"
+"$venv/bin/python" "$root/scripts/lab_next_steps.py"

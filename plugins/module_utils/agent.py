@@ -303,6 +303,13 @@ class Konnector:
         for binding in bindings:
             try:
                 bound = konnector.BoundApi(binding, app, self.connect)
+            except konnector.Unbound as problem:  # the binding's status says why
+                failed += 1
+                log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(problem))
+                written += self.keep_status(app, binding, (problem.condition, problem.reason, str(problem)))
+                continue
+            try:
+                written += self.keep_status(app, binding, None)
                 written += self.keep_crd(app, bound)
                 operations, resources = konnector.plan_binding(bound, app,
                                                                before_claims=self.grant(app, options.grant_claims_to))
@@ -321,6 +328,21 @@ class Konnector:
                 self.granted.clear()  # a RoleBinding someone removed is written again on the next pass
                 log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(error))
         return wanted, written, failed
+
+    @staticmethod
+    def keep_status(app, binding, problem):
+        """The binding's conditions say what the pass finds: True while it is served, else why not."""
+        previous = binding.get("status") or {}
+        status = app_cluster.binding_status(previous.get("providerPrettyName", ""), now(), previous, problem)
+        if status == previous:
+            return 0
+        app.write("APPLY", API_SERVICE_BINDINGS, {
+            "apiVersion": API_SERVICE_BINDINGS.api_version, "kind": API_SERVICE_BINDINGS.kind,
+            "metadata": {"name": binding["metadata"]["name"], "namespace": binding["metadata"]["namespace"]},
+            "status": status}, subresource="status")
+        log("info" if problem is None else "error", "binding status", binding=binding["metadata"]["name"],
+            conditions=dict((item["type"], item["status"]) for item in status["conditions"]))
+        return 1
 
     @staticmethod
     def keep_crd(app, bound):

@@ -66,9 +66,17 @@ def binding(name, secret_name, claims):
                      "permissionClaims": claims}}
 
 
-def binding_status(provider_pretty_name, now, previous=None):
-    """What the binding says once the export is read with its kubeconfig and the CRD is in place."""
-    wanted = [{"type": condition, "status": "True"} for condition in ("SecretValid", "Connected", "Ready")]
+def binding_status(provider_pretty_name, now, previous=None, problem=None):
+    """What the binding says: all conditions True once its export is read and its CRD in place.
+
+    `problem` (condition, reason, message) is what the konnector found wrong: that condition and the
+    ones that depend on it (SecretValid -> Connected -> Ready) are False with that reason.
+    """
+    order = ("SecretValid", "Connected", "Ready")
+    failed_from = order.index(problem[0]) if problem else len(order)
+    wanted = [{"type": condition, "status": "True"} if index < failed_from else
+              {"type": condition, "status": "False", "reason": problem[1], "message": problem[2]}
+              for index, condition in enumerate(order)]
     return {"providerPrettyName": provider_pretty_name,
             "conditions": stable_conditions(wanted, (previous or {}).get("conditions"), now)}
 

@@ -34,6 +34,14 @@ except ImportError:  # reported by KlutchModule
 DIRECTIONS = {sync.PROVIDER: "up", sync.CONSUMER: "down"}
 
 
+class Unbound(ConfigError):
+    """A binding that cannot be served; `condition` and `reason` are what its status says (ref §3.4-3.5)."""
+
+    def __init__(self, message, condition, reason):
+        super(Unbound, self).__init__(message)
+        self.condition, self.reason = condition, reason
+
+
 class BoundApi:
     """One APIServiceBinding and what a pass needs: the provider's client, namespace and export."""
 
@@ -45,23 +53,24 @@ class BoundApi:
         secret = app.get(SECRETS, ref["name"], ref.get("namespace") or app_cluster.BIND_NAMESPACE)
         encoded = ((secret or {}).get("data") or {}).get(ref.get("key") or app_cluster.KUBECONFIG_KEY)
         if not encoded:
-            raise ConfigError("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
-                              "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")))
+            raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
+                          "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")),
+                          "SecretValid", "ProviderSecretInvalid")
         try:
             config = yaml.safe_load(base64.b64decode(encoded))
         except (ValueError, TypeError, yaml.YAMLError):
             config = None  # the parser's message would quote the kubeconfig, token included
         self.namespace = app_cluster.kubeconfig_target(config)[1] if isinstance(config, dict) else None
         if not self.namespace:
-            raise ConfigError("APIServiceBinding %s: its kubeconfig Secret %s does not hold a kubeconfig whose context "
-                              "names the consumer's namespace. Bind it again with klutch.bind.klutch_binding."
-                              % (self.name, ref["name"]))
+            raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s does not hold a kubeconfig whose context "
+                          "names the consumer's namespace. Bind it again with klutch.bind.klutch_binding."
+                          % (self.name, ref["name"]), "SecretValid", "ProviderSecretInvalid")
         self.provider = connect(config)
         self.export = self.provider.get(API_SERVICE_EXPORTS, self.name, self.namespace)
         if self.export is None:
-            raise ConfigError("APIServiceBinding %s: the control plane has no export of that name for this consumer "
-                              "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
-                              % self.name)
+            raise Unbound("APIServiceBinding %s: the control plane has no export of that name for this consumer "
+                          "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
+                          % self.name, "Connected", "APIServiceExportNotFound")
         spec = self.export["spec"]
         version = next((v["name"] for v in spec.get("versions") or [] if v.get("served", True)), None)
         if version is None:

@@ -22,10 +22,22 @@ def mode_options(check, diff):
     return (["--check"] if check else []) + (["--diff"] if diff else [])
 
 
+def recaps(completed):
+    """{host: {'ok': n, 'changed': n, 'failed': n, ...}} from the play recap."""
+    found, in_recap = {}, False
+    for line in completed.stdout.splitlines():
+        in_recap = in_recap or line.startswith("PLAY RECAP")
+        if in_recap and "ok=" in line and "changed=" in line:
+            host, _sep, counts = line.partition(":")
+            found[host.strip()] = {key: int(value) for key, value in (part.split("=") for part in counts.split())}
+    return found
+
+
 def recap(completed):
-    """{'ok': n, 'changed': n, 'failed': n, ...} of a one-host play recap."""
-    line = next(line for line in completed.stdout.splitlines()[::-1] if "ok=" in line and "changed=" in line)
-    return {key: int(value) for key, value in (part.split("=") for part in line.split(":", 1)[1].split())}
+    """The recap counts of a one-host play."""
+    counts = list(recaps(completed).values())
+    assert len(counts) == 1, counts
+    return counts[0]
 
 
 def role_play(role, variables):

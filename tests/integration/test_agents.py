@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
+    API_SERVICE_BINDINGS, API_SERVICE_EXPORTS, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
 from ansible_collections.klutch.bind.plugins.module_utils.sync import SYNCER_FINALIZER
 from sync_world import MANGODBS, World, end_world, eventually, instance, konnector_play, make_world
 
@@ -84,6 +84,21 @@ def test_a_provider_crd_change_reaches_the_app_crd(agents):
         return found["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
 
     eventually("the new field in the app cluster's CRD", lambda: "backupSchedule" in app_schema())
+
+
+def test_the_konnector_keeps_the_binding_conditions_true_and_says_when_the_export_is_gone(agents):
+    app, cp = agents.app, agents.cp
+
+    def conditions():
+        binding = app.get(API_SERVICE_BINDINGS, "mangodbs.mangodb.com", "klutch-bind")
+        return dict((item["type"], (item["status"], item.get("reason"))) for item in binding["status"]["conditions"])
+
+    assert conditions()["Ready"] == ("True", None)
+    cp.delete(API_SERVICE_EXPORTS, "mangodbs.mangodb.com", agents.namespace)
+    lost = eventually("Connected False", lambda: conditions()["Connected"][0] == "False" and conditions())
+    assert lost["Connected"] == ("False", "APIServiceExportNotFound") and lost["Ready"][0] == "False"
+    agents.bind()  # exported again, as a playbook would
+    eventually("Ready again", lambda: conditions()["Ready"] == ("True", None))
 
 
 def test_a_second_app_cluster_bound_later_works_the_same(agents, lab, control_plane_play, run_playbook, run_task,

@@ -1,14 +1,67 @@
-"""The collection's playbooks, run with ansible-playbook against the lab's inventory."""
+"""The collection's playbooks, run with ansible-playbook the way users run them, against the lab."""
 
-from playbook_runner import ansible_playbook
+import yaml
+
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_BINDINGS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS, Resource)
+from klutch_lab.audit import now
+from klutch_lab.cluster import ADMIN_USER
+from playbook_runner import ROOT, ansible_playbook, recaps
+
+LAB_VARS = ROOT / "playbooks" / "vars" / "lab.yml"
+INSTANCES = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
 
 
-def test_bind_app_cluster_reaches_every_cluster_of_the_inventory(lab, app, control_plane):
-    run = ansible_playbook("playbooks/bind-app-cluster.yml", "-i", str(lab.inventory))
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert f"control plane control-plane answers at {control_plane.server}, Kubernetes v1.34.2" in run.stdout
-    assert f"app cluster app answers at {app.server}, Kubernetes v1.34.2" in run.stdout
-    assert "changed=1" not in run.stdout and "failed=1" not in run.stdout
+def inventory_for(lab, tmp_path, app_names):
+    """The lab's inventory with only the control plane and the named app clusters."""
+    data = yaml.safe_load(lab.inventory.read_text())
+    hosts = data["all"]["children"]["app_clusters"]["hosts"]
+    data["all"]["children"]["app_clusters"]["hosts"] = {name: hosts[name] for name in app_names}
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_bind_app_cluster_binds_syncs_and_runs_again_without_changes(lab, control_plane, sample_dataservices,
+                                                                     audit, run_task, tmp_path):
+    lab.up(list(lab.state["clusters"]) + ["app-playbook"])
+    cluster = lab.cluster("app-playbook")
+    inventory = inventory_for(lab, tmp_path, ["app-playbook"])
+    agents = tmp_path / "agents"
+    options = ["-i", str(inventory), "-e", f"@{LAB_VARS}", "-e", f"konnector_run_dir={agents}",
+               "-e", f"control_plane_backend_run_dir={agents}"]
+    app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+    try:
+        start = now()
+        checked = ansible_playbook("playbooks/bind-app-cluster.yml", "--check", *options)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0, "check mode wrote to the app cluster"
+        assert "not yet (check mode on a new app cluster)" in checked.stdout
+
+        first = ansible_playbook("playbooks/bind-app-cluster.yml", *options)
+        assert first.returncode == 0, first.stdout + first.stderr
+        binding = app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind")
+        assert condition_holds("Ready")(binding)
+        assert app.get(CUSTOM_RESOURCE_DEFINITIONS, "postgresqlinstances.samples.klutch.bind") is not None
+        assert "'problems': []" in first.stdout or '"problems": []' in first.stdout
+
+        start = now()
+        second = ansible_playbook("playbooks/bind-app-cluster.yml", *options)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert all(counts["changed"] == 0 for counts in recaps(second).values()), second.stdout
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+
+        sample = ansible_playbook("playbooks/lab-sample-instance.yml", "-i", str(inventory))
+        assert sample.returncode == 0, sample.stdout + sample.stderr
+        creds = app.get(SECRETS, "orders-creds", "demo")
+        assert set(creds["data"]) >= {"host", "port", "username", "password"}, "the connection Secret arrived"
+    finally:
+        for role, name in (("konnector", "konnector-app-playbook"), ("backend", "backend-control-plane")):
+            run_task("klutch.bind.klutch_agent", {"role": role, "name": name, "run_dir": str(agents),
+                                                  "state": "absent"})  # they would outlive the test run
+        lab.down(["app-playbook"])
 
 
 def test_bind_app_cluster_names_the_host_that_cannot_be_reached(lab, tmp_path):

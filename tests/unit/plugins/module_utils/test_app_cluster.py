@@ -83,3 +83,18 @@ def test_the_claims_role_binding_names_the_agent_account():
     assert binding["roleRef"]["name"] == "klutch-bind-konnector-claims"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "klutch-bind-konnector",
                                     "namespace": "klutch-bind"}]
+
+
+def test_a_binding_problem_makes_its_condition_and_those_after_it_false():
+    now = "2026-11-25T10:00:00Z"
+    served = app_cluster.binding_status("Provider", now)
+    assert [(item["type"], item["status"]) for item in served["conditions"]] == [
+        ("SecretValid", "True"), ("Connected", "True"), ("Ready", "True")]
+    lost = app_cluster.binding_status("Provider", "2026-11-25T11:00:00Z", served,
+                                      ("Connected", "APIServiceExportNotFound", "no export"))
+    assert [(item["type"], item["status"], item.get("reason")) for item in lost["conditions"]] == [
+        ("SecretValid", "True", None), ("Connected", "False", "APIServiceExportNotFound"),
+        ("Ready", "False", "APIServiceExportNotFound")]
+    assert lost["conditions"][0]["lastTransitionTime"] == now, "an unchanged condition keeps its time"
+    broken = app_cluster.binding_status("Provider", now, None, ("SecretValid", "ProviderSecretInvalid", "bad"))
+    assert [item["status"] for item in broken["conditions"]] == ["False", "False", "False"]

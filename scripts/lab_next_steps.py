@@ -1,0 +1,40 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What scripts/demo.sh prints at the end: the connection Secret on the app cluster, where things are, what next."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / ".venv" / "collections")]
+
+# pylint: disable=wrong-import-position
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS  # noqa: E402
+from klutch_lab import Lab  # noqa: E402
+
+
+def main():
+    lab = Lab()
+    app = lab.cluster(list(lab.state["clusters"])[1])
+    client = ClusterClient.from_params({"kubeconfig": str(app.admin_kubeconfig)}, environ={})
+    secret = client.get(SECRETS, "orders-creds", "demo")
+    if secret is None:
+        print(f"The connection Secret demo/orders-creds is not on app cluster {app.name} yet: see the agents' logs.")
+        return 1
+    print(f"""
+The connection Secret demo/orders-creds arrived on app cluster {app.name} from the control plane,
+with the keys {', '.join(sorted(secret.get("data") or {}))} (values not shown).
+
+Kubeconfigs: {lab.kubeconfig} (one context per cluster), and {lab.dir}/<cluster>/admin.kubeconfig
+Inventory:   {lab.inventory}
+Agent logs:  {lab.agents_dir}/*/agent.log (JSON lines; the agents stop with the lab)
+Next:        create another PostgresqlInstance on {app.name} and watch it appear on the control plane
+             in the consumer's namespace; run scripts/demo.sh again (changed=0); add app clusters with
+             `.venv/bin/python -m klutch_lab up --clusters control-plane,app,app2` and run it again;
+             stop it all with `.venv/bin/python -m klutch_lab down`.""")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
