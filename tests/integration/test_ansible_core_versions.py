@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("KLUTCH_VENV") or ROOT / ".venv")
@@ -22,17 +23,30 @@ def core_tool(version, tool):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def cores_inventory(lab, tmp_path_factory):
+    """An inventory with the control plane and an app cluster of its own: the playbook changes it."""
+    lab.up(list(lab.state["clusters"]) + ["app-cores"])
+    data = lab.inventory_data()
+    hosts = data["all"]["children"]["app_clusters"]["hosts"]
+    data["all"]["children"]["app_clusters"]["hosts"] = {"app-cores": hosts["app-cores"]}
+    path = tmp_path_factory.mktemp("cores") / "inventory.yml"
+    path.write_text(yaml.safe_dump(data))
+    yield path
+    lab.down(["app-cores"])
+
+
 @pytest.mark.parametrize("version", VERSIONS)
-def test_bind_app_cluster_runs_on_ansible_core(version, lab, app):
+def test_bind_app_cluster_runs_on_ansible_core(version, lab, cores_inventory):
     environ = dict(os.environ, ANSIBLE_NOCOLOR="1")
     reported = subprocess.run([core_tool(version, "ansible-playbook"), "--version"], capture_output=True, text=True,
                               env=environ, check=True)
     assert f"core {version}." in reported.stdout.splitlines()[0]
-    run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(lab.inventory),
+    run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(cores_inventory),
                           "playbooks/bind-app-cluster.yml"], capture_output=True, text=True, env=environ, cwd=ROOT,
                          check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"app cluster app answers at {app.server}" in run.stdout
+    assert f"app cluster app-cores answers at {lab.cluster('app-cores').server}" in run.stdout
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -5,7 +5,7 @@ import yaml
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS, Resource)
+    API_SERVICE_BINDINGS, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import ROOT, ansible_playbook, recaps
@@ -33,6 +33,7 @@ def test_bind_app_cluster_binds_syncs_and_runs_again_without_changes(lab, contro
     options = ["-i", str(inventory), "-e", f"@{LAB_VARS}", "-e", f"konnector_run_dir={agents}",
                "-e", f"control_plane_backend_run_dir={agents}"]
     app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+    cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     try:
         start = now()
         checked = ansible_playbook("playbooks/bind-app-cluster.yml", "--check", *options)
@@ -57,11 +58,36 @@ def test_bind_app_cluster_binds_syncs_and_runs_again_without_changes(lab, contro
         assert sample.returncode == 0, sample.stdout + sample.stderr
         creds = app.get(SECRETS, "orders-creds", "demo")
         assert set(creds["data"]) >= {"host", "port", "username", "password"}, "the connection Secret arrived"
+
+        published = ansible_playbook("playbooks/publish-service.yml", *options)
+        assert recaps(published)["control-plane"]["changed"] == 0, published.stdout
+
+        unbound = ansible_playbook("playbooks/unbind-app-cluster.yml", *options)
+        assert unbound.returncode == 0, unbound.stdout + unbound.stderr
+        assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is None
+        assert app.get(INSTANCES, "orders", "demo") is not None, "the CRD and instances stay unless asked"
+        consumer_namespace = first_consumer_namespace(first)
+        assert cp.get(NAMESPACES, consumer_namespace) is not None, "control-plane data stays unless asked"
+        assert cp.get(INSTANCES, "orders", f"{consumer_namespace}-demo") is not None
+        again = ansible_playbook("playbooks/unbind-app-cluster.yml", *options)
+        assert recaps(again)["app-playbook"]["changed"] == 0, again.stdout
+        everything = ansible_playbook("playbooks/unbind-app-cluster.yml", *options,
+                                      "-e", "klutch_unbind_control_plane=everything")
+        assert everything.returncode == 0, everything.stdout + everything.stderr
+        gone = cp.get(NAMESPACES, consumer_namespace)
+        assert gone is None or gone["metadata"].get("deletionTimestamp"), "asked: the consumer's namespace goes"
     finally:
         for role, name in (("konnector", "konnector-app-playbook"), ("backend", "backend-control-plane")):
             run_task("klutch.bind.klutch_agent", {"role": role, "name": name, "run_dir": str(agents),
                                                   "state": "absent"})  # they would outlive the test run
         lab.down(["app-playbook"])
+
+
+def first_consumer_namespace(completed):
+    """The consumer namespace the playbook's summary reports."""
+    marker = '"consumer_namespace": "'
+    start = completed.stdout.index(marker) + len(marker)
+    return completed.stdout[start:completed.stdout.index('"', start)]
 
 
 def test_bind_app_cluster_names_the_host_that_cannot_be_reached(lab, tmp_path):

@@ -1,0 +1,71 @@
+"""The playbooks as an AWX/AAP job runs them: connections only from what the two custom credential
+types inject (their injectors rendered as AWX renders them), an inventory without kubeconfigs."""
+
+import jinja2
+import yaml
+
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS
+from playbook_runner import ROOT, ansible_playbook, recaps
+
+CREDENTIAL_TYPES = ROOT / "extensions" / "awx" / "credential_types"
+LAB_VARS = ROOT / "playbooks" / "vars" / "lab.yml"
+
+
+def inject(credential_type, inputs, directory):
+    """(env, extra vars) that AWX injects for a credential of this type with these inputs."""
+    injectors = yaml.safe_load((CREDENTIAL_TYPES / credential_type).read_text())["injectors"]
+    files = {}
+    for key, template in injectors.get("file", {}).items():
+        path = directory / f"{credential_type}.{key.split('.', 1)[1]}"
+        path.write_text(jinja2.Template(template).render(**inputs))
+        path.chmod(0o600)
+        files[key.split(".", 1)[1]] = str(path)
+    context = dict(inputs, tower={"filename": files})
+    render = {section: {name: jinja2.Template(value).render(**context)
+                        for name, value in injectors.get(section, {}).items()} for section in ("env", "extra_vars")}
+    return render["env"], render["extra_vars"]
+
+
+def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, control_plane, sample_dataservices,
+                                                                       run_task, tmp_path):
+    lab.up(list(lab.state["clusters"]) + ["app-awx"])
+    cluster = lab.cluster("app-awx")
+    agents = tmp_path / "agents"
+    app_env, app_vars = inject("klutch-app-cluster.yml", {"kubeconfig": cluster.admin_kubeconfig.read_text()},
+                               tmp_path)
+    cp_env, cp_vars = inject("klutch-control-plane.yml", {"kubeconfig": control_plane.admin_kubeconfig.read_text(),
+                                                          "context": ""}, tmp_path)
+    assert not set(app_env) & set(cp_env) and not set(app_vars) & set(cp_vars), "the injectors clash"
+    # An AWX inventory: hosts and their variables, no kubeconfig anywhere.
+    inventory = tmp_path / "inventory.yml"
+    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    lab_control_plane = lab.inventory_data()["all"]["children"]["control_plane"]["hosts"]["control-plane"]
+    registry = {key: lab_control_plane[key] for key in ("crossplane_registry", "crossplane_crank")}
+    inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "control_plane": {"hosts": {"control-plane": dict(local, **registry)}},
+        "app_clusters": {"hosts": {"app-awx": local}}}}}))
+    extra_vars = tmp_path / "extra-vars.yml"
+    extra_vars.write_text(yaml.safe_dump(dict(app_vars, **cp_vars)))
+    options = ["-i", str(inventory), "-e", f"@{LAB_VARS}", "-e", f"@{extra_vars}",
+               "-e", f"konnector_run_dir={agents}", "-e", f"control_plane_backend_run_dir={agents}"]
+    environment = dict(app_env, **cp_env)
+    app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+    try:
+        for playbook in ("publish-service.yml", "bind-app-cluster.yml"):
+            run = ansible_playbook(f"playbooks/{playbook}", *options, env=environment)
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is not None
+        again = ansible_playbook("playbooks/bind-app-cluster.yml", *options, env=environment)
+        assert all(counts["changed"] == 0 for counts in recaps(again).values()), again.stdout
+        unbound = ansible_playbook("playbooks/unbind-app-cluster.yml", *options, env=environment)
+        assert unbound.returncode == 0, unbound.stdout + unbound.stderr
+        assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is None
+        for secret in (cluster.admin_kubeconfig.read_text(), control_plane.admin_kubeconfig.read_text()):
+            token_like = yaml.safe_load(secret)["users"][0]["user"]["client-key-data"]
+            assert token_like not in again.stdout + unbound.stdout, "a credential reached the output"
+    finally:
+        for role, name in (("konnector", "konnector-app-awx"), ("backend", "backend-control-plane")):
+            run_task("klutch.bind.klutch_agent", {"role": role, "name": name, "run_dir": str(agents),
+                                                  "state": "absent"})
+        lab.down(["app-awx"])
