@@ -333,6 +333,8 @@ class Konnector:
     def keep_status(app, binding, problem):
         """The binding's conditions say what the pass finds: True while it is served, else why not."""
         previous = binding.get("status") or {}
+        if not previous.get("conditions"):
+            return 0  # klutch_binding has not written its status yet: its provider name would be lost
         status = app_cluster.binding_status(previous.get("providerPrettyName", ""), now(), previous, problem)
         if status == previous:
             return 0
