@@ -174,6 +174,15 @@ def _unpaired_upstream(up, namespace, name, prune):
     return [Operation(CONSUMER, "create", "instances", namespace, name, adopted)]
 
 
+def _bound_mark(down):
+    """Marks a consumer instance as bound in the pass that creates or finds its upstream copy."""
+    if _annotations(down).get(BOUND_ANNOTATION) == "true":
+        return []
+    metadata = _metadata(down)
+    return [Operation(CONSUMER, "annotate", "instances", metadata.get("namespace"), metadata["name"],
+                      {BOUND_ANNOTATION: "true"})]
+
+
 def _instance_pair(down, up, at):
     """Operations for a consumer instance and its upstream copy (None when missing), placed `at`."""
     namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
@@ -188,7 +197,8 @@ def _instance_pair(down, up, at):
         created["metadata"]["name"] = at.name
         if at.owner_references:
             created["metadata"]["ownerReferences"] = at.owner_references
-        return operations + [Operation(PROVIDER, "create", "instances", at.namespace, at.name, created)]
+        operations.append(Operation(PROVIDER, "create", "instances", at.namespace, at.name, created))
+        return operations + _bound_mark(down)
     if deleting(down):
         if deleting(up):
             return []  # wait until the provider has let it go
@@ -206,8 +216,7 @@ def _instance_pair(down, up, at):
         body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"), "metadata": metadata,
                 "spec": down.get("spec")}
         operations.append(Operation(PROVIDER, "update_spec", "instances", at.namespace, at.name, body))
-    if _annotations(down).get(BOUND_ANNOTATION) != "true":
-        operations.append(Operation(CONSUMER, "annotate", "instances", namespace, name, {BOUND_ANNOTATION: "true"}))
+    operations += _bound_mark(down)
     if (down.get("status") or {}) != (up.get("status") or {}):
         # The provider's status onto the consumer's object, applied whole by the one status writer;
         # custom resources take no unconditional update, and an annotate before it moves the version.

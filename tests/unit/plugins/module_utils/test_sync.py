@@ -50,10 +50,11 @@ def plan_instances(consumer, provider, mapping=None):
 
 # -- instances ---------------------------------------------------------------------------------
 
-def test_a_new_consumer_instance_gets_the_finalizer_and_a_bound_copy_upstream():
+def test_a_new_consumer_instance_gets_the_finalizer_a_bound_copy_upstream_and_the_bound_mark_in_one_pass():
     operations = plan_instances([instance("shop", "orders")], [])
     assert actions(operations) == [(CONSUMER, "add_finalizer", "shop", "orders"),
-                                   (PROVIDER, "create", f"{P}-shop", "orders")]
+                                   (PROVIDER, "create", f"{P}-shop", "orders"),
+                                   (CONSUMER, "annotate", "shop", "orders")]
     created = operations[1].body
     assert created["metadata"] == {"name": "orders", "namespace": f"{P}-shop",
                                    "annotations": {BOUND_ANNOTATION: "true"}}
@@ -330,7 +331,8 @@ def plan_cluster(consumer, provider):
 
 def test_a_cluster_scoped_instance_is_prefixed_marked_and_owned_by_the_consumer_namespace_upstream():
     operations = plan_cluster([cluster_instance("global")], [])
-    assert actions(operations) == [(CONSUMER, "add_finalizer", None, "global"), (PROVIDER, "create", None, f"{P}-global")]
+    assert actions(operations) == [(CONSUMER, "add_finalizer", None, "global"), (PROVIDER, "create", None, f"{P}-global"),
+                                   (CONSUMER, "annotate", None, "global")]
     created = operations[1].body["metadata"]
     assert created["name"] == f"{P}-global" and "namespace" not in created
     assert created["annotations"] == {BOUND_ANNOTATION: "true", sync.CLUSTER_NAMESPACE_ANNOTATION: P}
