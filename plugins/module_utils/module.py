@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import importlib.util
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -15,12 +16,8 @@ from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 
-try:
-    import kubernetes  # noqa: F401 pylint: disable=unused-import
-
-    KUBERNETES_IMPORT_ERROR = None
-except ImportError:
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+# Found, not imported: connection.py imports it only for the kubeconfigs that need it.
+KUBERNETES_IMPORT_ERROR = None if importlib.util.find_spec("kubernetes") else "No module named 'kubernetes'"
 
 try:
     import yaml  # noqa: F401 pylint: disable=unused-import

@@ -1,5 +1,7 @@
 """Connection options: K8S_AUTH_* fallbacks, kubeconfig forms, context selection, secret hiding."""
 
+import os
+
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.connection import (
@@ -148,3 +150,42 @@ def test_environment_proxy_is_not_used():
     finally:
         del os.environ["HTTPS_PROXY"]
     assert not configuration.proxy
+
+
+def test_a_kubeconfig_with_certificate_data_is_read_without_the_kubernetes_package(tmp_path):
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration
+
+    kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443/", "tls-server-name": "api.c",
+                                                         "certificate-authority-data": "Q0EtUEVN"}}],
+                  "users": [{"name": "u", "user": {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
+    configuration, label = configuration_for({"kubeconfig": kubeconfig})
+    assert isinstance(configuration, ClientConfiguration)
+    assert (configuration.host, configuration.tls_server_name, configuration.verify_ssl) == ("https://c:6443", "api.c", True)
+    files = {configuration.ssl_ca_cert: b"CA-PEM", configuration.cert_file: b"CERT", configuration.key_file: b"KEY"}
+    for path, content in files.items():
+        with open(path, "rb") as handle:
+            assert handle.read() == content
+        assert os.stat(path).st_mode & 0o077 == 0, "PEM files are private"
+    assert label == "cluster c (https://c:6443)"
+
+
+def test_kubeconfigs_the_direct_reader_does_not_know_go_to_the_kubernetes_package(tmp_path):
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration, authorization_header
+
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token")
+    kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443"}}],
+                  "users": [{"name": "u", "user": {"tokenFile": str(token_file)}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
+    configuration, _label = configuration_for({"kubeconfig": kubeconfig})
+    assert not isinstance(configuration, ClientConfiguration)
+    assert authorization_header(configuration) == "Bearer file-token"
+
+
+def test_certificate_data_that_is_not_base64_is_named_not_shown():
+    kubeconfig = dict(KUBECONFIG, users=[{"name": "admin", "user": {"client-certificate-data": "not base64!",
+                                                                    "client-key-data": "S0VZ"}}])
+    with pytest.raises(ConfigError, match="client-certificate-data that is not base64") as raised:
+        configuration_for({"kubeconfig": kubeconfig})
+    assert "not base64!" not in str(raised.value)
