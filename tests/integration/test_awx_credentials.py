@@ -6,6 +6,8 @@ import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS
+from klutch_lab.audit import now
+from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import ROOT, ansible_playbook, recaps
 
 CREDENTIAL_TYPES = ROOT / "extensions" / "awx" / "credential_types"
@@ -27,6 +29,27 @@ def inject(credential_type, inputs, directory):
     return render["env"], render["extra_vars"]
 
 
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+
+
+def test_without_the_control_plane_credential_no_playbook_writes_anything(app, control_plane, audit, tmp_path):
+    # A job with only the app clusters' credential: the control plane's tasks must not fall back to
+    # K8S_AUTH_KUBECONFIG, which points at an app cluster.
+    app_env, _ = inject("klutch-app-cluster.yml", {"kubeconfig": app.admin_kubeconfig.read_text()}, tmp_path)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "control_plane": {"hosts": {"control-plane": LOCAL}}, "app_clusters": {"hosts": {"app": LOCAL}}}}}))
+    start = now()
+    for playbook, extra in (("publish-service.yml", []), ("bind-app-cluster.yml", ["-e", f"@{LAB_VARS}"]),
+                            ("unbind-app-cluster.yml", ["-e", "klutch_unbind_control_plane=exports"])):
+        run = ansible_playbook(f"playbooks/{playbook}", "-i", str(inventory), *extra, env=app_env)
+        assert run.returncode != 0, playbook
+        assert "control-plane has no kubeconfig of its own" in run.stdout, run.stdout
+        assert "klutch_control_plane_kubeconfig" in run.stdout
+    for cluster in (app, control_plane):
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0, cluster.name
+
+
 def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, control_plane, sample_dataservices,
                                                                        run_task, tmp_path):
     lab.up(list(lab.state["clusters"]) + ["app-awx"])
@@ -39,12 +62,11 @@ def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, cont
     assert not set(app_env) & set(cp_env) and not set(app_vars) & set(cp_vars), "the injectors clash"
     # An AWX inventory: hosts and their variables, no kubeconfig anywhere.
     inventory = tmp_path / "inventory.yml"
-    local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
     lab_control_plane = lab.inventory_data()["all"]["children"]["control_plane"]["hosts"]["control-plane"]
     registry = {key: lab_control_plane[key] for key in ("crossplane_registry", "crossplane_crank")}
     inventory.write_text(yaml.safe_dump({"all": {"children": {
-        "control_plane": {"hosts": {"control-plane": dict(local, **registry)}},
-        "app_clusters": {"hosts": {"app-awx": local}}}}}))
+        "control_plane": {"hosts": {"control-plane": dict(LOCAL, **registry)}},
+        "app_clusters": {"hosts": {"app-awx": LOCAL}}}}}))
     extra_vars = tmp_path / "extra-vars.yml"
     extra_vars.write_text(yaml.safe_dump(dict(app_vars, **cp_vars)))
     options = ["-i", str(inventory), "-e", f"@{LAB_VARS}", "-e", f"@{extra_vars}",
