@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares this checkout for the demo and the tests; safe to run again (it skips what is done).
-#  - a virtualenv (.venv) with requirements.txt and test-requirements.txt
+#  - a virtualenv (.venv) with requirements.txt and test-requirements.txt, and .venv/importer with
+#    galaxy-importer
 #  - the collection linked at .venv/collections/ansible_collections/klutch/bind
 #  - the lab's Kubernetes and etcd binaries, built once into ~/.cache/klutch-bind
 set -euo pipefail
@@ -38,6 +39,17 @@ while read -r core core_requirements; do
     echo "$core_wanted" > "$core_venv/.stamp"
   fi
 done < "$root/tests/ansible-core-versions.txt"
+
+# galaxy-importer, the check Galaxy runs on an uploaded collection, in a venv of its own.
+importer_venv="$venv/importer"
+importer_wanted=$(sha256sum "$root/tests/importer-requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$importer_venv/.stamp" 2>/dev/null)" != "$importer_wanted" ]; then
+  step "installing galaxy-importer"
+  rm -rf "$importer_venv"
+  "$python" -m venv "$importer_venv"
+  "$importer_venv/bin/python" -m pip install --quiet -r "$root/tests/importer-requirements.txt"
+  echo "$importer_wanted" > "$importer_venv/.stamp"
+fi
 
 # Ansible finds the collection by its FQCN through this path.
 mkdir -p "$venv/collections/ansible_collections/klutch"
