@@ -1,0 +1,203 @@
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fan-out benchmark of playbooks/bind-app-cluster.yml on a lab of its own; prints a table.
+
+    .venv/bin/python scripts/bench_fanout.py [--clusters 10] [--forks 10]
+
+On one control plane with a published API (MangoDB) it times, in the same run:
+  one     bind-app-cluster.yml for 1 new app cluster
+  fan     bind-app-cluster.yml for N new app clusters in one run (goal: at most 3x `one`)
+  rerun   the same N again (changed=0)
+  k8s     a kubernetes.core.k8s playbook that applies the objects `fan` left on the N app clusters
+          and on the control plane, precomputed, to the same clusters made new again (goal: `fan`
+          no slower). It is that playbook at its fastest: one k8s task per batch of objects
+          (the namespaces, the CRDs, the rest; on each cluster), not one task per object.
+Both playbooks get the same forks. Not a test: it asserts nothing, it measures.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+COLLECTIONS = ROOT / ".venv" / "collections"
+sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
+
+# pylint: disable=wrong-import-position
+from ansible_collections.klutch.bind.plugins.module_utils import resources as r  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient  # noqa: E402
+from klutch_lab import Lab  # noqa: E402
+
+MANGODB_CRD = ROOT / "tests" / "integration" / "files" / "mangodb-crd.yaml"
+DEPLOYMENTS = r.Resource("apps/v1", "Deployment", "deployments")
+# What bind-app-cluster.yml writes on an app cluster, and for each consumer on the control plane.
+APP_KINDS = [r.NAMESPACES, r.CUSTOM_RESOURCE_DEFINITIONS, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS,
+             r.CLUSTER_ROLES, r.CLUSTER_ROLE_BINDINGS, DEPLOYMENTS, r.API_SERVICE_BINDINGS]
+CONTROL_PLANE_KINDS = [r.NAMESPACES, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS, r.CLUSTER_ROLES,
+                       r.CLUSTER_ROLE_BINDINGS, r.CLUSTER_BINDINGS, r.API_SERVICE_EXPORT_REQUESTS,
+                       r.API_SERVICE_EXPORTS]
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
+
+
+def client(cluster):
+    return ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
+
+
+def host(cluster, **variables):
+    return dict({"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "kubeconfig": str(cluster.admin_kubeconfig)}, **variables)
+
+
+def playbook(path, inventory, *args):
+    """Runs ansible-playbook; returns its wall time and the recap's changed count over all hosts."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    started = time.monotonic()
+    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(path), *args],
+                          env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    if done.returncode:
+        failures = [f"{name}: {result.get('msg')}" for play in report["plays"] for task in play["tasks"]
+                    for name, result in task["hosts"].items() if result.get("failed")]
+        sys.exit(f"{path} failed:\n" + "\n".join(failures[:5]) + done.stderr[-2000:])
+    stats = report["stats"]
+    return elapsed, sum(host_stats["changed"] for host_stats in stats.values())
+
+
+def created_since(cluster_client, kinds, since, namespaces=None):
+    """Every object of these kinds made since `since` (an RFC 3339 time), as one would apply it again.
+
+    Creation time, not field ownership: a Namespace or ServiceAccount applied with nothing but its
+    name has no managed fields. The defaults that Kubernetes adds to each new namespace are left out.
+    """
+    found = []
+    for kind in kinds:
+        scopes = namespaces if kind.namespaced and namespaces is not None else [None]
+        for namespace in scopes:
+            for obj in cluster_client.list(kind, namespace=namespace)[0]:
+                metadata = obj["metadata"]
+                if metadata["creationTimestamp"] < since or metadata["name"] in ("default", "kube-root-ca.crt"):
+                    continue
+                obj.pop("status", None)
+                obj["metadata"] = {key: value for key, value in metadata.items() if key not in SERVER_FIELDS}
+                found.append(obj)
+    return found
+
+
+def consumer_namespaces(cp_client, consumers):
+    names = []
+    for namespace in cp_client.list(r.NAMESPACES)[0]:
+        identity = (namespace["metadata"].get("annotations") or {}).get("example-backend.klutch.anynines.com/identity")
+        if identity and identity.split("#")[0] in consumers:
+            names.append(namespace["metadata"]["name"])
+    return names
+
+
+K8S_PLAYBOOK = """\
+- name: Apply the precomputed objects of bind-app-cluster.yml with kubernetes.core.k8s
+  hosts: fan
+  gather_facts: false
+  tasks:
+    - name: Apply each batch, in order
+      kubernetes.core.k8s:
+        kubeconfig: "{{ item.kubeconfig }}"
+        definition: "{{ item.objects }}"
+        wait: "{{ item.wait }}"
+        wait_condition: {type: Established}
+        wait_sleep: 1
+      loop:
+        - {kubeconfig: "{{ kubeconfig }}", wait: false, objects: "{{ app_objects | selectattr('kind', 'eq', 'Namespace') | list }}"}
+        - {kubeconfig: "{{ kubeconfig }}", wait: true,
+           objects: "{{ app_objects | selectattr('kind', 'eq', 'CustomResourceDefinition') | list }}"}
+        - {kubeconfig: "{{ kubeconfig }}", wait: false,
+           objects: "{{ app_objects | rejectattr('kind', 'in', ['Namespace', 'CustomResourceDefinition']) | list }}"}
+        - {kubeconfig: "{{ cp_kubeconfig }}", wait: false, objects: "{{ cp_objects | selectattr('kind', 'eq', 'Namespace') | list }}"}
+        - {kubeconfig: "{{ cp_kubeconfig }}", wait: false, objects: "{{ cp_objects | rejectattr('kind', 'eq', 'Namespace') | list }}"}
+      loop_control:
+        label: "{{ item.objects | length }} objects"
+      when: item.objects | length > 0
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=10)
+    parser.add_argument("--forks", type=int, default=10)
+    args = parser.parse_args()
+    fan = [f"fan{index}" for index in range(1, args.clusters + 1)]
+    work = Path(tempfile.mkdtemp(prefix="klutch-bench-fanout-"))
+    lab = Lab(work / "lab", progress=lambda line: None)
+    try:
+        started = time.monotonic()
+        lab.up(["control-plane", "one", *fan], crossplane=[])
+        print(f"lab: control plane and {1 + len(fan)} app clusters up in {time.monotonic() - started:.1f} s")
+        cp = lab.cluster("control-plane")
+        inventory = work / "inventory.yml"
+        inventory.write_text(yaml.safe_dump({"all": {"children": {
+            "control_plane": {"hosts": {"control-plane": host(cp, control_plane_backend="deployment", control_plane_templates=[
+                {"name": "mangodbs", "group": "mangodb.com", "resource": "mangodbs"}])}},
+            "app_clusters": {"vars": {"konnector_mode": "deployment",
+                                      "klutch_services": [{"group": "mangodb.com", "resource": "mangodbs"}]},
+                             "hosts": {name: host(lab.cluster(name)) for name in ["one", *fan]}},
+            "fan": {"hosts": {name: {} for name in fan}}}}}))
+        subprocess.run([sys.executable, "-m", "klutch_lab", "--dir", str(lab.dir), "status"], check=True,
+                       capture_output=True)
+        cp_client = client(cp)
+        cp_client.apply(r.CUSTOM_RESOURCE_DEFINITIONS, yaml.safe_load(MANGODB_CRD.read_text()))
+        bind = ROOT / "playbooks" / "bind-app-cluster.yml"
+        forks = f"--forks={args.forks}"
+        playbook(ROOT / "playbooks" / "publish-service.yml", inventory, forks)  # the control plane, once
+
+        one, _ = playbook(bind, inventory, forks, "--limit", "control-plane,one")
+        fan_started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        many, _ = playbook(bind, inventory, forks, "--limit", ",".join(["control-plane", *fan]))
+        rerun, rerun_changed = playbook(bind, inventory, forks, "--limit", ",".join(["control-plane", *fan]))
+
+        # The same final objects, precomputed, onto the same clusters made new.
+        app_objects = {name: created_since(client(lab.cluster(name)), APP_KINDS, fan_started) for name in fan}
+        namespaces = {name: consumer_namespaces(cp_client, [name]) for name in fan}
+        cp_objects = {name: [obj for obj in created_since(cp_client, CONTROL_PLANE_KINDS, fan_started, namespaces[name])
+                             if obj["metadata"].get("namespace")
+                             or any(namespace in obj["metadata"]["name"] for namespace in namespaces[name])]
+                      for name in fan}
+        objects = sum(len(found) for found in app_objects.values()) + sum(len(found) for found in cp_objects.values())
+        print(f"one {one:.1f} s, fan {many:.1f} s, rerun {rerun:.1f} s; {objects} objects to apply with kubernetes.core")
+        for found in cp_objects.values():
+            for obj in reversed(found):
+                cp_client.delete(next(kind for kind in CONTROL_PLANE_KINDS if kind.kind == obj["kind"]),
+                                 obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        for name in [name for found in namespaces.values() for name in found]:
+            while cp_client.get(r.NAMESPACES, name) is not None:
+                time.sleep(0.5)
+        lab.down(fan)
+        lab.up(["control-plane", "one", *fan], crossplane=[])
+        k8s_inventory = work / "k8s-inventory.yml"
+        k8s_inventory.write_text(yaml.safe_dump({"all": {"children": {"fan": {"hosts": {
+            name: host(lab.cluster(name), cp_kubeconfig=str(cp.admin_kubeconfig), app_objects=app_objects[name],
+                       cp_objects=cp_objects[name]) for name in fan}}}}}))
+        k8s_playbook = work / "k8s-apply.yml"
+        k8s_playbook.write_text(K8S_PLAYBOOK)
+        k8s, _ = playbook(k8s_playbook, k8s_inventory, forks)
+
+        print(f"objects bind-app-cluster.yml leaves for {len(fan)} app clusters: {objects}")
+        print(f"{'run':<44}{'seconds':>9}{'ratio':>9}")
+        print(f"{'one: 1 app cluster':<44}{one:>9.1f}{1:>9.2f}")
+        print(f"{f'fan: {len(fan)} app clusters, forks {args.forks}':<44}{many:>9.1f}{many / one:>9.2f}"
+              "   (goal: at most 3.00 x one)")
+        print(f"{f'rerun of fan (changed={rerun_changed})':<44}{rerun:>9.1f}{rerun / one:>9.2f}")
+        print(f"{'k8s: kubernetes.core.k8s, same objects':<44}{k8s:>9.1f}{k8s / one:>9.2f}"
+              f"   (goal: fan no slower: fan/k8s = {many / k8s:.2f})")
+    finally:
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()
