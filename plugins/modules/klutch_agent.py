@@ -97,13 +97,13 @@ EXAMPLES = r"""
   klutch.bind.klutch_agent:
     role: konnector
     name: konnector-app
-    kubeconfig: ~/.klutch.bind/lab/app/admin.kubeconfig
+    kubeconfig: ~/.kube/app.kubeconfig
     service_account: klutch-bind/klutch-bind-konnector
 
 - name: Run the backend agent on the control plane
   klutch.bind.klutch_agent:
     role: backend
-    kubeconfig: ~/.klutch.bind/lab/control-plane/admin.kubeconfig
+    kubeconfig: ~/.kube/control-plane.kubeconfig
     service_account: klutch-bind-system/klutch-bind-backend
 
 - name: Stop it
@@ -139,6 +139,11 @@ log_file:
   returned: always
   type: str
   sample: /home/ops/.klutch.bind/agents/konnector-app/agent.log
+diff:
+  description: Whether the agent ran before and runs after, and its arguments after; never its kubeconfig.
+  returned: in diff mode
+  type: dict
+  sample: {"before": {"running": false}, "after": {"running": true, "arguments": ["--role", "konnector"]}}
 """
 
 import base64

@@ -52,10 +52,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Returns the planned O(ignore:operations) and sends every write as a server-side dry run.
+    details: Plans the same RV(operations) and sends every write as a server-side dry run.
   diff_mode:
     support: none
-    details: Operations are reported per object in O(ignore:operations) instead, without Secret data.
+    details: Operations are reported per object in RV(operations) instead, without Secret data.
 notes:
   - The agent in the C(klutch.bind.konnector) role runs the same pass continuously.
 seealso:

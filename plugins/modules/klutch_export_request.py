@@ -40,7 +40,7 @@ options:
   cluster_id:
     description:
       - The app cluster's id as Klutch derives it (from the UID of its C(klutch-bind) namespace);
-        M(klutch.bind.klutch_binding) returns it.
+        M(klutch.bind.klutch_cluster_info) returns it.
     type: str
     required: true
   resources:
@@ -108,7 +108,7 @@ attributes:
     support: full
     details: Secrets are redacted.
 notes:
-  - The returned O(ignore:kubeconfig) holds the consumer's token; run the task with C(no_log=true) and
+  - The returned RV(kubeconfig) holds the consumer's token; run the task with C(no_log=true) and
     hand it to M(klutch.bind.klutch_binding) only.
 seealso:
   - module: klutch.bind.klutch_template
@@ -116,10 +116,14 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Read the app cluster's id
+  klutch.bind.klutch_cluster_info:
+  register: app_cluster
+
 - name: Export the sample PostgreSQL API to an app cluster
   klutch.bind.klutch_export_request:
     consumer: "{{ inventory_hostname }}"
-    cluster_id: "{{ binding_info.cluster_id }}"
+    cluster_id: "{{ app_cluster.cluster_id }}"
     resources:
       - group: samples.klutch.bind
         resource: postgresqlinstances
