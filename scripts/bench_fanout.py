@@ -156,9 +156,9 @@ def main():
         forks = f"--forks={args.forks}"
         playbook(ROOT / "playbooks" / "publish-service.yml", inventory, forks)  # the control plane, once
 
-        one, _ = playbook(bind, inventory, forks, "--limit", "control-plane,one")
+        one = playbook(bind, inventory, forks, "--limit", "control-plane,one")[0]
         fan_started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        many, _ = playbook(bind, inventory, forks, "--limit", ",".join(["control-plane", *fan]))
+        many = playbook(bind, inventory, forks, "--limit", ",".join(["control-plane", *fan]))[0]
         rerun, rerun_changed = playbook(bind, inventory, forks, "--limit", ",".join(["control-plane", *fan]))
 
         # The same final objects, precomputed, onto the same clusters made new.
@@ -185,7 +185,7 @@ def main():
                        cp_objects=cp_objects[name]) for name in fan}}}}}))
         k8s_playbook = work / "k8s-apply.yml"
         k8s_playbook.write_text(K8S_PLAYBOOK)
-        k8s, _ = playbook(k8s_playbook, k8s_inventory, forks)
+        k8s = playbook(k8s_playbook, k8s_inventory, forks)[0]
 
         print(f"objects bind-app-cluster.yml leaves for {len(fan)} app clusters: {objects}")
         print(f"{'run':<44}{'seconds':>9}{'ratio':>9}")

@@ -77,7 +77,7 @@ options:
     type: str
   no_proxy:
     description:
-      - Comma-separated hosts or domains reached without O(proxy).
+      - Comma-separated hosts, domains, IP addresses or CIDR ranges reached without O(proxy).
       - Can also be set with E(K8S_AUTH_NO_PROXY).
     type: str
   impersonate_user:

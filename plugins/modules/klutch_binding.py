@@ -99,11 +99,11 @@ EXAMPLES = r"""
 RETURN = r"""
 binding:
   description: The APIServiceBinding after the run.
-  returned: with O(state=present)
+  returned: with O(state=present), except in check mode on a cluster without the C(klutch-bind) namespace
   type: dict
 crd:
-  description: The CRD's name, and its action (created, updated, unchanged).
-  returned: with O(state=present) and O(sync_crd)
+  description: The CRD's name, its action (created, updated, unchanged) and its served versions.
+  returned: with O(state=present) and O(sync_crd), except in check mode on a cluster without the C(klutch-bind) namespace
   type: dict
   sample: {"name": "postgresqlinstances.samples.klutch.bind", "action": "created", "versions": ["v1"]}
 conditions:

@@ -81,10 +81,31 @@ synced:
   type: dict
   sample: {"postgresqlinstances.samples.klutch.bind": {"up": {"instances": 1}, "down": {"secrets": 1}}}
 operations:
-  description: Each write of the pass, without bodies.
+  description: Each write of the pass, without bodies; in check mode the writes it would make.
   returned: always
   type: list
   elements: dict
+  contains:
+    binding:
+      description: The APIServiceBinding the write belongs to.
+      type: str
+    direction:
+      description: C(up) to the control plane or C(down) to the app cluster.
+      type: str
+    action:
+      description: >-
+        What the write does, for example create, delete, update_spec, update_status, annotate,
+        add_finalizer, remove_finalizer, map_namespace.
+      type: str
+    kind:
+      description: C(instances), or the plural of the claimed kind (C(secrets), C(configmaps)).
+      type: str
+    namespace:
+      description: The object's namespace on the side it is written to; null for cluster-scoped objects.
+      type: str
+    name:
+      description: The object's name on the side it is written to.
+      type: str
   sample: [{"binding": "postgresqlinstances.samples.klutch.bind", "direction": "down", "action": "create",
             "kind": "secrets", "namespace": "shop", "name": "orders-creds"}]
 """

@@ -188,7 +188,7 @@ configuration:
            "revision": "sample-dataservices-3a5f1c2e9b7d", "healthy": true}
 package:
   description: What happened to the package built from O(src).
-  returned: with O(src) and O(package)
+  returned: with O(src), O(package) and O(state=present)
   type: dict
   contains:
     reference:

@@ -107,7 +107,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: The apply is sent with C(dryRun=All), so the API server validates the template without storing it.
+    details: >-
+      The apply is sent with C(dryRun=All), so the API server validates the template without storing it.
+      On a cluster without the Klutch CRDs or without the template's namespace (an earlier task of the
+      same check run would make them) it reports the template as created, with a warning, unvalidated.
   diff_mode:
     support: full
 """

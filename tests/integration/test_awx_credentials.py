@@ -35,7 +35,7 @@ LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansibl
 def test_without_the_control_plane_credential_no_playbook_writes_anything(app, control_plane, audit, tmp_path):
     # A job with only the app clusters' credential: the control plane's tasks must not fall back to
     # K8S_AUTH_KUBECONFIG, which points at an app cluster.
-    app_env, _ = inject("klutch-app-cluster.yml", {"kubeconfig": app.admin_kubeconfig.read_text()}, tmp_path)
+    app_env = inject("klutch-app-cluster.yml", {"kubeconfig": app.admin_kubeconfig.read_text()}, tmp_path)[0]
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {
         "control_plane": {"hosts": {"control-plane": LOCAL}}, "app_clusters": {"hosts": {"app": LOCAL}}}}}))
