@@ -86,14 +86,14 @@ def test_a_claim_made_on_the_app_cluster_is_provisioned_and_its_secret_comes_bac
     bound.map_namespaces()
     mapped = f"{bound.namespace}-shop"
     second = bound.sync()
-    assert {(op["direction"], op["action"]) for op in second["operations"]} == {("down", "add_finalizer"),
-                                                                                ("up", "create")}
+    assert {(op["direction"], op["action"]) for op in second["operations"]} == {
+        ("down", "add_finalizer"), ("up", "create"), ("down", "annotate")}  # the bound mark in the same pass
     upstream = cp.wait(INSTANCES, "orders", mapped, condition_holds("Ready"), 90, "Ready on the control plane")
     assert upstream["metadata"]["annotations"][BOUND_ANNOTATION] == "true"
     cp.wait(SECRETS, "orders-creds", mapped, lambda obj: obj is not None, 30, "published by Crossplane")
 
     third = bound.sync()
-    assert third["synced"][NAME]["down"] == {"instances": 2, "secrets": 1}  # bound mark and status, the Secret
+    assert third["synced"][NAME]["down"] == {"instances": 1, "secrets": 1}  # the status, the Secret
     creds = app.get(SECRETS, "orders-creds", "shop")
     assert set(creds["data"]) == {"host", "port", "username", "password", "database", "uri"}
     assert creds["metadata"]["annotations"][OWNER_ANNOTATION] == "Provider"
