@@ -20,6 +20,7 @@ nothing, it measures.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,7 @@ def main():
         print(f"\nfan / one = {many / one:.2f} (goal: at most 3.00); fan / k8s = {many / k8s.wall:.2f} (goal: at most 1.00)")
     finally:
         lab.down()
+        shutil.rmtree(work, ignore_errors=True)  # its inventories hold the clusters' tokens
 
 
 if __name__ == "__main__":

@@ -225,9 +225,9 @@ def _kubernetes_configuration():
     from kubernetes.client import Configuration  # pylint: disable=import-outside-toplevel
 
     configuration = Configuration()
-    # Some versions of the kubernetes package copy HTTPS_PROXY into every Configuration; like
-    # kubernetes.core, a proxy comes only from the proxy option or the kubeconfig's proxy-url.
-    configuration.proxy = None
+    # Some versions of the kubernetes package copy HTTPS_PROXY and NO_PROXY into every Configuration;
+    # like kubernetes.core, a proxy comes only from the proxy option or the kubeconfig's proxy-url.
+    configuration.proxy = configuration.no_proxy = None
     return configuration
 
 
@@ -288,18 +288,22 @@ def _direct_configuration(cluster, user, source):
     configuration.cert_file = _pem_file(user, "client-certificate", source)
     configuration.key_file = _pem_file(user, "client-key", source)
     if user.get("token"):
-        configuration.api_key = {"authorization": "Bearer " + user["token"]}
-    if user.get("username"):
-        configuration.username, configuration.password = user["username"], user.get("password") or ""
+        configuration.api_key = {"authorization": "Bearer %s" % user["token"]}
+    if user.get("username") and user.get("password") is not None:  # as the kubernetes package: both or none
+        configuration.username, configuration.password = user["username"], user["password"]
     return configuration
 
 
 def _pem_file(entry, key, source):
     """The path of `key`, or of a private file holding the base64 `<key>-data`; None when neither is set."""
     if not entry.get(key + "-data"):
+        if entry.get(key) and not os.path.isfile(entry[key]):
+            raise ConfigError("The kubeconfig %s names %s %s, which does not exist: fix the path or regenerate it."
+                              % (source, key, entry[key]))
         return entry.get(key)
     try:
-        content = base64.b64decode(entry[key + "-data"], validate=True)
+        # Line breaks and spaces inside the data are allowed, as by the kubernetes package.
+        content = base64.b64decode("".join(str(entry[key + "-data"]).split()), validate=True)
     except (TypeError, ValueError):
         raise ConfigError("The kubeconfig %s has %s-data that is not base64: fix or regenerate it." % (source, key))
     if not _PEM_DIRECTORY:

@@ -189,3 +189,17 @@ def test_certificate_data_that_is_not_base64_is_named_not_shown():
     with pytest.raises(ConfigError, match="client-certificate-data that is not base64") as raised:
         configuration_for({"kubeconfig": kubeconfig})
     assert "not base64!" not in str(raised.value)
+
+
+def test_certificate_data_may_wrap_over_lines_and_a_named_file_must_exist(tmp_path):
+    wrapped = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443", "certificate-authority-data": "Q0Et\n UEVN\n"}}],
+               "users": [{"name": "u", "user": {"token": 12345}}],
+               "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
+    configuration, _label = configuration_for({"kubeconfig": wrapped})
+    with open(configuration.ssl_ca_cert, "rb") as handle:
+        assert handle.read() == b"CA-PEM"
+    assert configuration.api_key == {"authorization": "Bearer 12345"}
+    missing = dict(wrapped, clusters=[{"name": "c", "cluster": {"server": "https://c:6443",
+                                                                "certificate-authority": str(tmp_path / "gone.pem")}}])
+    with pytest.raises(ConfigError, match="names certificate-authority .*gone.pem, which does not exist"):
+        configuration_for({"kubeconfig": missing})
