@@ -144,10 +144,15 @@ def _read_kubeconfig_files(path):
     return merged
 
 
+def _by_name(kubeconfig, section, key):
+    """{name: entry} of a kubeconfig section, e.g. ("clusters", "cluster")."""
+    return dict((item.get("name"), item.get(key) or {}) for item in kubeconfig.get(section) or []
+                if isinstance(item, dict))
+
+
 def select_context(kubeconfig, context, source):
     """The (context name, cluster server) that `context` picks; a clear error when it cannot."""
-    contexts = {item.get("name"): item.get("context") or {} for item in kubeconfig.get("contexts") or []
-                if isinstance(item, dict)}
+    contexts = _by_name(kubeconfig, "contexts", "context")
     name = context or kubeconfig.get("current-context")
     if not contexts:
         raise ConfigError("The kubeconfig %s has no contexts: it is not a usable kubeconfig." % source)
@@ -157,8 +162,7 @@ def select_context(kubeconfig, context, source):
     if name not in contexts:
         raise ConfigError("The context %r is not in the kubeconfig %s. Its contexts are: %s. Set context to one of them." % (
             name, source, ", ".join(sorted(contexts))))
-    clusters = {item.get("name"): item.get("cluster") or {} for item in kubeconfig.get("clusters") or []
-                if isinstance(item, dict)}
+    clusters = _by_name(kubeconfig, "clusters", "cluster")
     cluster = contexts[name].get("cluster")
     if cluster not in clusters or not clusters[cluster].get("server"):
         raise ConfigError("The context %r of the kubeconfig %s names cluster %r, which has no server entry: fix the kubeconfig." % (
@@ -263,13 +267,9 @@ def _load_kubeconfig(kubeconfig, context, environ):
 
 def _context_entries(document, context):
     """The cluster and user entries that `context` names (select_context checked that they exist)."""
-    named = dict((item.get("name"), item.get("context") or {}) for item in document.get("contexts") or []
-                 if isinstance(item, dict))[context]
-    clusters = dict((item.get("name"), item.get("cluster") or {}) for item in document.get("clusters") or []
-                    if isinstance(item, dict))
-    users = dict((item.get("name"), item.get("user") or {}) for item in document.get("users") or []
-                 if isinstance(item, dict))
-    return clusters[named["cluster"]], users.get(named.get("user")) or {}
+    named = _by_name(document, "contexts", "context")[context]
+    return (_by_name(document, "clusters", "cluster")[named["cluster"]],
+            _by_name(document, "users", "user").get(named.get("user")) or {})
 
 
 def _absolute_paths(cluster, user):
