@@ -31,9 +31,9 @@ class Planned:
     def is_definition(self):
         return (self.obj["apiVersion"], self.obj["kind"]) in manifests.DEFINING_KINDS
 
-    def entry(self, action):
+    def entry(self, action, uid=None):
         entry = manifests.identity(self.obj)
-        entry.update(namespace=self.namespace, action=action)
+        entry.update(namespace=self.namespace, action=action, uid=uid)
         return entry
 
 
@@ -93,7 +93,8 @@ def apply_planned(client, planned, check_mode, force=False, wait=False, wait_con
             continue
         metadata = dict(item.obj["metadata"], namespace=item.namespace) if item.namespace else item.obj["metadata"]
         change = client.apply(resource, dict(item.obj, metadata=metadata), force=force)
-        results.append(item.entry("unchanged" if not change.changed else "created" if change.before is None else "updated"))
+        results.append(item.entry("unchanged" if not change.changed else "created" if change.before is None else "updated",
+                                  uid_on_cluster(change, check_mode)))
         final[(item.obj["kind"], item.name)] = change.after
         if change.changed:
             diffs.append(diff(change))
@@ -120,6 +121,12 @@ def delete_planned(client, planned, check_mode, wait=False, wait_timeout=120):
                 client.wait(item.resource, item.name, item.namespace, lambda current: current is None, wait_timeout,
                             "deleted")
     return results, diffs
+
+
+def uid_on_cluster(change, check_mode):
+    """The uid of the object on the cluster after a change: a dry run's new object is not there."""
+    there = change.before if check_mode else change.after
+    return there["metadata"]["uid"] if there else None
 
 
 def changed(results):
@@ -172,6 +179,6 @@ class Recorder:
 
     def _record(self, obj, change, action):
         self.results.append(Planned(obj, None, obj["metadata"].get("namespace")).entry(
-            action if change.changed else "unchanged"))
+            action if change.changed else "unchanged", uid_on_cluster(change, self.check_mode)))
         if change.changed:
             self.diffs.append(diff(change))

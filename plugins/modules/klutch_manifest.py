@@ -158,7 +158,14 @@ results:
     action:
       description: One of V(created), V(updated), V(unchanged), V(deleted), V(absent).
       type: str
-  sample: [{"apiVersion": "v1", "kind": "ConfigMap", "name": "settings", "namespace": "default", "action": "created"}]
+    uid:
+      description:
+        - The object's uid on the cluster after the apply.
+        - Null when the object is not on the cluster after the task (deleted, absent, or created only by the
+          dry run of check mode).
+      type: str
+  sample: [{"apiVersion": "v1", "kind": "ConfigMap", "name": "settings", "namespace": "default", "action": "created",
+            "uid": "6f1d2a4e-8c1b-4f57-9a0e-3b2c1d4e5f60"}]
 diff:
   description: Before and after of every object that changed, Secrets redacted.
   returned: in diff mode
