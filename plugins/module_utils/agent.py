@@ -450,7 +450,7 @@ def parse(argv):
     parser.add_argument("--kubeconfig", help="the cluster's kubeconfig; default K8S_AUTH_* or ~/.kube/config")
     parser.add_argument("--context", help="its context")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between passes without changes")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=konnector.CONCURRENCY)
     parser.add_argument("--consumer-scope", choices=["Namespaced", "Cluster"], default="Namespaced",
                         help="backend: the scope of consumers whose exports do not say")
     parser.add_argument("--health-port", type=int, default=8081)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The konnector's sync pass for one binding: read both sides, plan, write. Used by klutch_claim_sync.
+"""The konnector's sync pass for one binding: read both sides, plan, write. Used by klutch_claim_sync and klutch_bind.
 
 Reads are one listing per kind and side: instances on the app cluster cluster-wide (a new namespace
 shows up there first), everything else per mapped namespace, because the consumer may not list the
@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, sync
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_BINDINGS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     NAMESPACES,
@@ -32,6 +33,7 @@ except ImportError:  # reported by KlutchModule
     yaml = None
 
 DIRECTIONS = {sync.PROVIDER: "up", sync.CONSUMER: "down"}
+CONCURRENCY = 8  # objects written at the same time, by default
 
 
 class Unbound(ConfigError):
@@ -235,3 +237,37 @@ def described(operations):
     """What check mode reports: each operation without its body, which may hold Secret data."""
     return [{"direction": DIRECTIONS[op.side], "action": op.action, "kind": op.kind, "namespace": op.namespace,
              "name": op.name} for op in operations]
+
+
+def selected_bindings(app, names):
+    """The app cluster's bindings named in `names` (all when empty); ConfigError naming any that is missing."""
+    if app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
+        raise ConfigError("%s does not serve APIServiceBinding: nothing is bound there." % app.label)
+    bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
+    missing = sorted(set(names) - set(item["metadata"]["name"] for item in bindings))
+    if missing:
+        raise ConfigError("%s has no APIServiceBinding %s in %s. Bind it first with klutch.bind.klutch_binding, or "
+                          "fix bindings." % (app.label, ", ".join(missing), app_cluster.BIND_NAMESPACE))
+    return [item for item in bindings if not names or item["metadata"]["name"] in names]
+
+
+def failed_writes(errors, operations):
+    """The message for a pass in which some writes failed."""
+    return "%d of %d writes of the sync pass failed; the next pass retries them. First: %s" % (
+        len(errors), len(operations), errors[0])
+
+
+def sync_once(app, names, client_for, prune, concurrency, result):
+    """One pass over the bindings `names` (all when empty), recorded into `result` (synced, operations) as it
+    goes, so that a failure still reports what was planned; (objects written, write errors)."""
+    written, errors = 0, []
+    for binding in selected_bindings(app, names):
+        bound = BoundApi(binding, app, client_for)
+        operations, resources = plan_binding(bound, app, prune)
+        result["synced"][bound.name] = counts(operations)
+        result["operations"].extend(dict(item, binding=bound.name) for item in described(operations))
+        made, failed = run_operations(operations, {sync.CONSUMER: app, sync.PROVIDER: bound.provider}, resources,
+                                      bound.namespace, concurrency)
+        written += made
+        errors.extend(failed)
+    return written, errors

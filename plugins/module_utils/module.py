@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import copy
 import importlib.util
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -16,6 +17,7 @@ from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 
+KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
 # Found, not imported: connection.py imports it only for the kubeconfigs that need it.
 KUBERNETES_IMPORT_ERROR = None if importlib.util.find_spec("kubernetes") else "No module named 'kubernetes'"
 
@@ -40,7 +42,7 @@ def input_secrets(params):
     if YAML_IMPORT_ERROR:
         return found  # the missing library is reported once the module is set up
     try:
-        for option in ("kubeconfig", "provider_kubeconfig"):
+        for option in ("kubeconfig", "provider_kubeconfig", "control_plane_kubeconfig"):
             found.update(kubeconfig_secrets(parse_kubeconfig(params.get(option))))
     except ClusterError:
         pass  # reported when the client is built
@@ -90,13 +92,19 @@ class KlutchModule:
     def diff_mode(self):
         return self.ansible._diff
 
-    def client(self, connection=None):
-        """A client for the module's cluster, or for other `connection` options (K8S_AUTH_* not read then)."""
+    def client(self, connection=None, kubeconfig_from_environment=False):
+        """A client for the module's cluster, or for other `connection` options.
+
+        K8S_AUTH_* describe the module's own cluster, so they are not read for other connections, except
+        the kubeconfig path with `kubeconfig_from_environment` (a context of that kubeconfig).
+        """
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
         from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 
         if connection is not None:
-            return ClusterClient.from_params(connection, dry_run=self.check_mode, environ={})
+            environ = dict((name, os.environ[name]) for name in KUBECONFIG_VARIABLES
+                           if kubeconfig_from_environment and os.environ.get(name))
+            return ClusterClient.from_params(connection, dry_run=self.check_mode, environ=environ)
         return ClusterClient.from_params(self.params, dry_run=self.check_mode)
 
     def warn(self, message):

@@ -128,149 +128,12 @@ diff:
   elements: dict
 """
 
-import base64
-import random
-import string
-
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
-from ansible_collections.klutch.bind.plugins.module_utils.connection import parse_kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils import bindings
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    API_SERVICE_EXPORTS,
-    CLUSTER_BINDINGS,
-    CLUSTER_ROLES,
-    CUSTOM_RESOURCE_DEFINITIONS,
-    NAMESPACES,
-    SECRETS,
-)
-
-try:
-    import yaml
-except ImportError:  # reported by KlutchModule
-    yaml = None
-
-
-def provider_config(value):
-    """The provider kubeconfig as a dict, from inline YAML, a dict or a file."""
-    config = parse_kubeconfig(value)
-    if isinstance(config, str):
-        try:
-            with open(config) as handle:
-                config = yaml.safe_load(handle)
-        except (IOError, OSError) as error:
-            raise ConfigError("provider_kubeconfig %s cannot be read (%s): give the kubeconfig that "
-                              "klutch_export_request returned." % (config, error.strerror))
-        except yaml.YAMLError:
-            raise ConfigError("provider_kubeconfig %s is not valid YAML: give the kubeconfig that klutch_export_request "
-                              "returned." % config)
-    if not isinstance(config, dict) or not config.get("contexts"):
-        raise ConfigError("provider_kubeconfig is not a kubeconfig: give the one klutch_export_request returned.")
-    server, namespace = plan.kubeconfig_target(config)
-    if not server or not namespace:
-        raise ConfigError("provider_kubeconfig names no %s in its current context: give the kubeconfig that "
-                          "klutch_export_request returned, whose context names the consumer's namespace."
-                          % ("server" if not server else "namespace"))
-    return config, server, namespace
-
-
-def read_provider(module, config, namespace):
-    """The export and the provider's pretty name, read with the consumer's own rights."""
-    params = module.params
-    provider = module.client({"kubeconfig": config})
-    export = provider.get(API_SERVICE_EXPORTS, params["name"], namespace)
-    if export is None:
-        raise ConfigError("The control plane has no APIServiceExport %s for this consumer (namespace %s on %s). Export "
-                          "it first with klutch_export_request, or check the name (<plural>.<group>)."
-                          % (params["name"], namespace, provider.label))
-    cluster_binding = provider.get(CLUSTER_BINDINGS, "cluster", namespace) or {}
-    return export, (cluster_binding.get("spec") or {}).get("providerPrettyName", "")
-
-
-def secret_name(client, bound, server, namespace):
-    """The Secret for this kubeconfig: the binding's own, one for the same control plane, or a new name."""
-    if bound is not None:
-        return bound["spec"]["kubeconfigSecretRef"]["name"]
-    taken = set()
-    for secret in client.list(SECRETS, plan.BIND_NAMESPACE)[0]:
-        taken.add(secret["metadata"]["name"])
-        encoded = (secret.get("data") or {}).get(plan.KUBECONFIG_KEY)
-        if not encoded or not secret["metadata"]["name"].startswith(plan.KUBECONFIG_SECRET_PREFIX):
-            continue
-        try:
-            stored = yaml.safe_load(base64.b64decode(encoded))
-        except (ValueError, yaml.YAMLError):
-            continue
-        if isinstance(stored, dict) and plan.kubeconfig_target(stored) == (server, namespace):
-            return secret["metadata"]["name"]
-    while True:
-        name = plan.KUBECONFIG_SECRET_PREFIX + "".join(random.sample(string.ascii_lowercase + string.digits, 5))
-        if name not in taken:
-            return name
-
-
-def present(module, client, recorder):
-    params = module.params
-    if client.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
-        raise ConfigError("%s does not serve APIServiceBinding: install the Klutch CRDs on the app cluster first "
-                          "(klutch.bind.klutch_manifest with the collection's klutch-crds.yaml)." % client.label)
-    config, server, namespace = provider_config(params["provider_kubeconfig"])
-    export, pretty_name = read_provider(module, config, namespace)
-    claims = plan.acceptable_claims(params["name"], export["spec"].get("permissionClaims") or [],
-                                    params["accept_claims"])
-    crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, params["name"]) if params["sync_crd"] else None
-    problem = plan.foreign_crd_problem(crd, params["name"])
-    if problem:
-        raise ConfigError(problem)
-    for role in plan.konnector_roles(params["name"], export["spec"], claims):
-        recorder.apply(role)
-    recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.BIND_NAMESPACE}})
-    if module.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
-        for kind in ("Secret", API_SERVICE_BINDINGS.kind, "CustomResourceDefinition"):
-            recorder.planned({"apiVersion": "", "kind": kind,
-                              "metadata": {"name": params["name"], "namespace": plan.BIND_NAMESPACE}})
-        return {"conditions": []}
-    existing = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
-    name = secret_name(client, existing, server, namespace)
-    text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
-    recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
-                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}})
-    bound = recorder.apply(plan.binding(params["name"], name, claims), API_SERVICE_BINDINGS)
-    result = {}
-    if params["sync_crd"]:
-        wanted = plan.crd_from_export(export, bound)
-        before = len(recorder.results)
-        recorder.apply(wanted, definition_wait=params["wait_timeout"])
-        result["crd"] = {"name": params["name"], "action": recorder.results[before]["action"],
-                         "versions": [version["name"] for version in wanted["spec"]["versions"]]}
-    status = plan.binding_status(pretty_name, now(), bound.get("status"))
-    if existing is None and module.check_mode:
-        bound = dict(bound, status=status)  # a dry-run binding has no status subresource to dry-run against
-    else:
-        bound = recorder.apply(dict(plan.binding(params["name"], name, claims), status=status), API_SERVICE_BINDINGS,
-                               subresource="status")
-    result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [])
-    return result
-
-
-def absent(module, client, recorder):
-    params = module.params
-    bound = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
-    recorder.delete(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
-    if bound is not None:
-        name = bound["spec"]["kubeconfigSecretRef"]["name"]
-        others = [item for item in client.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0]
-                  if item["metadata"]["name"] != params["name"] and item["spec"]["kubeconfigSecretRef"]["name"] == name]
-        if not others:
-            recorder.delete(SECRETS, name, plan.BIND_NAMESPACE)
-    for _into, role_name in plan.konnector_role_names(params["name"]):
-        recorder.delete(CLUSTER_ROLES, role_name)
-    if params["delete_crd"]:
-        recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, params["name"])
-    return {}
+from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 
 def main():
@@ -291,9 +154,9 @@ def main():
         client = module.client()
         recorder = Recorder(client, module.check_mode)
         if module.params["state"] == "present":
-            result = present(module, client, recorder)
+            result = bindings.present(client, recorder, module.params, lambda config: module.client({"kubeconfig": config}))
         else:
-            result = absent(module, client, recorder)
+            result = bindings.absent(client, recorder, module.params)
         namespace = client.get(NAMESPACES, plan.BIND_NAMESPACE)
         if namespace is not None and namespace["metadata"].get("uid"):
             result["cluster_id"] = plan.cluster_id(namespace["metadata"]["uid"])

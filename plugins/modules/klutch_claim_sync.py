@@ -110,20 +110,9 @@ operations:
             "kind": "secrets", "namespace": "shop", "name": "orders-creds"}]
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils import konnector
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS
-from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
-
-
-def selected_bindings(app, names):
-    bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
-    missing = sorted(set(names) - set(item["metadata"]["name"] for item in bindings))
-    if missing:
-        raise ConfigError("%s has no APIServiceBinding %s in %s. Bind it first with klutch.bind.klutch_binding, or "
-                          "fix bindings." % (app.label, ", ".join(missing), app_cluster.BIND_NAMESPACE))
-    return [item for item in bindings if not names or item["metadata"]["name"] in names]
 
 
 def main():
@@ -131,32 +120,21 @@ def main():
         argument_spec=dict(
             bindings=dict(type="list", elements="str", default=[]),
             prune=dict(type="bool", default=True),
-            concurrency=dict(type="int", default=8),
+            concurrency=dict(type="int", default=konnector.CONCURRENCY),
         ),
         supports_check_mode=True,
     )
     params = module.params
     result = {"synced": {}, "operations": []}
-    errors, written = [], 0
     try:
-        app = module.client()
-        if app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
-            raise ConfigError("%s does not serve APIServiceBinding: nothing is bound there." % app.label)
-        for binding in selected_bindings(app, params["bindings"]):
-            bound = konnector.BoundApi(binding, app, lambda config: module.client({"kubeconfig": config}))
-            operations, resources = konnector.plan_binding(bound, app, params["prune"])
-            result["synced"][bound.name] = konnector.counts(operations)
-            result["operations"].extend(dict(item, binding=bound.name) for item in konnector.described(operations))
-            made, failed = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                                    bound.namespace, params["concurrency"])
-            written += made
-            errors.extend(failed)
+        written, errors = konnector.sync_once(module.client(), params["bindings"],
+                                              lambda config: module.client({"kubeconfig": config}),
+                                              params["prune"], params["concurrency"], result)
     except ClusterError as error:
         module.fail(error, **result)
     result["changed"] = written > 0 or (module.check_mode and bool(result["operations"]))
     if errors:
-        module.fail("%d of %d writes failed; the next pass retries them. First: %s"
-                    % (len(errors), len(result["operations"]), errors[0]), **result)
+        module.fail(konnector.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)
 
 

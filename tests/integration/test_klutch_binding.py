@@ -1,4 +1,5 @@
-"""klutch_binding on the lab: template -> export request -> binding, with the sample Crossplane claim CRD."""
+"""klutch_binding and klutch_bind on the lab: template -> export request -> binding (-> sync), with the sample
+Crossplane claim CRD."""
 
 import base64
 import json
@@ -49,15 +50,26 @@ def admin(app):
 
 
 @pytest.fixture(scope="module")
-def export_for(template, control_plane, run_task):
+def prepare(run_task):
+    """prepare(cluster): what the konnector role gives an app cluster before binding, its CRDs and klutch-bind."""
+
+    def run(cluster):
+        for manifests in ({"src": str(KLUTCH_CRDS), "wait": True},
+                          {"definition": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "klutch-bind"}}}):
+            applied, output = run_task("klutch.bind.klutch_manifest", dict(kubeconfig=str(cluster.admin_kubeconfig),
+                                                                           **manifests))
+            assert not applied.get("failed"), output
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def export_for(template, prepare, control_plane, run_task):
     """export_for(cluster) -> klutch_export_request's result for it: the playbook's steps before binding."""
 
     def run(cluster):
         app_args = {"kubeconfig": str(cluster.admin_kubeconfig)}
-        for manifests in ({"src": str(KLUTCH_CRDS), "wait": True},
-                          {"definition": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "klutch-bind"}}}):
-            applied, output = run_task("klutch.bind.klutch_manifest", dict(app_args, **manifests))
-            assert not applied.get("failed"), output
+        prepare(cluster)
         info, output = run_task("klutch.bind.klutch_cluster_info", app_args)
         assert info["cluster_id"], output
         exported, output = run_task("klutch.bind.klutch_export_request", {
@@ -308,3 +320,103 @@ def test_objects_have_the_shapes_a_klutch_konnector_reads(bind, app, admin, klut
     konnector.apply(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"), heartbeat,
                     subresource="status")
     assert konnector.get(SECRETS, "kubeconfig", namespace) is not None
+
+
+@pytest.fixture
+def other_app(lab, prepare):
+    """A new app cluster, prepared as the konnector role leaves it."""
+    lab.up(list(lab.state["clusters"]) + ["app-bind"])
+    cluster = lab.cluster("app-bind")
+    prepare(cluster)
+    yield cluster
+    lab.down(["app-bind"])
+
+
+def bind_args(cluster, control_plane, **options):
+    return dict({"kubeconfig": str(cluster.admin_kubeconfig), "control_plane_kubeconfig": str(control_plane.admin_kubeconfig),
+                 "consumer": cluster.name, "services": [{"group": GROUP, "resource": RESOURCE, "accept_claims": ["secrets"]}]},
+                **options)
+
+
+def test_klutch_bind_exports_binds_and_syncs_in_one_task_and_again_writes_nothing(
+        template, other_app, control_plane, klutch_apis, run_task, audit, client_for):
+    app = client_for(other_app.admin_kubeconfig)
+    start = now()
+    planned, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane), check=True)
+    assert planned["changed"] is True, output
+    assert planned["bindings"] == {NAME: {"conditions": []}}, "a new consumer's bindings can only be planned"
+    assert audit(other_app).count_writes(since=start, user=ADMIN_USER) == 0
+    assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
+
+    bound, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane))
+    assert bound["changed"] is True and not bound.get("failed"), output
+    assert bound["cluster_id"] == app_cluster.cluster_id(app.get(NAMESPACES, "klutch-bind")["metadata"]["uid"])
+    identity = klutch_apis.get(NAMESPACES, bound["consumer_namespace"])["metadata"]["annotations"][
+        "example-backend.klutch.anynines.com/identity"]
+    assert identity == f"app-bind#{bound['cluster_id']}"
+    assert klutch_apis.get(API_SERVICE_EXPORTS, NAME, bound["consumer_namespace"]) is not None
+    binding = app.get(API_SERVICE_BINDINGS, NAME, "klutch-bind")
+    assert [claim["state"] for claim in binding["spec"]["permissionClaims"]] == ["Accepted", "Rejected"]
+    assert {c["type"]: c["status"] for c in bound["bindings"][NAME]["conditions"]}["Ready"] == "True"
+    assert bound["bindings"][NAME]["crd"]["action"] == "created"
+    assert app.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)["metadata"]["ownerReferences"][0]["name"] == NAME
+    assert bound["synced"] == {NAME: {"up": {}, "down": {}}}, "nothing to sync on a new app cluster"
+    assert {entry["cluster"] for entry in bound["results"]} == {"control_plane", "app_cluster"}
+    token = klutch_apis.get(SECRETS, "klutch-binder", bound["consumer_namespace"])["data"]["token"]
+    assert "kubeconfig" not in bound, "the consumer's kubeconfig stays inside the module"
+    assert base64.b64decode(token).decode() not in output
+
+    start = now()
+    again, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane))
+    assert again["changed"] is False, output
+    consumer = f"system:serviceaccount:{bound['consumer_namespace']}:klutch-binder"
+    assert audit(other_app).count_writes(since=start, user=ADMIN_USER) == 0
+    for user in (ADMIN_USER, consumer):
+        assert audit(control_plane).count_writes(since=start, user=user) == 0
+
+
+def test_klutch_bind_reaches_the_control_plane_by_a_context_of_the_environments_kubeconfig(
+        template, other_app, control_plane, run_task, tmp_path):
+    merged = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    for cluster in (other_app, control_plane):
+        config = yaml.safe_load(cluster.admin_kubeconfig.read_text())
+        for section in ("clusters", "users", "contexts"):
+            merged[section].extend(dict(entry, name=f"{cluster.name}-{entry['name']}") for entry in config[section])
+        merged["contexts"][-1]["context"] = {"cluster": f"{cluster.name}-{config['contexts'][0]['context']['cluster']}",
+                                             "user": f"{cluster.name}-{config['contexts'][0]['context']['user']}"}
+    path = tmp_path / "merged.kubeconfig"
+    path.write_text(yaml.safe_dump(merged))
+    contexts = [context["name"] for context in merged["contexts"]]
+    args = {"control_plane_context": contexts[1], "consumer": other_app.name,
+            "services": [{"group": GROUP, "resource": RESOURCE}]}
+    bound, output = run_task("klutch.bind.klutch_bind", args,
+                             env={"K8S_AUTH_KUBECONFIG": str(path), "K8S_AUTH_CONTEXT": contexts[0]})
+    assert not bound.get("failed"), output
+    assert bound["cluster"].startswith(f"cluster {contexts[0]} ")
+
+
+def test_klutch_bind_refuses_an_unprepared_app_cluster_or_no_control_plane_without_writes(
+        template, lab, control_plane, run_task, audit):
+    lab.up(list(lab.state["clusters"]) + ["app-bare"])
+    try:
+        cluster = lab.cluster("app-bare")
+        start = now()
+        refused, output = run_task("klutch.bind.klutch_bind", bind_args(cluster, control_plane))
+        assert refused.get("failed"), output
+        assert "does not serve APIServiceBinding" in refused["msg"] and "klutch.bind.konnector" in refused["msg"]
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+        applied, output = run_task("klutch.bind.klutch_manifest", {"kubeconfig": str(cluster.admin_kubeconfig),
+                                                                   "src": str(KLUTCH_CRDS), "wait": True})
+        assert not applied.get("failed"), output
+        start = now()
+        refused, output = run_task("klutch.bind.klutch_bind", bind_args(cluster, control_plane))
+        assert refused.get("failed"), output
+        assert "has no namespace klutch-bind" in refused["msg"] and "klutch.bind.konnector" in refused["msg"]
+        no_control_plane, output = run_task("klutch.bind.klutch_bind", {
+            key: value for key, value in bind_args(cluster, control_plane).items() if key != "control_plane_kubeconfig"})
+        assert no_control_plane.get("failed"), output
+        assert "control_plane_kubeconfig, control_plane_context" in no_control_plane["msg"]
+        assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+        assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
+    finally:
+        lab.down(["app-bare"])

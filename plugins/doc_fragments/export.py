@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The options of one consumer's export, shared by klutch_export_request and klutch_bind.
+    DOCUMENTATION = r"""
+options:
+  consumer:
+    description:
+      - Who binds, for example the app cluster's inventory name; with the app cluster's id it forms the
+        identity C(<consumer>#<cluster id>) that finds the consumer's namespace again on every run.
+    type: str
+    required: true
+  consumer_scope:
+    description:
+      - V(Namespaced) lets the consumer work only in the namespaces mapped for it; V(Cluster) grants its
+        kinds cluster-wide. Becomes the exports' C(informerScope).
+    type: str
+    choices: [Namespaced, Cluster]
+    default: Namespaced
+  external_address:
+    description:
+      - The control plane's address as app clusters reach it, written into the consumer's
+        kubeconfig; default the address this module connects to.
+    type: str
+  external_ca_data:
+    description: Base64 PEM CA for O(external_address); default the cluster's CA from the token Secret.
+    type: str
+  external_server_name:
+    description: The TLS server name to write into the consumer's kubeconfig.
+    type: str
+  provider_pretty_name:
+    description: The name app clusters show for this provider (C(ClusterBinding.spec.providerPrettyName)).
+    type: str
+    default: klutch.bind
+"""

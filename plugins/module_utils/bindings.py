@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bindings on an app cluster, as kubectl-bind and the konnector make them: the kubeconfig Secret,
+the APIServiceBinding, the CRD from the export and the konnector's rights, one at a time
+(klutch_binding), or an app cluster's whole bind: export, bindings and one sync pass (klutch_bind)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import random
+import string
+
+from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
+from ansible_collections.klutch.bind.plugins.module_utils import exports, konnector
+from ansible_collections.klutch.bind.plugins.module_utils.connection import parse_kubeconfig
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import api_name
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORTS,
+    CLUSTER_BINDINGS,
+    CLUSTER_ROLES,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+)
+
+try:
+    import yaml
+except ImportError:  # reported by the module
+    yaml = None
+
+
+def provider_config(value):
+    """The provider kubeconfig as a dict, from inline YAML, a dict or a file."""
+    config = parse_kubeconfig(value)
+    if isinstance(config, str):
+        try:
+            with open(config) as handle:
+                config = yaml.safe_load(handle)
+        except (IOError, OSError) as error:
+            raise ConfigError("provider_kubeconfig %s cannot be read (%s): give the kubeconfig that "
+                              "klutch_export_request returned." % (config, error.strerror))
+        except yaml.YAMLError:
+            raise ConfigError("provider_kubeconfig %s is not valid YAML: give the kubeconfig that klutch_export_request "
+                              "returned." % config)
+    if not isinstance(config, dict) or not config.get("contexts"):
+        raise ConfigError("provider_kubeconfig is not a kubeconfig: give the one klutch_export_request returned.")
+    server, namespace = plan.kubeconfig_target(config)
+    if not server or not namespace:
+        raise ConfigError("provider_kubeconfig names no %s in its current context: give the kubeconfig that "
+                          "klutch_export_request returned, whose context names the consumer's namespace."
+                          % ("server" if not server else "namespace"))
+    return config, server, namespace
+
+
+def read_provider(provider, name, namespace):
+    """The export and the provider's pretty name, read with the consumer's own rights (`provider`)."""
+    export = provider.get(API_SERVICE_EXPORTS, name, namespace)
+    if export is None:
+        raise ConfigError("The control plane has no APIServiceExport %s for this consumer (namespace %s on %s). Export "
+                          "it first with klutch_export_request, or check the name (<plural>.<group>)."
+                          % (name, namespace, provider.label))
+    cluster_binding = provider.get(CLUSTER_BINDINGS, "cluster", namespace) or {}
+    return export, (cluster_binding.get("spec") or {}).get("providerPrettyName", "")
+
+
+def secret_name(client, bound, server, namespace):
+    """The Secret for this kubeconfig: the binding's own, one for the same control plane, or a new name."""
+    if bound is not None:
+        return bound["spec"]["kubeconfigSecretRef"]["name"]
+    taken = set()
+    for secret in client.list(SECRETS, plan.BIND_NAMESPACE)[0]:
+        taken.add(secret["metadata"]["name"])
+        encoded = (secret.get("data") or {}).get(plan.KUBECONFIG_KEY)
+        if not encoded or not secret["metadata"]["name"].startswith(plan.KUBECONFIG_SECRET_PREFIX):
+            continue
+        try:
+            stored = yaml.safe_load(base64.b64decode(encoded))
+        except (ValueError, yaml.YAMLError):
+            continue
+        if isinstance(stored, dict) and plan.kubeconfig_target(stored) == (server, namespace):
+            return secret["metadata"]["name"]
+    while True:
+        name = plan.KUBECONFIG_SECRET_PREFIX + "".join(random.sample(string.ascii_lowercase + string.digits, 5))
+        if name not in taken:
+            return name
+
+
+def require_binding_api(client):
+    if client.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
+        raise ConfigError("%s does not serve APIServiceBinding: install the Klutch CRDs on the app cluster first "
+                          "(the klutch.bind.konnector role does)." % client.label)
+
+
+def planned_binding(recorder, name):
+    """Check mode, when the binding cannot be dry-run (no klutch-bind namespace, or no export yet): to be created."""
+    for kind in ("Secret", API_SERVICE_BINDINGS.kind, "CustomResourceDefinition"):
+        recorder.planned({"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE}})
+
+
+def present(client, recorder, params, client_for):
+    """Bind params["name"] (klutch_binding's options); `client_for(kubeconfig)` reaches the provider."""
+    require_binding_api(client)
+    config, server, namespace = provider_config(params["provider_kubeconfig"])
+    export, pretty_name = read_provider(client_for(config), params["name"], namespace)
+    claims = plan.acceptable_claims(params["name"], export["spec"].get("permissionClaims") or [],
+                                    params["accept_claims"])
+    crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, params["name"]) if params["sync_crd"] else None
+    problem = plan.foreign_crd_problem(crd, params["name"])
+    if problem:
+        raise ConfigError(problem)
+    for role in plan.konnector_roles(params["name"], export["spec"], claims):
+        recorder.apply(role)
+    recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.BIND_NAMESPACE}})
+    if recorder.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
+        planned_binding(recorder, params["name"])
+        return {"conditions": []}
+    existing = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+    name = secret_name(client, existing, server, namespace)
+    text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
+    recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
+                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}})
+    bound = recorder.apply(plan.binding(params["name"], name, claims), API_SERVICE_BINDINGS)
+    result = {}
+    if params["sync_crd"]:
+        wanted = plan.crd_from_export(export, bound)
+        before = len(recorder.results)
+        recorder.apply(wanted, definition_wait=params["wait_timeout"])
+        result["crd"] = {"name": params["name"], "action": recorder.results[before]["action"],
+                         "versions": [version["name"] for version in wanted["spec"]["versions"]]}
+    status = plan.binding_status(pretty_name, now(), bound.get("status"))
+    if existing is None and recorder.check_mode:
+        bound = dict(bound, status=status)  # a dry-run binding has no status subresource to dry-run against
+    else:
+        bound = recorder.apply(dict(plan.binding(params["name"], name, claims), status=status), API_SERVICE_BINDINGS,
+                               subresource="status")
+    result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [])
+    return result
+
+
+def absent(client, recorder, params):
+    bound = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+    recorder.delete(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+    if bound is not None:
+        name = bound["spec"]["kubeconfigSecretRef"]["name"]
+        others = [item for item in client.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0]
+                  if item["metadata"]["name"] != params["name"] and item["spec"]["kubeconfigSecretRef"]["name"] == name]
+        if not others:
+            recorder.delete(SECRETS, name, plan.BIND_NAMESPACE)
+    for _into, role_name in plan.konnector_role_names(params["name"]):
+        recorder.delete(CLUSTER_ROLES, role_name)
+    if params["delete_crd"]:
+        recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, params["name"])
+    return {}
+
+
+def bind_app_cluster(app, control_plane, check_mode, params, client_for):
+    """klutch_bind: export params["services"] to this app cluster on the control plane, bind each with the
+    consumer's kubeconfig, then sync once. (result, the sync's write errors); the result's `results` name
+    each object of either cluster (`cluster`: control_plane or app_cluster)."""
+    require_binding_api(app)
+    namespace = app.get(NAMESPACES, plan.BIND_NAMESPACE)
+    if namespace is None:
+        raise ConfigError("%s has no namespace %s, from whose uid its cluster id comes: run the klutch.bind.konnector "
+                          "role on it first." % (app.label, plan.BIND_NAMESPACE))
+    cluster_id = plan.cluster_id(namespace["metadata"]["uid"])
+    services = dict((api_name(service["group"], service["resource"]), service) for service in params["services"])
+    exported, run = exports.export(control_plane, check_mode, dict(
+        params, cluster_id=cluster_id, state="present", delete_namespace=False,
+        resources=[{"group": service["group"], "resource": service["resource"]} for service in services.values()]))
+    kubeconfig = exported.get("kubeconfig")  # none in check mode before the consumer has credentials
+    new_exports = set(entry["name"] for entry in exported["exports"] if entry.get("action") == "created")
+    recorder = Recorder(app, check_mode)
+    result = {"cluster": app.label, "cluster_id": cluster_id, "consumer_namespace": exported["consumer_namespace"],
+              "exports": exported["exports"], "bindings": {}, "synced": {}, "operations": []}
+    for name, service in services.items():
+        if kubeconfig is None or (check_mode and name in new_exports):  # the export is only a dry run
+            planned_binding(recorder, name)
+            result["bindings"][name] = {"conditions": []}
+            continue
+        bound = present(app, recorder, {"name": name, "provider_kubeconfig": kubeconfig, "sync_crd": True,
+                                        "accept_claims": service["accept_claims"], "wait_timeout": params["wait_timeout"]},
+                        client_for)
+        result["bindings"][name] = {"crd": bound.get("crd"), "conditions": bound["conditions"]}
+    written, errors = 0, []
+    # The bindings there are: in check mode a new one is only a dry run, with nothing to sync yet.
+    bound_now = set(item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0])
+    synced = [name for name in services if name in bound_now]
+    if params["sync"] and synced:
+        written, errors = konnector.sync_once(app, synced, client_for, True, konnector.CONCURRENCY, result)
+    result["results"] = ([dict(entry, cluster="control_plane") for entry in run.results]
+                         + [dict(entry, cluster="app_cluster") for entry in recorder.results])
+    result["diff"] = run.diffs + recorder.diffs
+    result["changed"] = run.changed or recorder.changed or written > 0 or (check_mode and bool(result["operations"]))
+    return result, errors

@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: klutch.bind contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: klutch_bind
+short_description: Bind data-service APIs of the control plane on an app cluster in one step, as kubectl bind does
+version_added: 0.1.0
+author:
+  - klutch.bind contributors (@klutch-bind)
+description:
+  - What C(kubectl bind) and Klutch's backend do together for one app cluster, without a browser, in one
+    task that runs against the app cluster and reaches the control plane with O(control_plane_kubeconfig).
+  - On the control plane, exports O(services) to this consumer as M(klutch.bind.klutch_export_request)
+    does, under the identity C(<consumer>#<cluster id>); the cluster id comes from the app cluster's
+    C(klutch-bind) namespace, which the C(klutch.bind.konnector) role creates.
+  - On the app cluster, binds each service with the consumer's new kubeconfig as M(klutch.bind.klutch_binding)
+    does (so the export is read with the consumer's own rights), then runs one sync pass over these
+    bindings as M(klutch.bind.klutch_claim_sync) does (O(sync)).
+  - The consumer's kubeconfig stays inside the module; only the app cluster's kubeconfig Secret holds it.
+  - Everything the single modules check is checked before their first write. To unbind, use
+    M(klutch.bind.klutch_binding) and M(klutch.bind.klutch_export_request) with O(klutch.bind.klutch_binding#module:state=absent)
+    (C(playbooks/unbind-app-cluster.yml) does).
+options:
+  control_plane_kubeconfig:
+    description:
+      - The control plane's kubeconfig, a path, a dict or inline YAML.
+      - Without it, the kubeconfig of E(K8S_AUTH_KUBECONFIG) or E(KUBECONFIG) with O(control_plane_context);
+        other E(K8S_AUTH_*) variables describe the app cluster and are not read for the control plane.
+    type: raw
+  control_plane_context:
+    description: The context of O(control_plane_kubeconfig) to use.
+    type: str
+  services:
+    description: The APIs to bind, each a CRD C(<resource>.<group>) on the control plane that an export template exports.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      group:
+        description: The API group.
+        type: str
+        required: true
+      resource:
+        description: The plural resource name.
+        type: str
+        required: true
+      accept_claims:
+        description: The permission claims to accept, as O(klutch.bind.klutch_binding#module:accept_claims).
+        type: list
+        elements: str
+        default: ["*"]
+  sync:
+    description: Run one sync pass over the bindings after binding them.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for the consumer's token and for each CRD to be Established.
+    type: int
+    default: 60
+extends_documentation_fragment:
+  - klutch.bind.export
+  - klutch.bind.k8s_auth
+  - klutch.bind.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Writes are server-side dry runs on both clusters. Bindings whose export or consumer does not exist
+        yet are reported as to be created; check mode syncs only bindings that exist already.
+  diff_mode:
+    support: full
+    details: Secrets are redacted.
+notes:
+  - Each connection is checked by the first request on it; an unreachable control plane fails before
+    anything is written on the app cluster.
+seealso:
+  - module: klutch.bind.klutch_export_request
+  - module: klutch.bind.klutch_binding
+  - module: klutch.bind.klutch_claim_sync
+"""
+
+EXAMPLES = r"""
+- name: Bind the PostgreSQL API on this app cluster
+  klutch.bind.klutch_bind:
+    kubeconfig: /etc/klutch/app-eu-1.kubeconfig
+    control_plane_kubeconfig: /etc/klutch/control-plane.kubeconfig
+    consumer: app-eu-1
+    services:
+      - group: samples.klutch.bind
+        resource: postgresqlinstances
+        accept_claims: [secrets]
+  register: bound
+
+- name: Bind through two contexts of one kubeconfig, with the control plane's address as app clusters reach it
+  klutch.bind.klutch_bind:
+    kubeconfig: ~/.kube/config
+    context: app-eu-1
+    control_plane_context: control-plane
+    external_address: https://klutch.example.com:6443
+    consumer: app-eu-1
+    services:
+      - {group: samples.klutch.bind, resource: postgresqlinstances}
+      - {group: samples.klutch.bind, resource: redisinstances}
+"""
+
+RETURN = r"""
+cluster:
+  description: How messages name the app cluster, its kubeconfig context and server.
+  returned: always
+  type: str
+  sample: cluster app-eu-1 (https://10.0.0.12:6443)
+cluster_id:
+  description: The app cluster's id as Klutch derives it.
+  returned: always
+  type: str
+  sample: 3fK9aQ
+consumer_namespace:
+  description: The consumer's namespace on the control plane; null in check mode for a new consumer.
+  returned: always
+  type: str
+  sample: cluster-x7k2p
+exports:
+  description: Each export's name, spec hash and action on the control plane.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "postgresqlinstances.samples.klutch.bind", "hash": "3b1f...", "action": "created"}]
+bindings:
+  description:
+    - Per service C(<resource>.<group>), its CRD (name, action and served versions, as RV(klutch.bind.klutch_binding#module:crd))
+      and its binding's conditions.
+  returned: always
+  type: dict
+  sample: {"postgresqlinstances.samples.klutch.bind": {"crd": {"name": "postgresqlinstances.samples.klutch.bind",
+           "action": "created", "versions": ["v1"]}, "conditions": [{"type": "Ready", "status": "True"}]}}
+synced:
+  description: Per binding, the writes of the sync pass by direction and kind, as in M(klutch.bind.klutch_claim_sync).
+  returned: always
+  type: dict
+operations:
+  description: Each write of the sync pass, as in M(klutch.bind.klutch_claim_sync).
+  returned: always
+  type: list
+  elements: dict
+results:
+  description:
+    - What happened to each object, as in M(klutch.bind.klutch_manifest), with C(cluster) V(control_plane)
+      or V(app_cluster).
+  returned: always
+  type: list
+  elements: dict
+diff:
+  description: Before and after of every object that changed on either cluster, Secrets redacted.
+  returned: in diff mode
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.klutch.bind.plugins.module_utils import bindings, exports, konnector
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+
+
+def main():
+    module = KlutchModule(
+        argument_spec=dict(
+            exports.EXPORT_ARG_SPEC,
+            control_plane_kubeconfig=dict(type="raw", no_log=False),  # its secrets are hidden by input_secrets
+            control_plane_context=dict(type="str"),
+            services=dict(type="list", elements="dict", required=True, options=dict(
+                exports.API_SPEC, accept_claims=dict(type="list", elements="str", default=["*"]))),
+            sync=dict(type="bool", default=True),
+            wait_timeout=dict(type="int", default=60),
+        ),
+        required_one_of=[("control_plane_kubeconfig", "control_plane_context")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        control_plane = module.client({"kubeconfig": params["control_plane_kubeconfig"],
+                                       "context": params["control_plane_context"]}, kubeconfig_from_environment=True)
+        result, errors = bindings.bind_app_cluster(module.client(), control_plane, module.check_mode, params,
+                                                   lambda config: module.client({"kubeconfig": config}))
+    except ClusterError as error:
+        module.fail(error)
+    diff = result.pop("diff")
+    if module.diff_mode:
+        result["diff"] = diff
+    if errors:
+        module.fail(konnector.failed_writes(errors, result["operations"]), **result)
+    module.exit(**result)
+
+
+if __name__ == "__main__":
+    main()
