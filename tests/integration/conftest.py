@@ -42,11 +42,15 @@ def app(lab):
 
 @pytest.fixture(scope="session")
 def audit(lab):
-    """audit(cluster) -> the AuditLog reader of that cluster (one reader per cluster)."""
+    """audit(cluster) -> the AuditLog reader of that cluster (one reader per cluster, a new one when a
+    cluster of the same name was started again)."""
     readers = {}
 
     def reader(cluster):
-        return readers.setdefault(cluster.name, AuditLog(cluster))
+        key = (cluster.name, json.dumps(cluster.record, sort_keys=True))
+        if key not in readers:
+            readers[key] = AuditLog(cluster)
+        return readers[key]
 
     return reader
 

@@ -202,13 +202,18 @@ DRIFT_CRD = {"metadata": {"name": "gadgets.drift.example"}, "spec": {
         "type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}}
 
 
-def test_a_schema_change_on_the_provider_reaches_the_app_cluster_on_the_next_run(
-        export_for, app, admin, klutch_apis, control_plane, run_task):
+@pytest.fixture(scope="module")
+def gadgets(klutch_apis, control_plane, run_task):
+    """A second exported API on the control plane, gadgets.drift.example."""
     klutch_apis.apply(CUSTOM_RESOURCE_DEFINITIONS, DRIFT_CRD)
     result, output = run_task("klutch.bind.klutch_template", {
         "kubeconfig": str(control_plane.admin_kubeconfig), "name": "gadgets", "group": "drift.example",
         "resource": "gadgets"})
     assert not result.get("failed"), output
+
+
+def test_a_schema_change_on_the_provider_reaches_the_app_cluster_on_the_next_run(
+        export_for, gadgets, app, admin, klutch_apis, control_plane, run_task):
     info, _output = run_task("klutch.bind.klutch_cluster_info", {"kubeconfig": str(app.admin_kubeconfig)})
     request = {"kubeconfig": str(control_plane.admin_kubeconfig), "consumer": "app-bound", "cluster_id": info["cluster_id"],
                "resources": [{"group": "drift.example", "resource": "gadgets"}]}
@@ -420,3 +425,19 @@ def test_klutch_bind_refuses_an_unprepared_app_cluster_or_no_control_plane_witho
         assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
     finally:
         lab.down(["app-bare"])
+
+
+def test_klutch_bind_in_check_mode_plans_a_new_service_of_a_bound_consumer_without_writes(
+        template, gadgets, other_app, control_plane, run_task, audit):
+    bound, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane))
+    assert not bound.get("failed"), output
+    both = bind_args(other_app, control_plane, services=[
+        {"group": GROUP, "resource": RESOURCE, "accept_claims": ["secrets"]}, {"group": "drift.example", "resource": "gadgets"}])
+    start = now()
+    planned, output = run_task("klutch.bind.klutch_bind", both, check=True)
+    assert planned["changed"] is True, output
+    assert planned["bindings"]["gadgets.drift.example"] == {"conditions": []}, "its export is only a dry run"
+    assert {c["type"]: c["status"] for c in planned["bindings"][NAME]["conditions"]}["Ready"] == "True"
+    assert list(planned["synced"]) == [NAME], "check mode syncs the bindings there are"
+    assert audit(other_app).count_writes(since=start, user=ADMIN_USER) == 0
+    assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
