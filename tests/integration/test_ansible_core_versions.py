@@ -4,6 +4,7 @@ scripts/setup.sh makes one venv per line of tests/ansible-core-versions.txt: an 
 release and the requirements file to install next to it.
 """
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -23,8 +24,17 @@ def core_tool(version, tool):
     return str(path)
 
 
+# The sample PostgreSQL API, exported and bound (the data services are the sample_dataservices fixture's).
+BIND_VARIABLES = {
+    "control_plane_templates": [{"name": "postgresqlinstances", "group": "samples.klutch.bind",
+                                 "resource": "postgresqlinstances",
+                                 "permission_claims": [{"resource": "secrets", "owner": "Provider"}]}],
+    "klutch_services": [{"group": "samples.klutch.bind", "resource": "postgresqlinstances"}],
+}
+
+
 @pytest.fixture(scope="module")
-def cores_inventory(lab, tmp_path_factory):
+def cores_inventory(lab, sample_dataservices, tmp_path_factory):
     """An inventory with the control plane and an app cluster of its own: the playbook changes it."""
     lab.up(list(lab.state["clusters"]) + ["app-cores"])
     data = lab.inventory_data()
@@ -42,11 +52,13 @@ def test_bind_app_cluster_runs_on_ansible_core(version, lab, cores_inventory):
     reported = subprocess.run([core_tool(version, "ansible-playbook"), "--version"], capture_output=True, text=True,
                               env=environ, check=True)
     assert f"core {version}." in reported.stdout.splitlines()[0]
-    run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(cores_inventory),
-                          "playbooks/bind-app-cluster.yml"], capture_output=True, text=True, env=environ, cwd=ROOT,
-                         check=False)
+    run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(cores_inventory), "-e",
+                          json.dumps(BIND_VARIABLES), "playbooks/bind-app-cluster.yml"], capture_output=True, text=True,
+                         env=environ, cwd=ROOT, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "app-cores: cluster " in run.stdout and f"({lab.cluster('app-cores').server})" in run.stdout  # its summary
+    # Its summary: bound through klutch_bind, with no problems.
+    assert "app-cores: cluster " in run.stdout and f"({lab.cluster('app-cores').server})" in run.stdout, run.stdout
+    assert "'problems': []" in run.stdout or '"problems": []' in run.stdout, run.stdout
 
 
 @pytest.mark.parametrize("version", VERSIONS)
