@@ -30,7 +30,7 @@ fi
 while read -r core core_requirements; do
   [ -n "$core" ] || continue
   core_venv="$venv/cores/$core"
-  core_wanted=$(printf '%s %s' "$core" "$(sha256sum "$root/$core_requirements")" | sha256sum | cut -d' ' -f1)
+  core_wanted=$(printf "%s %s" "$core" "$(sha256sum < "$root/$core_requirements")" | sha256sum | cut -d" " -f1)
   if [ "$(cat "$core_venv/.stamp" 2>/dev/null)" != "$core_wanted" ]; then
     step "installing ansible-core $core with $core_requirements for the compatibility test"
     rm -rf "$core_venv"
