@@ -39,4 +39,14 @@ options:
     description: The name app clusters show for this provider (C(ClusterBinding.spec.providerPrettyName)).
     type: str
     default: klutch.bind
+  previous_cluster_id:
+    description:
+      - The cluster id this consumer was bound under before, when its app cluster's id changed (its
+        C(klutch-bind) namespace was recreated, say). Its namespace C(<consumer>#<previous_cluster_id>)
+        is kept and re-annotated with the new identity, so its instances and Secrets stay.
+      - Without it, a consumer that has a namespace under another cluster id is refused before anything
+        is written; the message names both ids. Once the namespace carries the new identity, the option
+        changes nothing and may stay set.
+      - Not used to remove a consumer (O(klutch.bind.klutch_export_request#module:state=absent)).
+    type: str
 """

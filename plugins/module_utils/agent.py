@@ -29,7 +29,7 @@ import threading
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
@@ -129,18 +129,21 @@ class Watches:
         self.running = {}
 
     def keep(self, wanted):
-        """Run exactly the watches in `wanted`: {key: (client, resource, namespace)}."""
+        """Run exactly the watches in `wanted`: {key: (client, resource, namespace[, field selector])}."""
         for key in list(self.running):
             if key not in wanted:
                 self.running.pop(key).set()
-        for key, (client, resource, namespace) in wanted.items():
+        for key, watched in wanted.items():
             if key not in self.running:
                 stop = threading.Event()
                 self.running[key] = stop
-                thread = threading.Thread(target=self._watch, args=(client, resource, namespace, stop), daemon=True)
+                client, resource, namespace = watched[:3]
+                selector = watched[3] if len(watched) > 3 else None
+                thread = threading.Thread(target=self._watch, args=(client, resource, namespace, selector, stop),
+                                          daemon=True)
                 thread.start()
 
-    def _watch(self, client, resource, namespace, stop):
+    def _watch(self, client, resource, namespace, selector, stop):
         """List once, then watch on from the last version seen; list again only when that version is gone.
 
         After a failure the thread backs off and lists again, and asks for a pass: events may have been
@@ -150,10 +153,10 @@ class Watches:
         while not stop.is_set() and not self.stopping.is_set():
             try:
                 if version is None:
-                    version = client.list(resource, namespace)[1]
+                    version = client.list(resource, namespace, field_selector=selector)[1]
                     if attempt:
                         self.changed.set()
-                for kind, obj in client.watch(resource, namespace, version, WATCH_SECONDS):
+                for kind, obj in client.watch(resource, namespace, version, WATCH_SECONDS, field_selector=selector):
                     if stop.is_set():
                         return
                     if kind == "ERROR":
@@ -198,6 +201,8 @@ class Leadership:
                 if held and not was_leading:
                     log("info", "leading", lease="%s/%s" % (self.lease.namespace, self.lease.name))
                     self.gained.set()
+                elif was_leading and not held:
+                    log("warning", "lost the lease", lease="%s/%s" % (self.lease.namespace, self.lease.name))
                 attempt = 0
             except Exception as error:  # pylint: disable=broad-exception-caught
                 log("warning", "lease renewal failed", error=str(error) if isinstance(error, ClusterError)
@@ -279,6 +284,7 @@ class Konnector:
         self.heartbeats = {}
         self.providers = {}  # one client per control-plane kubeconfig, kept across passes
         self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
+        self.withheld = {}  # binding -> why its last pass removed nothing upstream (logged when it changes)
 
     def connect(self, config):
         key = json.dumps(config, sort_keys=True)
@@ -301,33 +307,55 @@ class Konnector:
                   ("app", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
         written, failed = 0, 0
         for binding in bindings:
-            try:
-                bound = konnector.BoundApi(binding, app, self.connect)
-            except konnector.Unbound as problem:  # the binding's status says why
-                failed += 1
-                log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(problem))
-                written += self.keep_status(app, binding, (problem.condition, problem.reason, str(problem)))
-                continue
-            try:
-                written += self.keep_status(app, binding, None)
-                written += self.keep_crd(app, bound)
-                operations, resources = konnector.plan_binding(bound, app,
-                                                               before_claims=self.grant(app, options.grant_claims_to))
-                made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider},
-                                                        resources, bound.namespace, options.concurrency, proceed)
-                written += made
-                failed += len(errors)
-                if operations:
-                    log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
-                for error in errors[:3]:
-                    log("error", "write failed", binding=bound.name, error=error)
-                self.heartbeat(bound)
-                wanted.update(self.watched(app, bound, resources))
-            except ClusterError as error:  # one binding's trouble does not hold up the others
-                failed += 1
+            if not proceed():
+                break  # no longer the leader: the next one takes over
+            try:  # one binding's trouble, whatever it is, does not hold up the others
+                made, ok = self.sync_binding(app, binding, options, proceed, wanted)
+            except Exception as error:  # pylint: disable=broad-exception-caught
+                made, ok = 0, False
                 self.granted.clear()  # a RoleBinding someone removed is written again on the next pass
-                log("error", "binding cannot be synced", binding=binding["metadata"]["name"], error=str(error))
+                log("error", "binding cannot be synced", binding=binding["metadata"]["name"],
+                    error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
+            written += made
+            failed += int(not ok)
         return wanted, written, failed
+
+    def sync_binding(self, app, binding, options, proceed, wanted):
+        """One binding's pass; (writes made, whether all went well). Watches it needs go into `wanted`."""
+        name = binding["metadata"]["name"]
+        try:
+            bound = konnector.BoundApi(binding, app, self.connect)
+        except konnector.Unbound as problem:  # the binding's status says why
+            return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
+        except ClusterError as error:  # the control plane refuses this consumer's credentials, or cannot be reached
+            reason = "ProviderUnauthorized" if error.status in (401, 403) else "ProviderUnreachable"
+            return self.unserved(app, binding, ("Connected", reason, str(error))), False
+        written = self.keep_status(app, binding, None)
+        written += self.keep_crd(app, bound)
+        operations, resources = konnector.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
+        if bound.removals_withheld and self.withheld.get(name) != bound.removals_withheld:
+            log("warning", "removals withheld", binding=name, error=konnector.withheld_message(bound))
+        self.withheld[name] = bound.removals_withheld
+        made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
+                                                bound.namespace, options.concurrency, proceed)
+        if operations:
+            log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
+        for error in errors[:3]:
+            log("error", "write failed", binding=bound.name, error=error)
+        if proceed():
+            self.heartbeat(bound)
+        wanted.update(self.watched(app, bound, resources))
+        return written + made, not errors
+
+    def unserved(self, app, binding, problem):
+        """A binding that cannot be served: its status says why, and instances being deleted are let go."""
+        name = binding["metadata"]["name"]
+        log("error", "binding cannot be synced", binding=name, error=problem[2])
+        written = self.keep_status(app, binding, problem)
+        released = konnector.release_instances(app, name, deleting_only=True)
+        if released:
+            log("info", "deletions released without reaching the control plane", binding=name, instances=len(released))
+        return written + len(released)
 
     @staticmethod
     def keep_status(app, binding, problem):
@@ -378,9 +406,15 @@ class Konnector:
                 wanted[("provider", provider_key, resource.api_version, resource.plural)] = (
                     bound.provider, resource, None)
                 continue
+            # A claim that names its objects is watched name by name: the consumer may read no others.
+            names = None if resource is bound.instances else \
+                bound.claim_names.get((resource.api_version.rpartition("/")[0], resource.plural))
             for target in sorted(bound.mapping.down):
-                wanted[("provider", provider_key, resource.api_version, resource.plural, target)] = (
-                    bound.provider, resource, target)
+                key = ("provider", provider_key, resource.api_version, resource.plural, target)
+                if names is None:
+                    wanted[key] = (bound.provider, resource, target)
+                for name in sorted(names or ()):
+                    wanted[key + (name,)] = (bound.provider, resource, target, konnector.name_selector(name))
         return wanted
 
     def heartbeat(self, bound):
@@ -403,22 +437,30 @@ class Backend:
                EXPORT_TEMPLATES)
 
     @classmethod
-    def sync(cls, control_plane, options, _proceed):
+    def sync(cls, control_plane, options, proceed):
+        """One pass over every consumer namespace; each is read and reconciled on its own, so whatever one
+        consumer wrote (an odd heartbeat, a namespace the server refuses) holds up no other. Every write
+        asks `proceed()` first: once this replica no longer leads, the pass ends."""
         catalog = backend.Catalog(control_plane)
         moment = datetime.datetime.now(datetime.timezone.utc)
         written, failed = 0, 0
         for consumer in backend.Consumer.all(control_plane):
-            recorder = Recorder(control_plane, check_mode=False)
+            recorder = Recorder(control_plane, check_mode=False, proceed=proceed)
             try:
-                backend.reconcile(recorder, consumer, catalog, options.consumer_scope, moment)
-            except ClusterError as error:
+                backend.reconcile(recorder, consumer.read(control_plane), catalog, options.consumer_scope, moment)
+            except LeadershipLost:
+                log("warning", "no longer leading; pass stopped", namespace=consumer.namespace)
+                break
+            except Exception as error:  # pylint: disable=broad-exception-caught
                 failed += 1
-                log("error", "consumer cannot be reconciled", namespace=consumer.namespace, error=str(error))
-            changes = [entry for entry in recorder.results if entry["action"] != "unchanged"]
-            if changes:
-                log("info", "reconciled", namespace=consumer.namespace,
-                    writes=["%s %s %s" % (entry["action"], entry["kind"], entry["name"]) for entry in changes])
-            written += len(changes)
+                log("error", "consumer cannot be reconciled", namespace=consumer.namespace,
+                    error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
+            finally:
+                changes = [entry for entry in recorder.results if entry["action"] != "unchanged"]
+                if changes:
+                    log("info", "reconciled", namespace=consumer.namespace,
+                        writes=["%s %s %s" % (entry["action"], entry["kind"], entry["name"]) for entry in changes])
+                written += len(changes)
         wanted = dict((("control-plane", resource.plural), (control_plane, resource, None)) for resource in cls.WATCHED)
         return wanted, written, failed
 

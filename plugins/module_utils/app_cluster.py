@@ -38,6 +38,25 @@ def cluster_id(klutch_bind_namespace_uid):
     return base62(hashlib.sha224(klutch_bind_namespace_uid.encode("utf-8")).digest())[:6]
 
 
+def foreign_cluster_problem(identity, bind_namespace):
+    """Why an app cluster is not provably the one a consumer was bound from, or None.
+
+    The consumer's identity on the control plane ends in `#<cluster id>`, and the id comes from the
+    uid of the app cluster's klutch-bind namespace. A restored or rebuilt cluster, or a binding
+    Secret copied to another cluster, shows a different id: there, an object missing on the app
+    side says nothing about the consumer's wishes, so nothing is removed for it upstream.
+    """
+    expected = (identity or "").rpartition("#")[2]
+    if bind_namespace is None or not (bind_namespace.get("metadata") or {}).get("uid"):
+        return "the app cluster has no namespace %s, so its cluster id is unknown" % BIND_NAMESPACE
+    found = cluster_id(bind_namespace["metadata"]["uid"])
+    if not expected:
+        return "the consumer's namespace carries no identity with a cluster id"
+    if found != expected:
+        return "this app cluster's id is %s, but the consumer was bound from cluster %s" % (found, expected)
+    return None
+
+
 def claim_name(claim):
     """How users name a claim in accept_claims: `<resource>` for the core group, else `<resource>.<group>`."""
     return "%s.%s" % (claim["resource"], claim["group"]) if claim.get("group") else claim["resource"]
@@ -57,6 +76,18 @@ def acceptable_claims(binding_name, claims, accepted):
                                   binding_name, claim_name(claim), claim_name(claim)))
         decided.append(dict(claim, state=state))
     return decided
+
+
+def instance_version(export_spec):
+    """The version through which the konnector reads and writes a bound kind: the storage version.
+
+    With several served versions and no conversion webhook, the API server prunes a write to the
+    schema of the version it was sent through; only the storage version holds every field, so a
+    write through it never drops what another writer set through another version.
+    """
+    served = [item for item in export_spec.get("versions") or [] if item.get("served", True)]
+    return next((item["name"] for item in served if item.get("storage")), None) or \
+        next((item["name"] for item in served), None)
 
 
 def binding(name, secret_name, claims):

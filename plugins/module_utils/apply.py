@@ -11,7 +11,7 @@ import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds, diff, readiness
+from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, condition_holds, diff, readiness
 from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN
 
 
@@ -138,14 +138,27 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Recorder:
-    """Applies and deletes single objects for a module, keeping results and diffs as klutch_manifest reports them."""
+class LeadershipLost(Exception):
+    """A write was not sent: the agent whose pass wanted it no longer leads."""
 
-    def __init__(self, client, check_mode):
+
+class Recorder:
+    """Applies and deletes single objects for a module, keeping results and diffs as klutch_manifest reports them.
+
+    An agent passes `proceed`, asked before every write (does it still lead?): once it says no, the
+    write is not sent and LeadershipLost ends the pass, so two replicas never write at once.
+    """
+
+    def __init__(self, client, check_mode, proceed=None):
         self.client = client
         self.check_mode = check_mode
+        self.proceed = proceed
         self.results = []
         self.diffs = []
+
+    def _may_write(self):
+        if self.proceed is not None and not self.proceed():
+            raise LeadershipLost("not written: this agent no longer leads")
 
     @property
     def changed(self):
@@ -158,6 +171,7 @@ class Recorder:
         A CRD or XRD that changed is waited for until ready, so its kinds can be used next.
         """
         resource = resource or KNOWN[(obj["apiVersion"], obj["kind"])]
+        self._may_write()
         change = self.client.apply(resource, obj, subresource=subresource, **known)
         self._record(obj, change, "updated" if change.before is not None else "created")
         item = Planned(obj, resource, obj["metadata"].get("namespace"))
@@ -168,10 +182,24 @@ class Recorder:
             return self.client.wait(resource, item.name, item.namespace, awaited[0], definition_wait, awaited[1])
         return change.after
 
+    def create(self, obj, resource=None):
+        """Create `obj`; the server's 409 when it exists, for a name that two writers may race for."""
+        resource = resource or KNOWN[(obj["apiVersion"], obj["kind"])]
+        self._may_write()
+        created = self.client.write("POST", resource, obj)
+        self._record(obj, Change(None, created, True), "created")
+        return created
+
     def delete(self, resource, name, namespace=None, **known):
+        self._may_write()
         change = self.client.delete(resource, name, namespace, **known)
         self._record({"apiVersion": resource.api_version, "kind": resource.kind,
                       "metadata": {"name": name, "namespace": namespace}}, change, "deleted")
+
+    def updated(self, obj):
+        """A write made elsewhere (a finalizer taken off, say), reported like an apply that changed `obj`."""
+        self.results.append(Planned(obj, None, obj["metadata"].get("namespace")).entry(
+            "updated", None if self.check_mode else obj["metadata"].get("uid")))
 
     def planned(self, obj):
         """An object that check mode cannot dry-run (its namespace is still to be created): reported as created."""

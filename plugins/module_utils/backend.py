@@ -15,7 +15,7 @@ import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.apply import now
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
@@ -31,6 +31,10 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
 FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it
 # The konnector writes the ClusterBinding's heartbeat, the backend its conditions: two appliers.
 FIELD_MANAGER = "klutch.bind-backend"
+# Objects that are the consumer's by name (its RBAC, credentials, ClusterBinding spec, exports) are
+# applied with force: where Klutch's backend wrote them before, its field manager owns the fields,
+# and without force every apply would fail with a conflict. Nothing else is forced.
+OURS = {"force": True}
 
 
 def by_name(objects):
@@ -38,35 +42,47 @@ def by_name(objects):
 
 
 class Consumer:
-    """What the control plane holds for one consumer namespace, read before anything is written."""
+    """What the control plane holds for one consumer namespace, read (read()) before anything is written."""
 
-    def __init__(self, client, namespace, namespaces):
+    def __init__(self, namespace, namespaces):
         self.namespaces = namespaces  # {name: Namespace} of the whole cluster
         self.namespace = namespace
         self.exports, self.requests, self.service_namespaces, self.cluster_binding = {}, {}, [], None
-        if namespace:
-            self.cluster_binding = client.get(CLUSTER_BINDINGS, "cluster", namespace)
-            self.exports = by_name(client.list(API_SERVICE_EXPORTS, namespace)[0])
-            self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, namespace)[0])
-            self.service_namespaces = client.list(API_SERVICE_NAMESPACES, namespace)[0]
+        self.unmapped = {}  # {APIServiceNamespace name: why it could not be mapped} in this pass
+
+    def read(self, client):
+        if self.namespace:
+            self.cluster_binding = client.get(CLUSTER_BINDINGS, "cluster", self.namespace)
+            self.exports = by_name(client.list(API_SERVICE_EXPORTS, self.namespace)[0])
+            self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, self.namespace)[0])
+            self.service_namespaces = client.list(API_SERVICE_NAMESPACES, self.namespace)[0]
+        return self
 
     @classmethod
     def all(cls, client):
-        """Every consumer namespace: those that carry a consumer identity."""
+        """Every consumer namespace, those that carry a consumer identity, still unread: the agent reads
+        each one on its own, so one whose objects cannot be read stops no other."""
         namespaces = by_name(client.list(NAMESPACES)[0])
-        return [cls(client, name, namespaces) for name, namespace in sorted(namespaces.items())
+        return [cls(name, namespaces) for name, namespace in sorted(namespaces.items())
                 if ((namespace["metadata"].get("annotations") or {}).get(plan.IDENTITY_ANNOTATION))]
 
     @classmethod
     def by_identity(cls, client, identity):
         namespaces = by_name(client.list(NAMESPACES)[0])
-        return cls(client, plan.consumer_namespace(namespaces.values(), identity), namespaces)
+        return cls(plan.consumer_namespace(namespaces.values(), identity), namespaces).read(client)
 
     def mapped(self):
-        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces]
+        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces
+                if item["metadata"]["name"] not in self.unmapped]
 
     def uid(self):
         return self.namespaces[self.namespace]["metadata"]["uid"]
+
+    def unmapped_error(self):
+        """The namespaces this pass could not map, as one error to raise after everything else was done."""
+        return ClusterError("Could not map %s of consumer namespace %s: %s" % (
+            ", ".join("APIServiceNamespace %s" % name for name in sorted(self.unmapped)), self.namespace,
+            "; ".join(self.unmapped[name] for name in sorted(self.unmapped))))
 
 
 def require_klutch_apis(client):
@@ -112,25 +128,36 @@ class Catalog:
 
 def map_namespaces(recorder, consumer):
     """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created;
-    a mapped namespace whose APIServiceNamespace is gone is deleted (ref §3.7: its consumer namespace is).
+    a mapped namespace whose APIServiceNamespace is gone is deleted (its consumer namespace is).
 
-    Returns the namespaces that were (or in check mode would be) created.
+    One that cannot be mapped (the server refuses its name, say) is noted in consumer.unmapped and
+    left out of the RBAC; the others are mapped all the same. Returns the namespaces that were (or in
+    check mode would be) created.
     """
     new = []
     for service_namespace in consumer.service_namespaces:
         target = plan.mapped_namespace(consumer.namespace, service_namespace)
-        source = "%s/%s" % (consumer.namespace, service_namespace["metadata"]["name"])
-        recorder.apply({"apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
-                       before=consumer.namespaces.get(target))
+        name = service_namespace["metadata"]["name"]
+        source = "%s/%s" % (consumer.namespace, name)
+        problem = plan.mapping_problem(consumer.namespace, target, source, consumer.namespaces.get(target))
+        if problem:
+            consumer.unmapped[name] = problem
+            continue
+        try:
+            recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
+                before=consumer.namespaces.get(target))
+            if (service_namespace.get("status") or {}).get("namespace") != target:
+                recorder.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version,
+                                "kind": API_SERVICE_NAMESPACES.kind,
+                                "metadata": {"name": name, "namespace": consumer.namespace},
+                                "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
+                               before=service_namespace)
+        except ClusterError as error:
+            consumer.unmapped[name] = str(error)
+            continue
         if target not in consumer.namespaces:
             new.append(target)
-        if (service_namespace.get("status") or {}).get("namespace") != target:
-            recorder.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
-                            "metadata": {"name": service_namespace["metadata"]["name"],
-                                         "namespace": consumer.namespace},
-                            "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
-                           before=service_namespace)
     wanted = set("%s/%s" % (consumer.namespace, item["metadata"]["name"]) for item in consumer.service_namespaces)
     for name, namespace in sorted(consumer.namespaces.items()):
         source = (namespace["metadata"].get("annotations") or {}).get(plan.API_SERVICE_NAMESPACE_ANNOTATION, "")
@@ -154,12 +181,13 @@ def rbac(recorder, consumer, exports, default_scope, new_namespaces=()):
     exports = list(exports)
     scope = plan.consumer_scope(exports, default_scope)
     namespace = consumer.namespace
-    for obj in plan.consumer_rbac(namespace, consumer.uid(), exports, scope, consumer.mapped()):
+    planned = plan.consumer_rbac(namespace, consumer.uid(), exports, scope, consumer.mapped())
+    for obj in planned:
         if recorder.check_mode and obj["metadata"].get("namespace") in new_namespaces:
             recorder.planned(obj)  # its namespace was only dry-run created
         else:
-            recorder.apply(obj)
-    if scope != "Cluster":
+            recorder.apply(obj, **OURS)
+    if not any(obj["metadata"]["name"] == plan.cluster_wide_role(namespace) for obj in planned):
         recorder.delete(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace))
         recorder.delete(CLUSTER_ROLES, plan.cluster_wide_role(namespace))
 
@@ -168,8 +196,8 @@ def failed_for_good(request, moment):
     created = request["metadata"].get("creationTimestamp")
     if not created:
         return True
-    born = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=moment.tzinfo)
-    return moment - born >= FAIL_AFTER
+    born = plan.parse_time(created)
+    return born is None or moment - born >= FAIL_AFTER
 
 
 def reconcile(recorder, consumer, catalog, default_scope, moment):
@@ -189,7 +217,7 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
                 continue
             if api not in consumer.exports:
                 export = plan.api_service_export(crd, namespace, scope, claims)
-                recorder.apply(export, API_SERVICE_EXPORTS, before=None)
+                recorder.apply(export, API_SERVICE_EXPORTS, before=None, **OURS)
                 consumer.exports[api] = export
         if not failures or failed_for_good(request, moment):
             write_request_status(recorder, consumer, name, request, failures)
@@ -203,11 +231,13 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
                                          spec.get("permissionClaims"), spec.get("clusterScopedIsolation") or "Prefixed",
                                          existing=export)
         if plan.export_differs(export, wanted):
-            recorder.apply(wanted, API_SERVICE_EXPORTS, before=export)
+            recorder.apply(wanted, API_SERVICE_EXPORTS, before=export, **OURS)
     new = map_namespaces(recorder, consumer)
     remaining = [export for name, export in consumer.exports.items() if catalog.crd(name) is not None]
     rbac(recorder, consumer, remaining, default_scope, new)
     report_health(recorder, consumer, moment)
+    if consumer.unmapped:
+        raise consumer.unmapped_error()
 
 
 def report_health(recorder, consumer, moment):
@@ -220,4 +250,4 @@ def report_health(recorder, consumer, moment):
         recorder.apply({"apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
                         "metadata": {"name": "cluster", "namespace": consumer.namespace},
                         "status": {"conditions": conditions}}, CLUSTER_BINDINGS, subresource="status",
-                       before=binding, field_manager=FIELD_MANAGER)
+                       before=binding, field_manager=FIELD_MANAGER, **OURS)

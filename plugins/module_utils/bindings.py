@@ -155,6 +155,8 @@ def absent(client, recorder, params):
             recorder.delete(SECRETS, name, plan.BIND_NAMESPACE)
     for _into, role_name in plan.konnector_role_names(params["name"]):
         recorder.delete(CLUSTER_ROLES, role_name)
+    for obj in konnector.release_instances(client, params["name"]):
+        recorder.updated(obj)
     if params["delete_crd"]:
         recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, params["name"])
     return {}

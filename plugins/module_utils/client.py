@@ -221,7 +221,7 @@ class ClusterClient:
         """All items (following `continue`), each as a GET shows it, and the list's resourceVersion."""
         items, query = [], {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500}
         while True:
-            page = self.request("GET", resource.path(namespace), "list", resource.describe(namespace=namespace),
+            page = self.request("GET", resource.collection_path(namespace), "list", resource.describe(namespace=namespace),
                                 query=query)
             # Built-in kinds leave apiVersion and kind out of list items; objects read one by one carry them.
             items.extend(dict(item, apiVersion=resource.api_version, kind=resource.kind) for item in page.get("items") or [])
@@ -275,7 +275,7 @@ class ClusterClient:
         """
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
-        path = resource.path(namespace, None if method == "POST" else name, subresource)
+        path = resource.collection_path(namespace) if method == "POST" else resource.path(namespace, name, subresource)
         action, verb, content_type = WRITES[method]
         query = {"fieldManager": FIELD_MANAGER, "dryRun": "All" if self.dry_run else None,
                  "force": "true" if method == "APPLY" else None}
@@ -299,7 +299,7 @@ class ClusterClient:
     def watch(self, resource, namespace, resource_version, timeout, field_selector=None):
         """Yield (type, object) watch events until the server ends the watch after `timeout` s."""
         response = self.request(
-            "GET", resource.path(namespace), "watch", resource.describe(namespace=namespace),
+            "GET", resource.collection_path(namespace), "watch", resource.describe(namespace=namespace),
             query={"watch": "true", "resourceVersion": resource_version, "fieldSelector": field_selector,
                    "timeoutSeconds": max(1, int(timeout)), "allowWatchBookmarks": "true"},
             stream=True, read_timeout=timeout + 10)

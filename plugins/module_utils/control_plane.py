@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import re
+import string
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
@@ -114,6 +115,8 @@ SPEC_HASH_ANNOTATION = "klutch.anynines.com/source-spec-hash"
 BINDER = "klutch-binder"  # the consumer's ServiceAccount, its token Secret, RoleBinding and static ClusterRole
 KUBECONFIG_SECRET = "kubeconfig"
 NAMESPACE_PREFIX = "cluster"
+NAME_CHARACTERS = string.ascii_lowercase + string.digits
+MAX_NAMESPACE = 63  # a namespace name is a DNS label
 # Verbs on instances: the konnector creates, updates and deletes them upstream and watches their status.
 INSTANCE_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 # On objects the provider owns the konnector only reads and marks them (resource-owner annotation).
@@ -145,6 +148,32 @@ def consumer_namespace(namespaces, identity):
                           "holds this consumer's exports. Remove the %s annotation from all but one."
                           % (", ".join(found), identity, IDENTITY_ANNOTATION))
     return found[0] if found else None
+
+
+def consumer_namespace_names(identity):
+    """Names for a new consumer namespace, cluster-<5 characters> as Klutch's, derived from the identity:
+    two first binds of one consumer at the same time pick the same name, so only one is made. The next
+    candidate is for a name that another identity holds already."""
+    attempt = 0
+    while True:
+        number = int(short_hash("%s/%d" % (identity, attempt), 16), 16)
+        characters = []
+        for _index in range(5):
+            number, digit = divmod(number, len(NAME_CHARACTERS))
+            characters.append(NAME_CHARACTERS[digit])
+        yield "%s-%s" % (NAMESPACE_PREFIX, "".join(characters))
+        attempt += 1
+
+
+def other_cluster_ids(namespaces, consumer, app_cluster_id):
+    """[(namespace, cluster id)] of the consumer's namespaces under another cluster id than `app_cluster_id`."""
+    found = []
+    for namespace in namespaces:
+        identity = (namespace["metadata"].get("annotations") or {}).get(IDENTITY_ANNOTATION) or ""
+        owner, _sep, cluster_id = identity.partition("#")
+        if owner == consumer and cluster_id and "#" not in cluster_id and cluster_id != app_cluster_id:
+            found.append((namespace["metadata"]["name"], cluster_id))
+    return sorted(found)
 
 
 def export_snapshot(crd):
@@ -244,21 +273,48 @@ def claim_verbs(claim):
     return PROVIDER_CLAIM_VERBS if owner == "Provider" else INSTANCE_VERBS
 
 
-def _rules(verbs):
-    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs[(group, resource)])}
-            for group, resource in sorted(verbs)]
+def claimed_names(claims):
+    """{(group, resource): the names its claims select, or None for every object} of the claimed kinds."""
+    found = {}
+    for claim in claims:
+        key = (claim.get("group") or "", claim["resource"])
+        names = (claim.get("selector") or {}).get("names") or ["*"]
+        if "*" in names or (key in found and found[key] is None):
+            found[key] = None
+        else:
+            found[key] = found.get(key, set()) | set(names)
+    return found
+
+
+def _rules(verbs, names):
+    """One rule per kind; a kind whose claims all name their objects is granted on those names only
+    (resourceNames), except create, which RBAC cannot limit by name."""
+    rules = []
+    for group, resource in sorted(verbs):
+        allowed, selected = sorted(verbs[(group, resource)]), names.get((group, resource))
+        if selected is None:
+            rules.append({"apiGroups": [group], "resources": [resource], "verbs": allowed})
+            continue
+        rules.append({"apiGroups": [group], "resources": [resource], "resourceNames": sorted(selected),
+                      "verbs": [verb for verb in allowed if verb != "create"]})
+        if "create" in allowed:
+            rules.append({"apiGroups": [group], "resources": [resource], "verbs": ["create"]})
+    return rules
 
 
 def consumer_rules(exports, claims=True):
-    """Rules on each exported kind and, with `claims`, each claimed kind, once, with the least verbs."""
+    """Rules on each exported kind and, with `claims`, each claimed kind, once, with the least verbs and,
+    where the claims name their objects, on those names only."""
     verbs = {}
-    for export in exports:
-        spec = export["spec"]
-        verbs[(spec["group"], spec["names"]["plural"])] = set(INSTANCE_VERBS)
-        for claim in spec.get("permissionClaims") or [] if claims else []:
-            claim_key = (claim.get("group") or "", claim["resource"])
-            verbs[claim_key] = verbs.get(claim_key, set()) | set(claim_verbs(claim))
-    return _rules(verbs)
+    claimed = [claim for export in exports for claim in export["spec"].get("permissionClaims") or []] if claims else []
+    for claim in claimed:
+        claim_key = (claim.get("group") or "", claim["resource"])
+        verbs[claim_key] = verbs.get(claim_key, set()) | set(claim_verbs(claim))
+    names = claimed_names(claimed)
+    for export in exports:  # an exported kind is granted whole, even where a claim names some of its objects
+        kind = (export["spec"]["group"], export["spec"]["names"]["plural"])
+        verbs[kind], names[kind] = set(INSTANCE_VERBS), None
+    return _rules(verbs, names)
 
 
 def dynamic_role(namespace):
@@ -292,8 +348,8 @@ def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
 
     The static klutch-binder role in its own namespace; ClusterRole klutch-binder-<P> with the
     exported and claimed kinds, bound in each mapped namespace; in Cluster scope also the exported
-    kinds (never the claimed ones, such as Secrets) cluster-wide. The ClusterRoles are owned by the
-    consumer namespace, so they go with it.
+    kinds that are cluster-scoped (never namespaced or claimed ones, such as Secrets) cluster-wide.
+    The ClusterRoles are owned by the consumer namespace, so they go with it.
     """
     owner = [{"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": namespace_uid, "controller": True}]
 
@@ -305,8 +361,11 @@ def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
                cluster_role(dynamic_role(namespace), consumer_rules(exports))]
     objects.extend(role_binding(BINDER, mapped, "ClusterRole", dynamic_role(namespace), namespace)
                    for mapped in mapped_namespaces)
-    if scope == "Cluster":
-        objects.append(cluster_role(cluster_wide_role(namespace), consumer_rules(exports, claims=False)))
+    # Only cluster-scoped kinds are granted cluster-wide: a namespaced kind there would reach every
+    # other consumer's instances. Their names are limited to the consumer's prefix by admission policy.
+    cluster_scoped = [export for export in exports if export["spec"].get("scope") == "Cluster"]
+    if scope == "Cluster" and cluster_scoped:
+        objects.append(cluster_role(cluster_wide_role(namespace), consumer_rules(cluster_scoped, claims=False)))
         objects.append({"apiVersion": RBAC_API_VERSION, "kind": "ClusterRoleBinding",
                         "metadata": {"name": cluster_wide_role(namespace), "ownerReferences": owner},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
@@ -316,19 +375,49 @@ def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
 
 
 def duration_seconds(text):
-    """Seconds of a Go duration as Kubernetes prints it ("5m0s", "1h", "2.5s"); None when unreadable."""
-    match = re.match(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$", text or "")
+    """Seconds of a Go duration as Kubernetes prints it ("5m0s", "1h", "2.5s"); None when unreadable (the
+    consumer writes it, so any string may come)."""
+    match = re.match(r"^(?:(\d{1,9})h)?(?:(\d{1,9})m(?!s))?(?:(\d{1,9}(?:\.\d{1,9})?)s)?$", text) \
+        if isinstance(text, str) else None
     if not text or not match:
         return None
     hours, minutes, seconds = match.groups()
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
 
 
+# A heartbeat this far ahead of the backend's clock is not believed: a konnector clock a little
+# ahead is, but a time in the future would otherwise count as fresh until it is reached. One
+# konnector lease term (15 s) is what the agents already assume clocks to agree within.
+HEARTBEAT_SKEW_SECONDS = 15
+_RFC_3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                       r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+
+
+def parse_time(text):
+    """An RFC 3339 time, as anyone with write access may put it in a status, as an aware UTC datetime;
+    None when it is not one. Every time the backend reads goes through here."""
+    match = _RFC_3339.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, utc, sign, offset_hours, offset_minutes = match.groups()
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                                   int(fraction[:6].ljust(6, "0")) if fraction else 0, tzinfo=datetime.timezone.utc)
+    except ValueError:  # the 30th of February, hour 24, ...
+        return None
+    if not utc:
+        offset = datetime.timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+        moment -= offset if sign == "+" else -offset
+    return moment
+
+
 def heartbeat_health(status, moment):
     """The ClusterBinding's Healthy condition from the konnector's heartbeat (Klutch's table, ref §2.7).
 
-    Klutch also reports a heartbeat younger than 10 s as HeartbeatTimeDrift, an inverted clock-skew
-    check inherited from upstream; that row is left out on purpose.
+    The consumer writes the heartbeat, so it is read as untrusted input: a time that is not RFC 3339,
+    or one far in the future, is reported instead of believed. Klutch also reports a heartbeat younger
+    than 10 s as HeartbeatTimeDrift, an inverted clock-skew check inherited from upstream; that row is
+    left out on purpose.
     """
     status = status or {}
     interval = duration_seconds(status.get("heartbeatInterval"))
@@ -338,8 +427,15 @@ def heartbeat_health(status, moment):
     if not interval:
         return {"status": "False", "reason": "HeartbeatIntervalMissing", "severity": "Info",
                 "message": "The konnector reported no heartbeat interval."}
-    last = datetime.datetime.strptime(status["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=moment.tzinfo)
+    last = parse_time(status["lastHeartbeatTime"])
+    shown = str(status["lastHeartbeatTime"])[:64]
+    if last is None:
+        return {"status": "False", "reason": "HeartbeatTimeInvalid", "severity": "Error",
+                "message": "The konnector's last heartbeat time %s is not an RFC 3339 time." % shown}
+    if (last - moment).total_seconds() > HEARTBEAT_SKEW_SECONDS:
+        return {"status": "False", "reason": "HeartbeatTimeDrift", "severity": "Error",
+                "message": "The konnector's last heartbeat time %s is more than %d s ahead of the control plane's "
+                           "clock: check the clocks of both clusters." % (shown, HEARTBEAT_SKEW_SECONDS)}
     if (moment - last).total_seconds() > 2 * interval:
         return {"status": "False", "reason": "HeartbeatTimeout", "severity": "Error",
                 "message": "The last heartbeat of the konnector is older than twice its interval (%s)."
@@ -354,10 +450,45 @@ def cluster_binding_conditions(status, moment, now):
     return stable_conditions(wanted, (status or {}).get("conditions"), now)
 
 
+def short_hash(text, length=8):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
 def mapped_namespace(provider_namespace, service_namespace):
-    """The control-plane namespace that backs consumer namespace N: status.namespace, else <P>-N."""
-    return ((service_namespace.get("status") or {}).get("namespace")
-            or "%s-%s" % (provider_namespace, service_namespace["metadata"]["name"]))
+    """The control-plane namespace that backs consumer namespace N: status.namespace, else <P>-N.
+
+    When <P>-N is longer than a namespace name may be (63), <P>-<start of N>-<hash of N>: Klutch's
+    konnector follows status.namespace, so the name only has to be stable and unique per N.
+    """
+    stored = (service_namespace.get("status") or {}).get("namespace")
+    name = service_namespace["metadata"]["name"]
+    if stored:
+        return stored
+    if len(provider_namespace) + 1 + len(name) <= MAX_NAMESPACE:
+        return "%s-%s" % (provider_namespace, name)
+    digest = short_hash(name)
+    room = MAX_NAMESPACE - len(provider_namespace) - len(digest) - 2
+    if room < 1:  # a consumer namespace that leaves no room for N: hash both
+        digest = short_hash("%s/%s" % (provider_namespace, name))
+        return "%s-%s" % (provider_namespace[:MAX_NAMESPACE - len(digest) - 1].rstrip("-"), digest)
+    return "%s-%s-%s" % (provider_namespace, name[:room].rstrip("-"), digest)
+
+
+def mapping_problem(provider_namespace, target, source, existing):
+    """Why namespace `target` cannot back the consumer namespace `source` (`<P>/<N>`), or None.
+
+    Only a namespace of the consumer's own prefix, new or already mapped for `source`, is given to
+    it: a status someone set to another namespace, or a namespace of that name that exists for
+    something else, would hand the consumer's rights to what is in it.
+    """
+    if not target.startswith(provider_namespace + "-"):
+        return "its target %s is not a namespace of consumer %s (%s-<name>); delete its status to map it again" % (
+            target, provider_namespace, provider_namespace)
+    if existing is not None and \
+            ((existing.get("metadata") or {}).get("annotations") or {}).get(API_SERVICE_NAMESPACE_ANNOTATION) != source:
+        return ("namespace %s exists and does not belong to %s (annotation %s); rename or remove that namespace"
+                % (target, source, API_SERVICE_NAMESPACE_ANNOTATION))
+    return None
 
 
 def kubeconfig(server, ca_data, token, namespace, server_name=None):

@@ -10,13 +10,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import random
-import string
+import itertools
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.validate import require_consumer
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
@@ -41,7 +41,6 @@ class Run(Recorder):
         self.params = params
 
 
-NAME_CHARACTERS = string.ascii_lowercase + string.digits
 # An API to export, by its CRD's group and plural resource.
 API_SPEC = dict(
     group=dict(type="str", required=True),
@@ -55,27 +54,86 @@ EXPORT_ARG_SPEC = dict(
     external_ca_data=dict(type="str"),
     external_server_name=dict(type="str"),
     provider_pretty_name=dict(type="str", default="klutch.bind"),
+    previous_cluster_id=dict(type="str"),
 )
+NAME_ATTEMPTS = 20  # candidates for a new consumer namespace's name before giving up
 
 
-def new_namespace_name(existing):
-    """cluster-<5 random characters>, as Kubernetes' generateName would make it, and not taken."""
-    while True:
-        name = "%s-%s" % (plan.NAMESPACE_PREFIX, "".join(random.sample(NAME_CHARACTERS, 5)))
-        if name not in existing:
-            return name
+def namespace_object(name, identity):
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "annotations": {plan.IDENTITY_ANNOTATION: identity}}}
 
 
-def ensure_consumer(run, consumer, identity):
+def find_earlier(run, consumer):
+    """For a consumer without a namespace under its identity: the one it was bound under with another
+    cluster id, when previous_cluster_id names it (read into `consumer`; True).
+
+    Its app cluster's klutch-bind namespace was recreated, say, and with it the cluster id: a new
+    namespace would provision every instance again, empty. So a namespace under another cluster id
+    that previous_cluster_id does not name is refused, before any write.
+    """
+    params = run.params
+    previous = params["previous_cluster_id"]
+    others = plan.other_cluster_ids(consumer.namespaces.values(), params["consumer"], params["cluster_id"])
+    if previous and previous in [cluster_id for _name, cluster_id in others]:
+        consumer.namespace = plan.consumer_namespace(consumer.namespaces.values(),
+                                                     plan.consumer_identity(params["consumer"], previous))
+        consumer.read(run.client)
+        return True
+    if previous:
+        raise ConfigError("previous_cluster_id is %s, but no namespace on %s holds consumer identity %s, and none "
+                          "holds %s yet. Set previous_cluster_id to the cluster id the consumer was bound under, or "
+                          "remove it to bind %s as a new consumer." % (
+                              previous, run.client.label, plan.consumer_identity(params["consumer"], previous),
+                              plan.consumer_identity(params["consumer"], params["cluster_id"]), params["consumer"]))
+    if others:
+        held = ", ".join("%s (identity %s)" % (name, plan.consumer_identity(params["consumer"], cluster_id))
+                         for name, cluster_id in others)
+        ids = [cluster_id for _name, cluster_id in others]
+        raise ConfigError(
+            "Consumer %s is bound on %s under another cluster id than %s: namespace %s. Its app cluster's id "
+            "changed (its klutch-bind namespace was recreated), or another cluster uses the same consumer name. "
+            "Nothing was written. To keep that namespace and its instances, set previous_cluster_id: %s, which "
+            "re-annotates it with %s; for another cluster, use another consumer name." % (
+                params["consumer"], run.client.label, params["cluster_id"], held,
+                ids[0] if len(ids) == 1 else "one of " + ", ".join(ids),
+                plan.consumer_identity(params["consumer"], params["cluster_id"])))
+    return False
+
+
+def create_namespace(run, consumer, identity):
+    """A new consumer namespace under a name derived from its identity, created (never applied, which
+    would take over another's): when a run for the same consumer created it first, that one is used."""
+    for name in itertools.islice(plan.consumer_namespace_names(identity), NAME_ATTEMPTS):
+        if name in consumer.namespaces:  # another identity's
+            continue
+        try:
+            return name, run.create(namespace_object(name, identity))
+        except ClusterError as error:
+            if error.status != 409:
+                raise
+        current = run.client.get(NAMESPACES, name)
+        if current is not None and (current["metadata"].get("annotations") or {}).get(
+                plan.IDENTITY_ANNOTATION) == identity:
+            return name, current
+    raise ClusterError("Cannot name a namespace for consumer %s on %s: its first %d candidate names are taken by "
+                       "other namespaces." % (identity, run.client.label, NAME_ATTEMPTS))
+
+
+def ensure_consumer(run, consumer, identity, adopted=False):
     """The consumer namespace, ServiceAccount and token Secret; the token Secret once issued.
 
+    A namespace found by the identity is as it should be; an `adopted` one, found under the consumer's
+    earlier cluster id, takes the new identity (by force: Klutch's backend may own the annotation).
     None for the token in check mode when it is not there yet: nothing that needs it can be planned.
     """
-    namespace = consumer.namespace or new_namespace_name(consumer.namespaces)
-    created = run.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": namespace, "annotations": {plan.IDENTITY_ANNOTATION: identity}}},
-        before=consumer.namespaces.get(namespace))
     is_new = consumer.namespace is None
+    if is_new:
+        namespace, created = create_namespace(run, consumer, identity)
+    else:
+        namespace, created = consumer.namespace, consumer.namespaces[consumer.namespace]
+        if adopted:
+            created = run.apply(namespace_object(namespace, identity), before=created, force=True)
     consumer.namespace, consumer.namespaces[namespace] = namespace, created
     in_namespace = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": plan.BINDER, "namespace": namespace}},
@@ -88,7 +146,7 @@ def ensure_consumer(run, consumer, identity):
             run.planned(obj)
         return None
     for obj in in_namespace:
-        run.apply(obj)
+        run.apply(obj, **backend.OURS)
     if run.check_mode:
         token_secret = run.client.get(SECRETS, plan.BINDER, namespace)
         return token_secret if ((token_secret or {}).get("data") or {}).get("token") else None
@@ -125,13 +183,14 @@ def serve_request(run, consumer, name, request):
 def present(run, identity):
     params = run.params
     consumer = backend.Consumer.by_identity(run.client, identity)
+    adopted = consumer.namespace is None and find_earlier(run, consumer)
     catalog = backend.Catalog(run.client)
     apis = dict((plan.api_name(item["group"], item["resource"]),
                  catalog.api(item["group"], item["resource"], params["consumer_scope"],
                              consumer.exports.get(plan.api_name(item["group"], item["resource"]))))
                 for item in params["resources"])
     known = consumer.namespace
-    token_secret = ensure_consumer(run, consumer, identity)
+    token_secret = ensure_consumer(run, consumer, identity, adopted)
     namespace = consumer.namespace
     exports = dict((name, plan.api_service_export(crd, namespace, params["consumer_scope"], claims,
                                                   existing=consumer.exports.get(name)))
@@ -151,17 +210,19 @@ def present(run, identity):
     kubeconfig = consumer_kubeconfig(run, namespace, token_secret)
     run.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                "metadata": {"name": plan.KUBECONFIG_SECRET, "namespace": namespace},
-               "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}})
-    run.apply(cluster_binding, CLUSTER_BINDINGS)
+               "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}}, **backend.OURS)
+    run.apply(cluster_binding, CLUSTER_BINDINGS, **backend.OURS)
     for (name, (crd, claims)), entry in zip(apis.items(), result["exports"]):
         request = plan.export_request(name, namespace, crd["spec"]["group"], crd["spec"]["names"]["plural"], claims)
         result["request"][name] = {"phase": serve_request(run, consumer, name, request)}
         before = len(run.results)
-        run.apply(exports[name], API_SERVICE_EXPORTS, before=consumer.exports.get(name))
+        run.apply(exports[name], API_SERVICE_EXPORTS, before=consumer.exports.get(name), **backend.OURS)
         entry["action"] = run.results[before]["action"]
     consumer.exports.update(exports)
     new = backend.map_namespaces(run, consumer)
     backend.rbac(run, consumer, consumer.exports.values(), params["consumer_scope"], new)
+    if consumer.unmapped:
+        raise consumer.unmapped_error()
     result["kubeconfig"] = kubeconfig
     return result
 
@@ -197,6 +258,7 @@ def export(client, check_mode, params):
     """Export params["resources"] to the consumer (state present) or withdraw them (absent); (result, run)."""
     if params["state"] == "present" and not params["resources"]:
         raise ConfigError("resources is empty: name the APIs (group and resource) to export to %s." % params["consumer"])
+    require_consumer(params["consumer"], params["cluster_id"])
     backend.require_klutch_apis(client)
     run = Run(client, check_mode, params)
     identity = plan.consumer_identity(params["consumer"], params["cluster_id"])

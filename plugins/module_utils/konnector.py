@@ -17,11 +17,17 @@ import base64
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, sync
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import (
+    IDENTITY_ANNOTATION,
+    claimed_names,
+    group_version,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
+    CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
@@ -74,18 +80,32 @@ class BoundApi:
                           "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
                           % self.name, "Connected", "APIServiceExportNotFound")
         spec = self.export["spec"]
-        version = next((v["name"] for v in spec.get("versions") or [] if v.get("served", True)), None)
+        version = app_cluster.instance_version(spec)
         if version is None:
             raise ConfigError("APIServiceBinding %s: its export serves no version." % self.name)
         self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
                                   namespaced=spec["scope"] == "Namespaced")
-        self.cluster_wide = spec.get("informerScope") == "Cluster"
+        self._consumer_namespace = None
+        self.claim_names = {}  # {(group, resource): names its accepted claims select, None for all}, from the last plan
+        self.removals_withheld = None  # why the last plan removed nothing upstream for an absence
         self.mapping = None  # what the last plan read: the namespace mapping, and the bound namespaces
         self.claim_namespaces = []  # that live on the app cluster, where claimed kinds are read
 
+    def consumer_namespace(self):
+        """The consumer's namespace on the control plane (read once per pass): its uid owns the cluster-scoped
+        instances upstream, its identity annotation names the app cluster it was bound from."""
+        if self._consumer_namespace is None:
+            self._consumer_namespace = self.provider.get(NAMESPACES, self.namespace) or {"metadata": {}}
+        return self._consumer_namespace
+
     def namespace_uid(self):
-        """The UID of the consumer's namespace, which owns its cluster-scoped instances upstream."""
-        return self.provider.get(NAMESPACES, self.namespace)["metadata"]["uid"]
+        return self.consumer_namespace()["metadata"]["uid"]
+
+    def removal_problem(self, app_namespaces):
+        """Why this pass may remove nothing upstream for an object missing on the app side, or None."""
+        identity = (self.consumer_namespace()["metadata"].get("annotations") or {}).get(IDENTITY_ANNOTATION)
+        own = next((item for item in app_namespaces if item["metadata"]["name"] == app_cluster.BIND_NAMESPACE), None)
+        return app_cluster.foreign_cluster_problem(identity, own)
 
     def read_mapping(self):
         """The consumer's namespace mapping on the control plane, read once per pass and kept for watches."""
@@ -107,17 +127,28 @@ class BoundApi:
         return found
 
 
-def provider_listing(bound, resource, mapping):
-    """The kind's objects on the control plane, in the consumer's mapped namespaces."""
-    if bound.cluster_wide and resource is bound.instances:
+def provider_listing(bound, resource, mapping, names=None):
+    """The kind's objects on the control plane, in the consumer's mapped namespaces; a namespaced kind is
+    never read cluster-wide, where other consumers' objects are. With `names` (a claim that names its
+    objects), only those: the consumer's rights cover no others."""
+    if not resource.namespaced:
         return bound.provider.list(resource)[0]
-    return listing(bound.provider, resource, mapping.down)
+    return listing(bound.provider, resource, mapping.down, names)
 
 
-def listing(client, resource, namespaces):
+def name_selector(name):
+    """The field selector that lets a list or watch through rights limited to resourceNames."""
+    return "metadata.name=%s" % name
+
+
+def listing(client, resource, namespaces, names=None):
     objects = []
     for namespace in sorted(namespaces):
-        objects.extend(client.list(resource, namespace)[0])
+        if names is None:
+            objects.extend(client.list(resource, namespace)[0])
+            continue
+        for name in sorted(names):
+            objects.extend(client.list(resource, namespace, field_selector=name_selector(name))[0])
     return objects
 
 
@@ -130,8 +161,13 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
     namespaces = app.list(NAMESPACES)[0]
+    # Removals upstream follow deletions seen on the consumer's own cluster, never an absence elsewhere.
+    bound.removals_withheld = bound.removal_problem(namespaces)
+    prune = prune and not bound.removals_withheld
+    operations = []
     if bound.instances.namespaced:
-        operations = sync.plan_namespace_removals(mapping, set(item["metadata"]["name"] for item in namespaces))
+        if not bound.removals_withheld:
+            operations = sync.plan_namespace_removals(mapping, set(item["metadata"]["name"] for item in namespaces))
         operations += sync.plan_instances(app.list(bound.instances)[0],
                                           provider_listing(bound, bound.instances, mapping), mapping, prune=prune)
     else:
@@ -145,10 +181,12 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     claims = bound.accepted_claims(app)
     if claims and before_claims is not None:
         before_claims(bound.claim_namespaces)
+    bound.claim_names = claimed_names([claim for claim, _resource in claims])
     for claim, resource in claims:
         resources[resource.plural] = resource
+        names = claimed_names([claim]).get((claim.get("group") or "", claim["resource"]))
         operations += sync.plan_claims(claim, resource.plural, listing(app, resource, claims_mapping.up),
-                                       provider_listing(bound, resource, claims_mapping), claims_mapping,
+                                       provider_listing(bound, resource, claims_mapping, names), claims_mapping,
                                        prune=prune)
     return operations, resources
 
@@ -197,6 +235,37 @@ def execute(operation, clients, resources, provider_namespace):
     else:
         raise ValueError(operation.action)
     return True
+
+
+def bound_kind(app, binding_name):
+    """The Resource of a binding's kind on the app cluster, from the CRD the binding made; None without one."""
+    crd = app.get(CUSTOM_RESOURCE_DEFINITIONS, binding_name)
+    if crd is None:
+        return None
+    spec = crd["spec"]
+    return Resource(group_version(spec["group"], app_cluster.instance_version(spec)), spec["names"]["kind"],
+                    spec["names"]["plural"], namespaced=spec["scope"] == "Namespaced")
+
+
+def release_instances(app, binding_name, deleting_only=False):
+    """Take the syncer finalizer off the binding's instances on the app cluster; the objects released.
+
+    Once a binding ends (unbound, its export gone, its credentials revoked) no pass carries a
+    deletion upstream any more, so the finalizer would hold the instance, its namespace or its CRD
+    in Terminating for ever. The control-plane copies are left alone.
+    """
+    resource = bound_kind(app, binding_name)
+    if resource is None:
+        return []
+    released = []
+    for obj in app.list(resource)[0]:
+        if not sync.has_finalizer(obj) or (deleting_only and not sync.deleting(obj)):
+            continue
+        metadata = obj["metadata"]
+        execute(sync.Operation(sync.CONSUMER, "remove_finalizer", "instances", metadata.get("namespace"),
+                               metadata["name"], obj), {sync.CONSUMER: app}, {"instances": resource}, None)
+        released.append(obj)
+    return released
 
 
 def run_operations(operations, clients, resources, provider_namespace, workers, proceed=None):
@@ -251,6 +320,12 @@ def selected_bindings(app, names):
     return [item for item in bindings if not names or item["metadata"]["name"] in names]
 
 
+def withheld_message(bound):
+    return ("Binding %s: nothing was removed on the control plane for objects missing on this app cluster, because %s. "
+            "If this is the consumer's cluster rebuilt or restored, bind it again as that consumer; otherwise remove "
+            "the binding from this cluster." % (bound.name, bound.removals_withheld))
+
+
 def failed_writes(errors, operations):
     """The message for a pass in which some writes failed."""
     return "%d of %d writes of the sync pass failed; the next pass retries them. First: %s" % (
@@ -259,15 +334,27 @@ def failed_writes(errors, operations):
 
 def sync_once(app, names, client_for, prune, concurrency, result):
     """One pass over the bindings `names` (all when empty), recorded into `result` (synced, operations) as it
-    goes, so that a failure still reports what was planned; (objects written, write errors)."""
-    written, errors = 0, []
+    goes, so that a failure still reports what was planned; (objects written, write errors).
+
+    A binding that cannot be synced (its control plane unreachable, its credentials refused) does not
+    stop the others: its error is raised after they were synced.
+    """
+    written, errors, unsynced = 0, [], []
     for binding in selected_bindings(app, names):
-        bound = BoundApi(binding, app, client_for)
-        operations, resources = plan_binding(bound, app, prune)
+        try:
+            bound = BoundApi(binding, app, client_for)
+            operations, resources = plan_binding(bound, app, prune)
+        except ClusterError as error:
+            unsynced.append(error)
+            continue
+        if bound.removals_withheld:
+            result.setdefault("removals_withheld", {})[bound.name] = withheld_message(bound)
         result["synced"][bound.name] = counts(operations)
         result["operations"].extend(dict(item, binding=bound.name) for item in described(operations))
         made, failed = run_operations(operations, {sync.CONSUMER: app, sync.PROVIDER: bound.provider}, resources,
                                       bound.namespace, concurrency)
         written += made
         errors.extend(failed)
+    if unsynced:
+        raise unsynced[0]
     return written, errors

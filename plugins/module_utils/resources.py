@@ -7,6 +7,26 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from urllib.parse import quote
+
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+
+
+def path_segment(value, what, resource):
+    """`value` as one URL path segment naming an object or a namespace.
+
+    An empty name would address the whole collection (a GET lists it, a DELETE deletes all of it),
+    and "/", "." or ".." would address another path: refused before any request, as the API server
+    refuses such names itself. Other characters are escaped, so "#" or "?" cannot end the path.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("Refusing to address %s with an empty %s: that would mean every %s. Set the %s (an undefined "
+                          "variable renders as an empty string)." % (resource.kind, what, resource.kind, what))
+    if value in (".", "..") or "/" in value or "%" in value:
+        raise ConfigError("Refusing to address %s %r: a %s cannot be '.' or '..' or contain '/' or '%%'. Set a valid "
+                          "Kubernetes name." % (resource.kind, value, what))
+    return quote(value, safe="")
+
 
 class Resource:
     """An API resource type: where it lives on the API server and what it is called."""
@@ -24,15 +44,22 @@ class Resource:
     def group_version_path(self):
         return "/api/v1" if self.api_version == "v1" else "/apis/" + self.api_version
 
-    def path(self, namespace=None, name=None, subresource=None):
+    def collection_path(self, namespace=None):
+        """The path of every object of this kind: in `namespace`, or in all namespaces when it is None."""
         parts = [self.group_version_path]
-        if self.namespaced and namespace:
-            parts += ["namespaces", namespace]
+        if self.namespaced and namespace is not None:
+            parts += ["namespaces", path_segment(namespace, "namespace", self)]
         parts.append(self.plural)
-        if name:
-            parts.append(name)
-            if subresource:
-                parts.append(subresource)
+        return "/".join(parts)
+
+    def path(self, namespace, name, subresource=None):
+        """The path of one object (and its subresource); never a collection, whatever the arguments."""
+        if self.namespaced and namespace is None:
+            raise ConfigError("Refusing to address %s %s without a namespace: it is namespaced. Set its namespace."
+                              % (self.kind, name))
+        parts = [self.collection_path(namespace if self.namespaced else None), path_segment(name, "name", self)]
+        if subresource:
+            parts.append(subresource)
         return "/".join(parts)
 
     def describe(self, name=None, namespace=None):

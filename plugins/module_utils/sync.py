@@ -37,6 +37,26 @@ Operation = namedtuple("Operation", ["side", "action", "kind", "namespace", "nam
 Upstream = namedtuple("Upstream", ["namespace", "name", "annotations", "owner_references"])
 
 
+# Fields of a Crossplane claim that the platform sets (which composition, which composite): a
+# consumer's instance never carries them upstream, nor annotations or labels of crossplane.io
+# (external-name, paused), which steer what the platform provisions.
+PLATFORM_SPEC_FIELDS = ("compositionRef", "compositionSelector", "compositionRevisionRef",
+                        "compositionRevisionSelector", "compositionUpdatePolicy", "resourceRef")
+
+
+def platform_key(key):
+    """Whether an annotation or label key is Crossplane's (crossplane.io/... or <x>.crossplane.io/...)."""
+    prefix = key.partition("/")[0] if "/" in key else ""
+    return prefix == "crossplane.io" or prefix.endswith(".crossplane.io")
+
+
+def consumer_spec(spec):
+    """What of an instance's spec the consumer may set upstream."""
+    if not isinstance(spec, dict):
+        return spec
+    return dict((key, value) for key, value in spec.items() if key not in PLATFORM_SPEC_FIELDS)
+
+
 def _metadata(obj):
     return obj.get("metadata") or {}
 
@@ -195,6 +215,15 @@ def _instance_pair(down, up, at):
                                                                down)]
         created = copy_for(down, at.namespace, marks)
         created["metadata"]["name"] = at.name
+        for field in ("annotations", "labels"):
+            kept = dict((key, value) for key, value in (created["metadata"].get(field) or {}).items()
+                        if not platform_key(key))
+            if kept or field == "annotations":
+                created["metadata"][field] = kept
+            else:
+                created["metadata"].pop(field, None)
+        if "spec" in created:
+            created["spec"] = consumer_spec(created["spec"])
         if at.owner_references:
             created["metadata"]["ownerReferences"] = at.owner_references
         operations.append(Operation(PROVIDER, "create", "instances", at.namespace, at.name, created))
@@ -208,13 +237,13 @@ def _instance_pair(down, up, at):
         return operations
     operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
                                                            down)]
-    if not contains(up.get("spec") or {}, down.get("spec") or {}) or any(
+    if not contains(up.get("spec") or {}, consumer_spec(down.get("spec") or {})) or any(
             _annotations(up).get(key) != value for key, value in marks.items()):
         metadata = {"name": at.name, "annotations": marks}
         if at.namespace:
             metadata["namespace"] = at.namespace
         body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"), "metadata": metadata,
-                "spec": down.get("spec")}
+                "spec": consumer_spec(down.get("spec"))}
         operations.append(Operation(PROVIDER, "update_spec", "instances", at.namespace, at.name, body))
     operations += _bound_mark(down)
     if (down.get("status") or {}) != (up.get("status") or {}):
@@ -240,19 +269,35 @@ def claim_matches(claim, obj):
 
 
 def claim_owner(claim, provider_obj, consumer_obj):
-    """Who owns a claimed object (Klutch's table, ref §3.12), or None when nobody may sync it.
+    """Who owns a claimed object, or None when nobody may sync it.
 
-    Deliberate difference: under `owner: Provider`, a consumer object that nobody marked is the
+    Klutch also lets a consumer's mark decide; here only the control plane's side does: an app
+    cluster is a tenant, and a mark it writes on its own object must not let it replace the
+    provider's. The consumer's mark counts only when the provider's object is gone, to let a copy
+    follow its deleted source. Under `owner: Provider`, a consumer object that nobody marked is the
     consumer's own and stays on the app cluster.
     """
-    marked = [_annotations(obj).get(OWNER_ANNOTATION) for obj in (provider_obj, consumer_obj) if obj is not None]
-    owner = next((value for value in marked if value in ("Provider", "Consumer")), None)
-    if owner is None:
-        owner = "Provider" if provider_obj is not None else "Consumer"
+    provider_mark = _annotations(provider_obj).get(OWNER_ANNOTATION) if provider_obj is not None else None
+    if provider_mark in ("Provider", "Consumer"):
+        owner = provider_mark
+    elif provider_obj is not None:
+        owner = "Provider"
+    else:
+        owner = "Provider" if _annotations(consumer_obj or {}).get(OWNER_ANNOTATION) == "Provider" else "Consumer"
     wanted = (claim.get("selector") or {}).get("owner")
     if wanted and owner != wanted:
         return None
     return owner
+
+
+# Objects every namespace has of its own: they never cross, whatever a claim selects.
+SYSTEM_NAMES = {"ConfigMap": ("kube-root-ca.crt", "openshift-service-ca.crt")}
+SYSTEM_TYPES = {"Secret": ("kubernetes.io/service-account-token",)}
+
+
+def system_object(obj):
+    return _metadata(obj).get("name") in SYSTEM_NAMES.get(obj.get("kind"), ()) or \
+        obj.get("type") in SYSTEM_TYPES.get(obj.get("kind"), ())
 
 
 def _content(obj):
@@ -281,19 +326,23 @@ def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=
     for namespace, target, name in sorted(pairs):
         down, up = consumers.get((namespace, name)), providers.get((target, name))
         owner = claim_owner(claim, up, down)
-        if owner == "Provider":
-            operations.extend(_copy_pair(kind, up, down, (PROVIDER, target), (CONSUMER, namespace), name, owner, prune,
-                                         mark_source))
-        elif owner == "Consumer":
-            operations.extend(_copy_pair(kind, down, up, (CONSUMER, namespace), (PROVIDER, target), name, owner, prune,
-                                         mark_source))
+        if owner is None:
+            continue
+        source, copy_ = (up, down) if owner == "Provider" else (down, up)
+        source_at, copy_at = ((PROVIDER, target), (CONSUMER, namespace)) if owner == "Provider" else \
+            ((CONSUMER, namespace), (PROVIDER, target))
+        if source is not None and (not claim_matches(claim, source) or system_object(source)):
+            continue  # the owner's claim does not select it: a namesake on the other side cannot pull it over
+        if copy_ is not None and (_annotations(copy_).get(OWNER_ANNOTATION) != owner or system_object(copy_)):
+            continue  # not a copy this sync made: someone's own object, never overwritten or deleted
+        operations.extend(_copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune, mark_source))
     return operations
 
 
 def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune, mark_source):
     """The owner's object wins: its copy follows it, and goes when it goes."""
     if source is None or deleting(source):
-        if prune and copy_ is not None and not deleting(copy_) and _annotations(copy_).get(OWNER_ANNOTATION) == owner:
+        if prune and copy_ is not None and not deleting(copy_):
             return [Operation(copy_at[0], "delete", kind, copy_at[1], name, copy_)]
         return []
     operations = []
@@ -306,7 +355,7 @@ def _copy_pair(kind, source, copy_, source_at, copy_at, name, owner, prune, mark
         # A Secret's type, and an immutable object, cannot change in place: the copy is made again.
         operations.append(Operation(copy_at[0], "delete", kind, copy_at[1], name, copy_))
         operations.append(Operation(copy_at[0], "create", kind, copy_at[1], name, wanted))
-    elif _content(copy_) != _content(wanted) or _annotations(copy_).get(OWNER_ANNOTATION) != owner or \
+    elif _content(copy_) != _content(wanted) or \
             (_metadata(copy_).get("labels") or {}) != (_metadata(wanted).get("labels") or {}):
         # Replaced at the version listed: a change made since then fails the write and waits for the next pass.
         wanted["metadata"]["resourceVersion"] = _metadata(copy_).get("resourceVersion")

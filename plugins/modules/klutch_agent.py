@@ -257,6 +257,7 @@ def main():
             python=dict(type="path"),
             wait_timeout=dict(type="int", default=60),
         ),
+        names={"name": ("a local agent (its directory under run_dir)", "label")},
         supports_check_mode=True,
     )
     params = module.params

@@ -19,6 +19,8 @@ description:
   - On the control plane, exports O(services) to this consumer as M(klutch.bind.klutch_export_request)
     does, under the identity C(<consumer>#<cluster id>); the cluster id comes from the app cluster's
     C(klutch-bind) namespace, which the C(klutch.bind.konnector) role creates.
+  - When that namespace was recreated, the cluster id changes; a consumer bound under its earlier id is then
+    refused before any write until O(previous_cluster_id) names the earlier id, and keeps its namespace.
   - On the app cluster, binds each service with the consumer's new kubeconfig as M(klutch.bind.klutch_binding)
     does (so the export is read with the consumer's own rights), then runs one sync pass over these
     bindings as M(klutch.bind.klutch_claim_sync) does (O(sync)).
@@ -143,6 +145,14 @@ synced:
   description: Per binding, the writes of the sync pass by direction and kind, as in M(klutch.bind.klutch_claim_sync).
   returned: always
   type: dict
+removals_withheld:
+  description: >-
+    Per binding, why nothing was removed on the control plane for objects missing on this app cluster:
+    its cluster id differs from the one the consumer was bound from (a restored or rebuilt cluster,
+    or a binding Secret copied to another cluster). Each is also a warning.
+  returned: when removals were withheld
+  type: dict
+  sample: {"postgresqlinstances.samples.klutch.bind": "Binding ...: nothing was removed ..."}
 operations:
   description: Each write of the sync pass, as in M(klutch.bind.klutch_claim_sync).
   returned: always
@@ -192,6 +202,8 @@ def main():
     diff = result.pop("diff")
     if module.diff_mode:
         result["diff"] = diff
+    for message in result.get("removals_withheld", {}).values():
+        module.warn(message)
     if errors:
         module.fail(konnector.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)

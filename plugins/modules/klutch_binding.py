@@ -31,7 +31,9 @@ description:
   - Never writes to the control plane.
 options:
   name:
-    description: The export's name, C(<plural>.<group>), for example C(postgresqlinstances.samples.klutch.bind).
+    description:
+      - The export's name, C(<plural>.<group>), for example C(postgresqlinstances.samples.klutch.bind).
+      - Must be a valid Kubernetes name; an empty one (an undefined variable) is refused before any request.
     type: str
     required: true
   provider_kubeconfig:
@@ -56,6 +58,10 @@ options:
     description:
       - V(absent) deletes the binding, and its kubeconfig Secret when no other binding uses it; the CRD
         and with it every local instance only with O(delete_crd).
+      - V(absent) also takes the syncer finalizer C(klutch.anynines.com/syncer) off the binding's instances,
+        so that deleting them, their namespaces or the CRD afterwards does not hang. It reads and writes
+        only the app cluster, so it also releases a binding whose control plane is gone or unreachable;
+        the instances' copies on the control plane are left alone.
     type: str
     choices: [present, absent]
     default: present
@@ -148,6 +154,7 @@ def main():
             wait_timeout=dict(type="int", default=60),
         ),
         required_if=[("state", "present", ["provider_kubeconfig"])],
+        names={"name": ("an APIServiceBinding (<plural>.<group>)", "subdomain")},
         supports_check_mode=True,
     )
     try:

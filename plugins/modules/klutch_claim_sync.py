@@ -80,6 +80,14 @@ synced:
   returned: always
   type: dict
   sample: {"postgresqlinstances.samples.klutch.bind": {"up": {"instances": 1}, "down": {"secrets": 1}}}
+removals_withheld:
+  description: >-
+    Per binding, why nothing was removed on the control plane for objects missing on this app cluster:
+    its cluster id differs from the one the consumer was bound from (a restored or rebuilt cluster,
+    or a binding Secret copied to another cluster). Each is also a warning.
+  returned: when removals were withheld
+  type: dict
+  sample: {"postgresqlinstances.samples.klutch.bind": "Binding ...: nothing was removed ..."}
 operations:
   description: Each write of the pass, without bodies; in check mode the writes it would make.
   returned: always
@@ -133,6 +141,8 @@ def main():
     except ClusterError as error:
         module.fail(error, **result)
     result["changed"] = written > 0 or (module.check_mode and bool(result["operations"]))
+    for message in result.get("removals_withheld", {}).values():
+        module.warn(message)
     if errors:
         module.fail(konnector.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)

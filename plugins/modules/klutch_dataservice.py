@@ -414,6 +414,7 @@ def main():
             wait_timeout=dict(type="int", default=300),
         ),
         required_one_of=[("package", "src")],
+        names={"name": ("a Crossplane Configuration", "subdomain")},
         supports_check_mode=True,
     )
     try:

@@ -17,8 +17,11 @@ description:
   - Does on the control plane what Klutch's backend does when an app cluster binds APIs, for one
     consumer, without a browser or an OIDC provider.
   - Finds the consumer's namespace by its identity annotation (O(consumer) and O(cluster_id)) or
-    creates C(cluster-<random>); creates the ServiceAccount C(klutch-binder), its token Secret, the
-    kubeconfig Secret C(kubeconfig) and C(ClusterBinding cluster).
+    creates C(cluster-<5 characters>), a name derived from the identity, so that two first runs for
+    one consumer at the same time make one namespace; creates the ServiceAccount C(klutch-binder), its
+    token Secret, the kubeconfig Secret C(kubeconfig) and C(ClusterBinding cluster).
+  - A consumer that has a namespace under another cluster id is refused, unless O(previous_cluster_id)
+    names that id, since a new namespace would provision its instances again, empty.
   - For each of O(resources), checks that the CRD and an export template exist, then writes the
     C(APIServiceExportRequest) and the C(APIServiceExport) with the CRD snapshot, its hash, the
     informer scope and the template's permission claims, and marks the request Succeeded.
@@ -27,7 +30,11 @@ description:
     the claimed kinds (read-only for claims the provider owns), bound only in the namespaces mapped
     for the consumer (O(consumer_scope=Namespaced)) or cluster-wide (O(consumer_scope=Cluster)).
   - Maps each C(APIServiceNamespace) the consumer created to namespace C(<namespace>-<name>) with
-    its RoleBinding, and records it in the object's status.
+    its RoleBinding, and records it in the object's status; when that name would be longer than 63
+    characters, to C(<namespace>-<start of name>-<hash>). One that cannot be mapped fails the task
+    after everything else was done.
+  - The consumer's RBAC, credentials, C(ClusterBinding) spec and exports are applied with force, so a
+    consumer that Klutch's backend served before is taken over instead of failing with a conflict.
   - Re-running after the provider's CRD changed updates the snapshot and its hash.
   - Everything is checked before the first write; bad input changes nothing.
 options:

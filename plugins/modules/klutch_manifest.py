@@ -195,6 +195,7 @@ def main():
         ),
         mutually_exclusive=[("definition", "src")],
         required_one_of=[("definition", "src")],
+        names={"namespace": ("a namespace", "label")},
         supports_check_mode=True,
     )
     params = module.params

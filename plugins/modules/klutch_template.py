@@ -221,6 +221,7 @@ def main():
             validate_api=dict(type="bool", default=True),
         ),
         required_if=[("state", "present", ("group", "resource"))],
+        names={"name": ("an APIServiceExportTemplate", "subdomain"), "namespace": ("a namespace", "label")},
         supports_check_mode=True,
     )
     params = module.params

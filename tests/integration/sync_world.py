@@ -39,6 +39,12 @@ def konnector_play(cluster, mode, run_dir, agent_name="konnector", **variables):
         "konnector_run_dir": str(run_dir), "konnector_agent_name": agent_name}, **variables))
 
 
+def consumer_name(cluster):
+    """The consumer identity of a lab cluster: its name and port, since a cluster of the same name started
+    again is another cluster, with another id, which the control plane refuses under the old consumer."""
+    return "%s-%s" % (cluster.name, cluster.server.rsplit(":", 1)[1])
+
+
 def eventually(what, check, timeout=30):
     """What check() returns once it is truthy; AssertionError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -65,7 +71,7 @@ class World:
         info, output = self.run_task("klutch.bind.klutch_cluster_info", self.app_args)
         assert not info.get("failed"), output
         template = self.api.template
-        self.export_args = {"kubeconfig": str(self.cp_kubeconfig), "consumer": self.cluster.name,
+        self.export_args = {"kubeconfig": str(self.cp_kubeconfig), "consumer": consumer_name(self.cluster),
                             "cluster_id": info["cluster_id"],
                             "resources": [{"group": template["group"], "resource": template["resource"]}]}
         if self.api.consumer_scope:

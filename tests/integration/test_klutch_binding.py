@@ -21,6 +21,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
 from conftest import KLUTCH_CRDS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
+from sync_world import consumer_name
 
 GROUP, RESOURCE = "samples.klutch.bind", "postgresqlinstances"
 NAME = f"{RESOURCE}.{GROUP}"
@@ -73,7 +74,7 @@ def export_for(template, prepare, control_plane, run_task):
         info, output = run_task("klutch.bind.klutch_cluster_info", app_args)
         assert info["cluster_id"], output
         exported, output = run_task("klutch.bind.klutch_export_request", {
-            "kubeconfig": str(control_plane.admin_kubeconfig), "consumer": cluster.name,
+            "kubeconfig": str(control_plane.admin_kubeconfig), "consumer": consumer_name(cluster),
             "cluster_id": info["cluster_id"], "resources": [{"group": GROUP, "resource": RESOURCE}]})
         assert not exported.get("failed"), output
         return exported
@@ -297,7 +298,7 @@ def test_objects_have_the_shapes_a_klutch_konnector_reads(bind, app, admin, klut
     namespace = exported["consumer_namespace"]
     info_id = bound["cluster_id"]
     assert klutch_apis.get(NAMESPACES, namespace)["metadata"]["annotations"][
-        "example-backend.klutch.anynines.com/identity"] == f"app-bound#{info_id}"
+        "example-backend.klutch.anynines.com/identity"] == f"{consumer_name(app)}#{info_id}"
     cluster_binding = klutch_apis.get(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"),
                                       "cluster", namespace)
     assert cluster_binding["spec"]["kubeconfigSecretRef"] == {"name": "kubeconfig", "key": "kubeconfig"}
@@ -339,7 +340,8 @@ def other_app(lab, prepare):
 
 def bind_args(cluster, control_plane, **options):
     return dict({"kubeconfig": str(cluster.admin_kubeconfig), "control_plane_kubeconfig": str(control_plane.admin_kubeconfig),
-                 "consumer": cluster.name, "services": [{"group": GROUP, "resource": RESOURCE, "accept_claims": ["secrets"]}]},
+                 "consumer": consumer_name(cluster),
+                 "services": [{"group": GROUP, "resource": RESOURCE, "accept_claims": ["secrets"]}]},
                 **options)
 
 
@@ -358,7 +360,7 @@ def test_klutch_bind_exports_binds_and_syncs_in_one_task_and_again_writes_nothin
     assert bound["cluster_id"] == app_cluster.cluster_id(app.get(NAMESPACES, "klutch-bind")["metadata"]["uid"])
     identity = klutch_apis.get(NAMESPACES, bound["consumer_namespace"])["metadata"]["annotations"][
         "example-backend.klutch.anynines.com/identity"]
-    assert identity == f"app-bind#{bound['cluster_id']}"
+    assert identity == f"{consumer_name(other_app)}#{bound['cluster_id']}"
     assert klutch_apis.get(API_SERVICE_EXPORTS, NAME, bound["consumer_namespace"]) is not None
     binding = app.get(API_SERVICE_BINDINGS, NAME, "klutch-bind")
     assert [claim["state"] for claim in binding["spec"]["permissionClaims"]] == ["Accepted", "Rejected"]
@@ -392,7 +394,7 @@ def test_klutch_bind_reaches_the_control_plane_by_a_context_of_the_environments_
     path = tmp_path / "merged.kubeconfig"
     path.write_text(yaml.safe_dump(merged))
     contexts = [context["name"] for context in merged["contexts"]]
-    args = {"control_plane_context": contexts[1], "consumer": other_app.name,
+    args = {"control_plane_context": contexts[1], "consumer": consumer_name(other_app),
             "services": [{"group": GROUP, "resource": RESOURCE}]}
     bound, output = run_task("klutch.bind.klutch_bind", args,
                              env={"K8S_AUTH_KUBECONFIG": str(path), "K8S_AUTH_CONTEXT": contexts[0]})

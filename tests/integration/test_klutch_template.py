@@ -1,5 +1,7 @@
 """klutch.bind.klutch_template on the lab's control plane: lifecycle, check mode, refusals."""
 
+import re
+
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
@@ -39,7 +41,7 @@ def cp(klutch_apis):
 @pytest.fixture
 def args(control_plane, request):
     """Arguments for a template of its own per test (the name is the test's)."""
-    name = request.node.name.replace("_", "-")[:50].strip("-").lower()
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
     return {"kubeconfig": str(control_plane.admin_kubeconfig), "name": name, "group": "data.example.com",
             "resource": "widgetinstances", "version": "v1", "permission_claims": CLAIMS}
 

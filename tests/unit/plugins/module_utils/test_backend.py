@@ -15,3 +15,8 @@ def test_klutch_retries_a_failing_request_for_a_minute():
     assert not backend.failed_for_good(request("2026-01-01T11:59:30Z"), MOMENT)
     assert backend.failed_for_good(request("2026-01-01T11:59:00Z"), MOMENT)
     assert backend.failed_for_good({"metadata": {"name": "x"}}, MOMENT)
+
+
+def test_a_creation_time_in_any_rfc_3339_form_is_read():
+    assert not backend.failed_for_good(request("2026-01-01T11:59:30.5Z"), MOMENT)
+    assert backend.failed_for_good(request("2026-01-01T12:59:00+02:00"), MOMENT)

@@ -3,6 +3,7 @@
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import client
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
@@ -13,12 +14,31 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
 
 def test_paths_without_discovery():
     assert SECRETS.path("ns", "s") == "/api/v1/namespaces/ns/secrets/s"
-    assert SECRETS.path() == "/api/v1/secrets"
+    assert SECRETS.collection_path() == "/api/v1/secrets"
     assert NAMESPACES.path("ignored", "n") == "/api/v1/namespaces/n"
-    assert CUSTOM_RESOURCE_DEFINITIONS.path(name="a.b") == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/a.b"
+    assert CUSTOM_RESOURCE_DEFINITIONS.path(None, "a.b") == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/a.b"
     bindings = Resource("klutch.anynines.com/v1alpha1", "APIServiceBinding", "apiservicebindings")
     assert bindings.path("klutch-bind", "x", "status") == \
         "/apis/klutch.anynines.com/v1alpha1/namespaces/klutch-bind/apiservicebindings/x/status"
+
+
+@pytest.mark.parametrize("name", ["", "  ", None, ".", "..", "../kube-system/configmaps/x", "a/b", "%2e%2e"])
+def test_an_object_path_never_addresses_a_collection_or_another_path(name):
+    with pytest.raises(ConfigError, match="Refusing to address"):
+        SECRETS.path("ns", name)
+    with pytest.raises(ConfigError, match="Refusing to address"):
+        SECRETS.path(name, "s")
+
+
+def test_a_namespaced_object_path_needs_its_namespace():
+    with pytest.raises(ConfigError, match="without a namespace"):
+        SECRETS.path(None, "s")
+    with pytest.raises(ConfigError, match="empty namespace"):
+        SECRETS.collection_path("")
+
+
+def test_names_are_escaped_so_that_nothing_ends_the_path():
+    assert SECRETS.path("ns", "a#b?c d") == "/api/v1/namespaces/ns/secrets/a%23b%3Fc%20d"
 
 
 def test_descriptions():

@@ -1,6 +1,8 @@
 """The control plane's pure planning: templates in Klutch's wire format and the checks on them."""
 
 import datetime
+import itertools
+import re
 
 import pytest
 
@@ -138,9 +140,9 @@ def test_namespaced_scope_binds_only_in_mapped_namespaces():
                                           "namespace": "cluster-abcde"}]
 
 
-def test_cluster_scope_grants_exported_kinds_cluster_wide_but_never_claimed_ones():
+def test_cluster_scope_grants_cluster_scoped_exported_kinds_cluster_wide_but_never_claimed_ones():
     claims = [{"group": "", "resource": "secrets", "selector": {"owner": "Provider"}}]
-    export = control_plane.api_service_export(crd(), "cluster-abcde", "Cluster", claims)
+    export = control_plane.api_service_export(crd("Cluster"), "cluster-abcde", "Cluster", claims)
     cluster = control_plane.consumer_rbac("cluster-abcde", "uid-1", [export], "Cluster", ["cluster-abcde-default"])
     assert [obj["kind"] for obj in cluster] == ["RoleBinding", "ClusterRole", "RoleBinding", "ClusterRole",
                                                 "ClusterRoleBinding"]
@@ -151,6 +153,17 @@ def test_cluster_scope_grants_exported_kinds_cluster_wide_but_never_claimed_ones
     assert cluster[1]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert control_plane.consumer_scope([export], "Namespaced") == "Cluster"
     assert control_plane.consumer_scope([], "Namespaced") == "Namespaced"
+
+
+def test_namespaced_kinds_are_never_granted_cluster_wide_not_even_in_cluster_scope():
+    namespaced = control_plane.api_service_export(crd(), "cluster-abcde", "Cluster", [])
+    foos = dict(crd("Cluster")["spec"], group="bar.io", names={"plural": "foos", "kind": "Foo"})
+    cluster_scoped = control_plane.api_service_export(
+        dict(crd("Cluster"), metadata={"name": "foos.bar.io"}, spec=foos), "cluster-abcde", "Cluster", [])
+    alone = control_plane.consumer_rbac("cluster-abcde", "uid-1", [namespaced], "Cluster", [])
+    assert [obj["kind"] for obj in alone] == ["RoleBinding", "ClusterRole"]
+    both = control_plane.consumer_rbac("cluster-abcde", "uid-1", [namespaced, cluster_scoped], "Cluster", [])
+    assert [rule["resources"] for rule in both[2]["rules"]] == [["foos"]]
 
 
 def test_a_consumer_namespace_maps_to_the_prefixed_name_unless_status_says_otherwise():
@@ -211,7 +224,7 @@ MOMENT = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 
 
 @pytest.mark.parametrize("text, seconds", [("5m0s", 300), ("1h", 3600), ("2.5s", 2.5), ("1h2m3s", 3723), ("", None),
-                                           ("5 minutes", None)])
+                                           ("5 minutes", None), ("9" * 5000 + "h", None), (300, None)])
 def test_go_durations(text, seconds):
     assert control_plane.duration_seconds(text) == seconds
 
@@ -234,3 +247,103 @@ def test_cluster_binding_conditions_keep_their_transition_time():
     assert [(c["type"], c["status"]) for c in first] == [("Healthy", "True"), ("Ready", "True")]
     again = control_plane.cluster_binding_conditions(dict(status, conditions=first), MOMENT, "2026-01-01T12:05:00Z")
     assert again == first
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-01-01T11:59:55Z", datetime.datetime(2026, 1, 1, 11, 59, 55, tzinfo=datetime.timezone.utc)),
+    ("2026-01-01T11:59:55.5Z", datetime.datetime(2026, 1, 1, 11, 59, 55, 500000, tzinfo=datetime.timezone.utc)),
+    ("2026-01-01T11:59:55.123456789Z",
+     datetime.datetime(2026, 1, 1, 11, 59, 55, 123456, tzinfo=datetime.timezone.utc)),
+    ("2026-01-01T13:59:55+02:00", datetime.datetime(2026, 1, 1, 11, 59, 55, tzinfo=datetime.timezone.utc)),
+    ("2026-01-01t11:59:55z", datetime.datetime(2026, 1, 1, 11, 59, 55, tzinfo=datetime.timezone.utc)),
+    ("2026-01-01T11:59:55,5Z", None), ("2026-02-30T00:00:00Z", None), ("2026-01-01T11:59:55", None),
+    ("yesterday", None), ("", None), (None, None), (12345, None),
+])
+def test_times_are_read_as_rfc_3339(text, expected):
+    assert control_plane.parse_time(text) == expected
+
+
+@pytest.mark.parametrize("heartbeat, reason", [
+    ("2026-01-01T11:59:55.5Z", None),
+    ("2026-01-01T13:59:55+02:00", None),
+    ("2026-01-01T12:00:10Z", None),  # a konnector clock a little ahead is tolerated
+    ("2030-01-01T00:00:00.5Z", "HeartbeatTimeDrift"),  # would count as healthy for years
+    ("2026-01-01T11:59:55,5Z", "HeartbeatTimeInvalid"),
+    ("2026-13-01T00:00:00Z", "HeartbeatTimeInvalid"),
+])
+def test_a_heartbeat_in_any_rfc_3339_form_is_read_and_an_odd_one_is_unhealthy(heartbeat, reason):
+    health = control_plane.heartbeat_health({"lastHeartbeatTime": heartbeat, "heartbeatInterval": "5m0s"}, MOMENT)
+    assert health.get("reason") == reason
+    assert health["status"] == ("True" if reason is None else "False")
+    if reason:
+        assert heartbeat in health["message"]
+
+
+LONG = "team-" + "x" * 55
+
+
+def test_a_mapped_namespace_too_long_for_a_label_gets_a_stable_short_name():
+    name = control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": LONG}})
+    assert len(name) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name)
+    assert name.startswith("cluster-abcde-team-xxx")
+    assert name == control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": LONG}})
+    other = control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": LONG[:-1] + "y"}})
+    assert other != name and len(other) <= 63
+    exact = "x" * (63 - len("cluster-abcde-"))
+    assert control_plane.mapped_namespace("cluster-abcde", {"metadata": {"name": exact}}) == "cluster-abcde-" + exact
+    long_consumer = "c" * 60
+    name = control_plane.mapped_namespace(long_consumer, {"metadata": {"name": "shop"}})
+    assert len(name) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name)
+    assert name != control_plane.mapped_namespace(long_consumer, {"metadata": {"name": "shoq"}})
+
+
+def test_a_new_consumer_namespace_name_is_derived_from_the_identity():
+    first = control_plane.consumer_namespace_names("app-1#X1y2Z3")
+    names = list(itertools.islice(first, 3))
+    assert all(re.match(r"^cluster-[a-z0-9]{5}$", name) for name in names)
+    assert len(set(names)) == 3, "a taken name has a next candidate"
+    again = control_plane.consumer_namespace_names("app-1#X1y2Z3")
+    assert list(itertools.islice(again, 3)) == names
+    assert next(control_plane.consumer_namespace_names("app-2#X1y2Z3")) != names[0]
+
+
+def test_namespaces_of_the_same_consumer_under_another_cluster_id_are_found():
+    namespaces = [namespace_with("cluster-abcde", "app-1#Old1"), namespace_with("cluster-fghij", "app-1#New1"),
+                  namespace_with("cluster-klmno", "app-10#Old1"), namespace_with("cluster-pqrst", "app-1#x#y"),
+                  namespace_with("default")]
+    assert control_plane.other_cluster_ids(namespaces, "app-1", "New1") == [("cluster-abcde", "Old1")]
+    assert control_plane.other_cluster_ids(namespaces, "app-10", "Old1") == []
+
+
+def mapped_for(source):
+    return {"metadata": {"annotations": {control_plane.API_SERVICE_NAMESPACE_ANNOTATION: source}}}
+
+
+@pytest.mark.parametrize("target, existing, problem", [
+    ("cluster-abcde-shop", None, None),
+    ("cluster-abcde-shop", mapped_for("cluster-abcde/shop"), None),
+    ("cluster-abcde-shop", {"metadata": {"name": "cluster-abcde-shop"}}, "does not belong to cluster-abcde/shop"),
+    ("cluster-abcde-shop", mapped_for("cluster-fghij/shop"), "does not belong"),
+    ("kube-system", {"metadata": {}}, "is not a namespace of consumer cluster-abcde"),
+])
+def test_a_consumer_is_mapped_only_to_a_namespace_of_its_own(target, existing, problem):
+    found = control_plane.mapping_problem("cluster-abcde", target, "cluster-abcde/shop", existing)
+    assert found == problem if problem is None else problem in found
+
+
+def test_claims_that_name_their_objects_are_granted_on_those_names_only():
+    claims = [{"group": "", "resource": "secrets", "selector": {"owner": "Provider", "names": ["db-creds"]}},
+              {"group": "", "resource": "secrets", "selector": {"owner": "Provider", "names": ["tls"]}},
+              {"group": "", "resource": "configmaps", "selector": {"owner": "Consumer", "names": ["settings"]}},
+              {"group": "", "resource": "serviceaccounts", "selector": {"owner": "Provider", "names": ["*"]}}]
+    export = control_plane.api_service_export(crd(), "cluster-abcde", "Namespaced", claims)
+    rules = dict(((rule["resources"][0], bool(rule.get("resourceNames"))), rule)
+                 for rule in control_plane.consumer_rules([export]))
+    assert rules[("secrets", True)]["resourceNames"] == ["db-creds", "tls"]
+    assert ("secrets", False) not in rules
+    assert rules[("configmaps", True)]["resourceNames"] == ["settings"]
+    assert "create" not in rules[("configmaps", True)]["verbs"]
+    assert rules[("configmaps", False)]["verbs"] == ["create"]  # RBAC cannot limit create by name
+    assert ("serviceaccounts", False) in rules and ("serviceaccounts", True) not in rules
+    assert ("postgresqlinstances", False) in rules
+    assert control_plane.claimed_names(claims + [{"resource": "secrets"}])[("", "secrets")] is None

@@ -141,7 +141,7 @@ def plan_claims(claim, consumer, provider):
     ("Provider", "Consumer", True, True, "Provider"),
     ("Consumer", None, True, True, "Consumer"),
     (None, None, True, False, "Provider"),
-    (None, "Consumer", True, True, "Consumer"),
+    (None, "Consumer", True, True, "Provider"),  # a consumer's own mark never outranks the control plane
     (None, "Provider", False, True, "Provider"),
     (None, None, False, True, "Consumer"),
 ])
@@ -194,6 +194,40 @@ def test_names_and_label_selectors_limit_a_claim():
     provider = [secret(f"{P}-shop", "wanted", labels={"tier": "cache"}), secret(f"{P}-shop", "other"),
                 secret(f"{P}-shop", "wanted-too", labels={"tier": "db"})]
     assert [op.name for op in plan_claims(claim, [], provider) if op.action == "create"] == ["wanted"]
+
+
+def test_a_consumer_namesake_cannot_pull_down_a_provider_object_that_the_claim_does_not_select():
+    claim = dict(SECRETS_CLAIM, selector={"owner": "Provider", "labelSelectors": [{"tier": "db"}]})
+    unselected = secret(f"{P}-shop", "admin-creds", labels={"tier": "internal"})
+    bait = secret("shop", "admin-creds", owner="Provider", labels={"tier": "db"})
+    assert plan_claims(claim, [bait], [unselected]) == []
+    assert plan_claims(dict(claim, selector={"owner": "Provider", "names": ["orders-creds"]}),
+                       [secret("shop", "admin-creds", owner="Provider")], [secret(f"{P}-shop", "admin-creds")]) == []
+
+
+def test_a_consumer_marking_its_own_object_consumer_owned_cannot_replace_the_providers():
+    provider = secret(f"{P}-shop", "creds")
+    hostile = secret("shop", "creds", data={"password": "aGFja2Vk"}, owner="Consumer")
+    assert plan_claims({"resource": "secrets"}, [hostile], [provider]) == []
+
+
+@pytest.mark.parametrize("claim", [SECRETS_CLAIM, {"resource": "secrets"}])
+def test_an_unmarked_consumer_object_with_a_provider_namesake_is_neither_overwritten_nor_deleted(claim):
+    mine = secret("shop", "creds", data={"password": "bWluZQ=="})
+    assert plan_claims(claim, [mine], [secret(f"{P}-shop", "creds")]) == []
+    # Once the provider deletes its namesake, the consumer's object stays (and without a fixed owner it goes up).
+    assert not [op for op in plan_claims(claim, [mine], []) if op.side == CONSUMER and op.action != "annotate"]
+
+
+@pytest.mark.parametrize("owner", ["Provider", "Consumer"])
+def test_system_objects_never_cross(owner):
+    claim = {"resource": "configmaps", "selector": {"owner": owner}}
+    root_ca = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"ca.crt": "x"}}
+    up = dict(root_ca, metadata={"name": "kube-root-ca.crt", "namespace": f"{P}-shop"})
+    down = dict(root_ca, data={"ca.crt": "y"}, metadata={"name": "kube-root-ca.crt", "namespace": "shop"})
+    assert sync.plan_claims(claim, "configmaps", [down], [up], Mapping(copy.deepcopy(MAPPING))) == []
+    token = dict(secret("shop", "sa-token"), type="kubernetes.io/service-account-token")
+    assert plan_claims(dict(SECRETS_CLAIM, selector={"owner": owner}), [token], []) == []
 
 
 # -- planning the result of a plan yields nothing ------------------------------------------------
@@ -303,6 +337,27 @@ def test_without_a_fixed_owner_the_source_is_marked_as_klutch_does():
     operations = plan_claims({"resource": "secrets"}, [], [secret(f"{P}-shop", "creds")])
     assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "creds"), (CONSUMER, "create", "shop", "creds")]
     assert operations[0].body == {OWNER_ANNOTATION: "Provider"}
+
+
+def test_fields_and_marks_that_belong_to_the_platform_never_go_up():
+    platform = {"compositionRef": {"name": "premium"}, "resourceRef": {"name": "someone-elses-db"},
+                "compositionSelector": {"matchLabels": {"tier": "gold"}}}
+    down = instance("shop", "o", spec=dict(platform, plan="small"), finalizers=[SYNCER_FINALIZER],
+                    annotations={"crossplane.io/external-name": "prod-db", "team": "orders",
+                                 "composition.crossplane.io/paused": "true"})
+    down["metadata"]["labels"] = {"crossplane.io/claim-name": "x", "app": "orders"}
+    created = [op for op in plan_instances([down], []) if op.action == "create"][0].body
+    assert created["spec"] == {"plan": "small"}
+    assert created["metadata"]["annotations"] == {"team": "orders", BOUND_ANNOTATION: "true"}
+    assert created["metadata"]["labels"] == {"app": "orders"}
+    # Upstream, Crossplane fills in its own compositionRef: the consumer's differing one is not sent up.
+    up = instance(f"{P}-shop", "o", spec={"plan": "small", "compositionRef": {"name": "standard"}},
+                  annotations={BOUND_ANNOTATION: "true"})
+    down["metadata"]["annotations"][BOUND_ANNOTATION] = "true"
+    assert [op.action for op in plan_instances([down], [up])] == []
+    down["spec"]["plan"] = "large"
+    update = [op for op in plan_instances([down], [up]) if op.action == "update_spec"][0]
+    assert update.body["spec"] == {"plan": "large"}
 
 
 def test_an_instance_without_a_spec_is_in_step():
