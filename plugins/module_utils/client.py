@@ -4,8 +4,9 @@
 """The one place that talks to an API server: get, list, server-side apply, delete, watch, wait.
 
 Requests go straight to known paths over urllib3 (no discovery, no generated models), with the
-auth that the `kubernetes` package read from the kubeconfig. Check mode adds dryRun=All to every
-write, so the API server validates what would happen and nothing is stored.
+auth that connection.py read (itself, or through the `kubernetes` package for unusual kubeconfigs).
+Check mode adds dryRun=All to every write, so the API server validates what would happen and
+nothing is stored.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -362,6 +363,8 @@ def _pool_manager(configuration):
     options = {
         "cert_reqs": ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
         "ca_certs": configuration.ssl_ca_cert,
+        # Set by this collection's own kubeconfig reader only, not by the kubernetes package.
+        "ca_cert_data": getattr(configuration, "ssl_ca_cert_data", None),
         "cert_file": configuration.cert_file,
         "key_file": configuration.key_file,
         "maxsize": 16,  # the sync pass writes with up to 8 threads, and watches hold connections
