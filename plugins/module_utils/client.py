@@ -33,7 +33,13 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, NAMESPACES, Resource, api_resource_list_entry
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    KNOWN,
+    NAMESPACES,
+    PODS,
+    Resource,
+    api_resource_list_entry,
+)
 
 try:
     from urllib.parse import urlencode
@@ -296,6 +302,17 @@ class ClusterClient:
             if not error.object_missing:
                 raise
         return Change(before, None, True)
+
+    def pod_log(self, name, namespace, container, tail_lines, previous=False):
+        """The last `tail_lines` lines a container (or its previous run) wrote, as text."""
+        response = self.request("GET", PODS.path(namespace, name, "log"), "read the log of", "container %s of %s" % (
+            container, PODS.describe(name, namespace)), query={
+                "container": container, "tailLines": tail_lines, "previous": "true" if previous else None},
+            stream=True)
+        try:
+            return response.read().decode("utf-8", "replace")
+        finally:
+            response.release_conn()
 
     def watch(self, resource, namespace, resource_version, timeout, field_selector=None):
         """Yield (type, object) watch events until the server ends the watch after `timeout` s."""
