@@ -109,6 +109,9 @@ class ClusterClient:
         except ValueError as error:  # e.g. a socks5:// proxy, which urllib3 cannot use without extras
             raise ConfigError("Cannot connect to %s through proxy %s: %s. Use an http:// or https:// proxy." % (
                 label, configuration.proxy, error))
+        except ssl.SSLError:
+            raise ConfigError("The CA data for %s holds no PEM certificate: fix the kubeconfig's "
+                              "certificate-authority-data." % label)
         self._group_versions = {}
 
     @classmethod
@@ -380,12 +383,15 @@ def _pool_manager(configuration):
     options = {
         "cert_reqs": ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
         "ca_certs": configuration.ssl_ca_cert,
-        # Set by this collection's own kubeconfig reader only, not by the kubernetes package.
-        "ca_cert_data": getattr(configuration, "ssl_ca_cert_data", None),
         "cert_file": configuration.cert_file,
         "key_file": configuration.key_file,
         "maxsize": 16,  # the sync pass writes with up to 8 threads, and watches hold connections
     }
+    # CA data in memory (set by this collection's kubeconfig reader only): urllib3 1.26 takes no
+    # ca_cert_data, but every release takes a TLS context that holds it.
+    if getattr(configuration, "ssl_ca_cert_data", None):
+        options["ssl_context"] = urllib3.util.ssl_.create_urllib3_context()
+        options["ssl_context"].load_verify_locations(cadata=configuration.ssl_ca_cert_data)
     if getattr(configuration, "tls_server_name", None):
         options["server_hostname"] = configuration.tls_server_name
     if not configuration.verify_ssl:
