@@ -244,7 +244,10 @@ class Lab:
             variables = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                          "kubeconfig": str(cluster.admin_kubeconfig),
                          # Agents that the roles run as local processes live with the lab and stop with it.
-                         "konnector_run_dir": str(self.agents_dir), "control_plane_backend_run_dir": str(self.agents_dir)}
+                         "konnector_run_dir": str(self.agents_dir),
+                         "control_plane_backend_run_dir": str(self.agents_dir),
+                         # No node runs Pods here: an agent's Deployment is applied but never rolls out.
+                         "konnector_rollout_wait": False, "control_plane_backend_rollout_wait": False}
             if "crossplane" in cluster.record:
                 variables["crossplane_registry"] = Crossplane(cluster, None).registry
                 variables["crossplane_crank"] = str(binaries.crank_path())

@@ -177,8 +177,9 @@ def main():
         inventory = work / "inventory.yml"
         inventory.write_text(yaml.safe_dump({"all": {"children": {
             "control_plane": {"hosts": {"control-plane": host(cp, control_plane_backend="deployment", control_plane_templates=[
-                {"name": "mangodbs", "group": "mangodb.com", "resource": "mangodbs"}])}},
-            "app_clusters": {"vars": {"konnector_mode": "deployment",
+                {"name": "mangodbs", "group": "mangodb.com", "resource": "mangodbs"}],
+                control_plane_backend_rollout_wait=False)}},  # the lab has no node: nothing rolls out
+            "app_clusters": {"vars": {"konnector_mode": "deployment", "konnector_rollout_wait": False,
                                       "klutch_services": [{"group": "mangodb.com", "resource": "mangodbs"}]},
                              "hosts": {name: host(lab.cluster(name)) for name in ["one", *fan]}},
             "fan": {"hosts": {name: {} for name in fan}}}}}))

@@ -9,10 +9,10 @@ __metaclass__ = type
 
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils import manifests, rollout
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError, WaitTimeout
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, condition_holds, diff, readiness
-from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN
+from ansible_collections.klutch.bind.plugins.module_utils.resources import DEPLOYMENTS, KNOWN
 
 
 class Planned:
@@ -103,9 +103,18 @@ def apply_planned(client, planned, check_mode, force=False, wait=False, wait_con
                     client.forget_group_version(api_version)
         awaited = None if check_mode else _awaited(item, change.changed, wait, wait_condition)
         if awaited:
-            final[(item.obj["kind"], item.name)] = client.wait(resource, item.name, item.namespace, awaited[0],
-                                                               wait_timeout, awaited[1])
+            final[(item.obj["kind"], item.name)] = _wait(client, resource, item, awaited, wait_timeout)
     return results, diffs, final
+
+
+def _wait(client, resource, item, awaited, timeout):
+    """The object once ready; a Deployment that does not roll out is explained by its Pods."""
+    try:
+        return client.wait(resource, item.name, item.namespace, awaited[0], timeout, awaited[1])
+    except WaitTimeout:
+        if resource is not DEPLOYMENTS:
+            raise
+        raise WaitTimeout(rollout.explain(client, item.name, item.namespace, timeout))
 
 
 def delete_planned(client, planned, check_mode, wait=False, wait_timeout=120):

@@ -4,8 +4,9 @@
 """The one place that talks to an API server: get, list, server-side apply, delete, watch, wait.
 
 Requests go straight to known paths over urllib3 (no discovery, no generated models), with the
-auth that the `kubernetes` package read from the kubeconfig. Check mode adds dryRun=All to every
-write, so the API server validates what would happen and nothing is stored.
+auth that connection.py read (itself, or through the `kubernetes` package for unusual kubeconfigs).
+Check mode adds dryRun=All to every write, so the API server validates what would happen and
+nothing is stored.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,7 +33,13 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import KNOWN, NAMESPACES, Resource, api_resource_list_entry
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    KNOWN,
+    NAMESPACES,
+    PODS,
+    Resource,
+    api_resource_list_entry,
+)
 
 try:
     from urllib.parse import urlencode
@@ -102,6 +109,9 @@ class ClusterClient:
         except ValueError as error:  # e.g. a socks5:// proxy, which urllib3 cannot use without extras
             raise ConfigError("Cannot connect to %s through proxy %s: %s. Use an http:// or https:// proxy." % (
                 label, configuration.proxy, error))
+        except ssl.SSLError:
+            raise ConfigError("The CA data for %s holds no PEM certificate: fix the kubeconfig's "
+                              "certificate-authority-data." % label)
         self._group_versions = {}
 
     @classmethod
@@ -296,6 +306,17 @@ class ClusterClient:
                 raise
         return Change(before, None, True)
 
+    def pod_log(self, name, namespace, container, tail_lines, previous=False):
+        """The last `tail_lines` lines a container (or its previous run) wrote, as text."""
+        response = self.request("GET", PODS.path(namespace, name, "log"), "read the log of", "container %s of %s" % (
+            container, PODS.describe(name, namespace)), query={
+                "container": container, "tailLines": tail_lines, "previous": "true" if previous else None},
+            stream=True)
+        try:
+            return response.read().decode("utf-8", "replace")
+        finally:
+            response.release_conn()
+
     def watch(self, resource, namespace, resource_version, timeout, field_selector=None):
         """Yield (type, object) watch events until the server ends the watch after `timeout` s."""
         response = self.request(
@@ -366,6 +387,11 @@ def _pool_manager(configuration):
         "key_file": configuration.key_file,
         "maxsize": 16,  # the sync pass writes with up to 8 threads, and watches hold connections
     }
+    # CA data in memory (set by this collection's kubeconfig reader only): urllib3 1.26 takes no
+    # ca_cert_data, but every release takes a TLS context that holds it.
+    if getattr(configuration, "ssl_ca_cert_data", None):
+        options["ssl_context"] = urllib3.util.ssl_.create_urllib3_context()
+        options["ssl_context"].load_verify_locations(cadata=configuration.ssl_ca_cert_data)
     if getattr(configuration, "tls_server_name", None):
         options["server_hostname"] = configuration.tls_server_name
     if not configuration.verify_ssl:

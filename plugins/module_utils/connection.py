@@ -4,10 +4,14 @@
 """Connection options (kubernetes.core's names and K8S_AUTH_* fallbacks) to a client configuration.
 
 `resolve_auth` and `parse_kubeconfig` are pure. `build_configuration` reads kubeconfigs with
-certificates, a token or basic auth itself, and hands every other kind (exec plugins, OIDC and
-other auth providers, token files, relative paths) and in-cluster service accounts to the official
+certificates, a token or basic auth itself, and a Pod's service account, and hands every other kind
+(exec plugins, OIDC and other auth providers, token files, relative paths) to the official
 `kubernetes` package, which knows them all. Importing that package costs about 0.2 s of CPU, a third
-of a typical task, so it is imported only when needed.
+of a typical task, so it is imported only when needed; the agents run without it.
+
+Nothing is written but client certificates and keys given as data, which TLS can load only from
+files: they go to a private directory under the system's temporary directory (E(TMPDIR)), removed
+at exit. CA data goes to TLS in memory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -176,12 +180,12 @@ def cluster_label(context, server):
 
 
 class ClientConfiguration:
-    """The fields the client reads, named as in kubernetes.client.Configuration."""
+    """The fields the client reads, named as in kubernetes.client.Configuration, plus CA data in memory."""
 
     def __init__(self):
         self.host = "http://localhost"
         self.verify_ssl = True
-        self.ssl_ca_cert = self.cert_file = self.key_file = self.tls_server_name = None
+        self.ssl_ca_cert = self.ssl_ca_cert_data = self.cert_file = self.key_file = self.tls_server_name = None
         self.proxy = self.no_proxy = None
         self.api_key, self.api_key_prefix, self.refresh_api_key_hook = {}, {}, None
         self.username = self.password = None
@@ -194,6 +198,10 @@ DIRECT_USER_KEYS = frozenset(("client-certificate", "client-certificate-data", "
                               "token", "username", "password", "extensions"))
 _PEM_DIRECTORY = []
 
+# Where the kubelet mounts a Pod's ServiceAccount token and CA; the variable moves it (tests).
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_DIR_VARIABLE = "KLUTCH_BIND_SERVICE_ACCOUNT_DIR"
+
 
 def build_configuration(settings, environ=None):
     """A client configuration and a label for messages, from resolved settings."""
@@ -205,23 +213,73 @@ def build_configuration(settings, environ=None):
     if has_direct_credentials:
         configuration = ClientConfiguration()
     elif kubeconfig is None and not settings.get("context") and environ.get("KUBERNETES_SERVICE_HOST"):
-        kube_config, config_exception = _kubernetes_config()
-        configuration = _kubernetes_configuration()
-        try:
-            kube_config.load_incluster_config(client_configuration=configuration)
-        except config_exception as error:
-            raise ConfigError("Running in a Pod, but its service account cannot be used: %s. Mount the "
-                              "token or give kubeconfig." % str(error).splitlines()[0])
+        configuration, context = in_cluster_configuration(environ)
     else:
         configuration, context = _load_kubeconfig(kubeconfig, settings.get("context"), environ)
     _apply_overrides(settings, configuration)
     return configuration, cluster_label(context, configuration.host)
 
 
-def _kubernetes_config():
-    from kubernetes import config as kube_config  # pylint: disable=import-outside-toplevel
-    from kubernetes.config.config_exception import ConfigException  # pylint: disable=import-outside-toplevel
+class ServiceAccountToken:
+    """A refresh hook that sends the token file's current content.
 
+    Bound ServiceAccount tokens expire (after an hour by default) and the kubelet replaces the file
+    well before, so a long-running agent reads it again whenever the file has changed.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.seen = None
+
+    def __call__(self, configuration):
+        try:
+            stat = os.stat(self.path)
+            seen = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if seen == self.seen:
+                return
+            with open(self.path) as handle:
+                token = handle.read().strip()
+        except (OSError, IOError):
+            if self.seen is not None:
+                return  # caught between the kubelet's steps of a swap: the token read last still works
+            raise ConfigError("Running in a Pod, but its ServiceAccount token %s cannot be read: mount it "
+                              "(automountServiceAccountToken: true), or give kubeconfig." % self.path)
+        if not token:
+            raise ConfigError("Running in a Pod, but its ServiceAccount token %s is empty: mount the token, "
+                              "or give kubeconfig." % self.path)
+        configuration.api_key = {"authorization": "Bearer " + token}
+        self.seen = seen
+
+
+def in_cluster_configuration(environ):
+    """(configuration, context label) from the Pod's environment and its ServiceAccount's token and CA."""
+    directory = environ.get(SERVICE_ACCOUNT_DIR_VARIABLE) or SERVICE_ACCOUNT_DIR
+    host, port = environ["KUBERNETES_SERVICE_HOST"], environ.get("KUBERNETES_SERVICE_PORT")
+    if not port:
+        raise ConfigError("KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT is not: set both (the "
+                          "kubelet does in a Pod), or give kubeconfig.")
+    configuration = ClientConfiguration()
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host  # an IPv6 address
+    configuration.host = "https://%s:%s" % (host, port)
+    configuration.ssl_ca_cert = os.path.join(directory, "ca.crt")
+    if not os.path.isfile(configuration.ssl_ca_cert):
+        raise ConfigError("Running in a Pod, but its ServiceAccount CA %s does not exist: mount the ServiceAccount "
+                          "token (automountServiceAccountToken: true), or give kubeconfig." % configuration.ssl_ca_cert)
+    configuration.refresh_api_key_hook = ServiceAccountToken(os.path.join(directory, "token"))
+    configuration.refresh_api_key_hook(configuration)
+    # The namespace file is not read: every request names its namespace.
+    return configuration, "in-cluster"
+
+
+def _kubernetes_config():
+    try:
+        from kubernetes import config as kube_config  # pylint: disable=import-outside-toplevel
+        from kubernetes.config.config_exception import ConfigException  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise ConfigError("This kubeconfig needs the kubernetes Python package (exec plugins, auth providers, token "
+                          "files or relative paths), which is not installed here (the agent bundle does not carry "
+                          "it): give a kubeconfig with certificates or a token, or install kubernetes.")
     return kube_config, ConfigException
 
 
@@ -284,7 +342,10 @@ def _direct_configuration(cluster, user, source):
     configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify")
     configuration.tls_server_name = cluster.get("tls-server-name")
     configuration.proxy = cluster.get("proxy-url")
-    configuration.ssl_ca_cert = _pem_file(cluster, "certificate-authority", source)
+    if cluster.get("certificate-authority-data"):
+        configuration.ssl_ca_cert_data = _pem_data(cluster, "certificate-authority", source).decode("ascii", "replace")
+    else:
+        configuration.ssl_ca_cert = _pem_file(cluster, "certificate-authority", source)
     configuration.cert_file = _pem_file(user, "client-certificate", source)
     configuration.key_file = _pem_file(user, "client-key", source)
     if user.get("token"):
@@ -294,6 +355,15 @@ def _direct_configuration(cluster, user, source):
     return configuration
 
 
+def _pem_data(entry, key, source):
+    """The decoded base64 `<key>-data` of a kubeconfig entry."""
+    try:
+        # Line breaks and spaces inside the data are allowed, as by the kubernetes package.
+        return base64.b64decode("".join(str(entry[key + "-data"]).split()), validate=True)
+    except (TypeError, ValueError):
+        raise ConfigError("The kubeconfig %s has %s-data that is not base64: fix or regenerate it." % (source, key))
+
+
 def _pem_file(entry, key, source):
     """The path of `key`, or of a private file holding the base64 `<key>-data`; None when neither is set."""
     if not entry.get(key + "-data"):
@@ -301,11 +371,7 @@ def _pem_file(entry, key, source):
             raise ConfigError("The kubeconfig %s names %s %s, which does not exist: fix the path or regenerate it."
                               % (source, key, entry[key]))
         return entry.get(key)
-    try:
-        # Line breaks and spaces inside the data are allowed, as by the kubernetes package.
-        content = base64.b64decode("".join(str(entry[key + "-data"]).split()), validate=True)
-    except (TypeError, ValueError):
-        raise ConfigError("The kubeconfig %s has %s-data that is not base64: fix or regenerate it." % (source, key))
+    content = _pem_data(entry, key, source)
     if not _PEM_DIRECTORY:
         _PEM_DIRECTORY.append(tempfile.mkdtemp(prefix="klutch-bind-"))
         atexit.register(shutil.rmtree, _PEM_DIRECTORY[0], True)
@@ -327,6 +393,8 @@ def _apply_overrides(settings, configuration):
                               ("client_key", "key_file"), ("proxy", "proxy"), ("no_proxy", "no_proxy")):
         if settings.get(option):
             setattr(configuration, attribute, settings[option])
+    if settings.get("ca_cert"):
+        configuration.ssl_ca_cert_data = None  # the option wins over the kubeconfig's CA data
     if settings.get("api_key"):
         configuration.api_key = {"authorization": "Bearer " + settings["api_key"]}
         configuration.api_key_prefix = {}

@@ -97,15 +97,28 @@ def _runs_its_package(obj):
     return status.get("currentIdentifier") == ((obj or {}).get("spec") or {}).get("package")
 
 
+def rolled_out(obj):
+    """A Deployment whose spec is rolled out, as `kubectl rollout status` judges it: the controller has seen
+    this generation, every replica is updated and available, and no old replica is left."""
+    metadata, spec, status = ((obj or {}).get(key) or {} for key in ("metadata", "spec", "status"))
+    updated = status.get("updatedReplicas") or 0
+    return (bool(obj) and (status.get("observedGeneration") or 0) >= (metadata.get("generation") or 0)
+            and updated >= spec.get("replicas", 1) and (status.get("replicas") or 0) <= updated
+            and (status.get("availableReplicas") or 0) >= updated)
+
+
 def readiness(obj):
     """(predicate, description) for kinds with a known meaning of ready, else None.
 
     A CRD serves its kind once Established; an XRD also needs its claim CRD (Offered) when it
     names claims; a Crossplane package is ready when the revision of the package it names is
-    Installed and Healthy (conditions alone may still describe the previous revision).
+    Installed and Healthy (conditions alone may still describe the previous revision); a
+    Deployment when it is rolled out.
     """
     api_group = api_group_of(obj)
     kind = obj.get("kind")
+    if (api_group, kind) == ("apps", "Deployment"):
+        return rolled_out, "rolled out"
     if (api_group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
         return condition_holds("Established"), "Established"
     if (api_group, kind) == ("apiextensions.crossplane.io", "CompositeResourceDefinition"):

@@ -82,6 +82,8 @@ ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebin
 CLUSTER_ROLES = Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False)
 CLUSTER_ROLE_BINDINGS = Resource(
     "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False)
+PODS = Resource("v1", "Pod", "pods")
+DEPLOYMENTS = Resource("apps/v1", "Deployment", "deployments")
 
 
 def api_resource_list_entry(api_resource_list, kind):
@@ -95,7 +97,7 @@ def api_resource_list_entry(api_resource_list, kind):
 
 KNOWN = dict(((resource.api_version, resource.kind), resource) for resource in (
     NAMESPACES, SECRETS, CONFIG_MAPS, SERVICE_ACCOUNTS, CUSTOM_RESOURCE_DEFINITIONS,
-    ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS,
+    ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, PODS, DEPLOYMENTS,
 ))
 
 KLUTCH_API_VERSION = "klutch.anynines.com/v1alpha1"

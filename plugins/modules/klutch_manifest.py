@@ -58,8 +58,13 @@ options:
       - With O(state=present), wait until every object is ready after it is applied. Objects meet
         O(wait_condition) when it is given; otherwise CustomResourceDefinitions are ready when
         Established, Crossplane CompositeResourceDefinitions when Established and, if they name
-        claims, Offered, and Crossplane packages (Configuration, Provider, Function) when Installed
-        and Healthy on the package they name. Other kinds are not waited for without O(wait_condition).
+        claims, Offered, Crossplane packages (Configuration, Provider, Function) when Installed
+        and Healthy on the package they name, and Deployments when rolled out as
+        C(kubectl rollout status) judges it (every replica updated and available, no old one left).
+        Other kinds are not waited for without O(wait_condition).
+      - A Deployment that does not roll out in time fails the task with each Pod's reason, such as an image
+        that does not pull (with its name), a container that keeps crashing (with the last lines of
+        its previous run's log), a Pod the scheduler cannot place (with its message).
       - CRDs and XRDs that changed are always waited for, so that objects of their kinds can follow
         them in the same task.
       - With O(state=absent), wait until every object is gone.
@@ -121,6 +126,12 @@ EXAMPLES = r"""
   klutch.bind.klutch_manifest:
     definition: "{{ lookup('ansible.builtin.file', 'configuration.yaml') }}"
     wait: true
+
+- name: Run a Deployment and wait until it is rolled out
+  klutch.bind.klutch_manifest:
+    src: manifests/agent-deployment.yaml
+    wait: true
+    wait_timeout: 300
 
 - name: Wait for a claim to be Ready
   klutch.bind.klutch_manifest:

@@ -1,7 +1,10 @@
 """The konnector role and the control plane's backend agent: Deployment and local modes, least
-privilege checked by the API server's own authorizer, check mode, diff, idempotence and absent."""
+privilege checked by the API server's own authorizer, check mode, diff, idempotence and absent.
+
+The lab has no node: Deployments are applied with the rollout wait off and never run here."""
 
 import base64
+import hashlib
 import json
 import os
 
@@ -9,13 +12,13 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS, Resource)
+    CLUSTER_ROLES, CONFIG_MAPS, CUSTOM_RESOURCE_DEFINITIONS, DEPLOYMENTS, NAMESPACES, SECRETS, SERVICE_ACCOUNTS,
+    Resource)
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import recap
 from sync_world import konnector_play
 
-DEPLOYMENTS = Resource("apps/v1", "Deployment", "deployments")
 ACCESS_REVIEWS = Resource("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False)
 KONNECTOR_USER = "system:serviceaccount:klutch-bind:klutch-bind-konnector"
 IMAGE = "registry.example.com/klutch-bind-agent:0.1.0"
@@ -33,7 +36,8 @@ def app_role(lab, tmp_path_factory):
 
 def konnector(cluster, **variables):
     return konnector_play(cluster, variables.pop("konnector_mode", "deployment"), cluster.run_dir,
-                          konnector_image=IMAGE, **variables)
+                          konnector_agent_delivery="image", konnector_image=IMAGE, konnector_rollout_wait=False,
+                          **variables)
 
 
 def allowed(client, user, verb, resource, namespace=None, group="", name=None):
@@ -137,14 +141,33 @@ def test_absent_stops_the_agent_and_removes_its_rbac_but_keeps_the_bindings_home
 
 def test_the_control_plane_role_runs_the_backend_as_a_deployment(control_plane, control_plane_play, run_playbook,
                                                                  run_task, tmp_path):
-    play = control_plane_play(control_plane_backend="deployment", control_plane_backend_image=IMAGE)
+    client = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
+    # The default delivery: the bundle in a ConfigMap, run by the official Python image.
+    play = control_plane_play(control_plane_backend="deployment", control_plane_backend_rollout_wait=False)
     applied = run_playbook(play)
     assert applied.returncode == 0, applied.stdout
-    client = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
-    deployment = client.get(DEPLOYMENTS, "klutch-bind-backend", "klutch-bind-system")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == IMAGE and container["args"][0] == "backend"
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "klutch-bind-backend"
+    bundle = base64.b64decode(client.get(CONFIG_MAPS, "klutch-bind-backend-bundle", "klutch-bind-system")[
+        "binaryData"]["agent.zip"])
+    template = client.get(DEPLOYMENTS, "klutch-bind-backend", "klutch-bind-system")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert container["image"] == "docker.io/library/python:3.12-slim" and container["args"][0] == "backend"
+    assert template["metadata"]["annotations"]["klutch.bind/bundle-sha256"] == hashlib.sha256(bundle).hexdigest()
+    assert template["spec"]["serviceAccountName"] == "klutch-bind-backend"
+    again = run_playbook(play)
+    assert recap(again)["changed"] == 0, again.stdout
+
+    # A team's own image: the ConfigMap goes; the image delivery refuses to run without an image.
+    missing = run_playbook(control_plane_play(control_plane_backend="deployment",
+                                              control_plane_backend_agent_delivery="image"))
+    assert missing.returncode != 0 and "set control_plane_backend_image" in missing.stdout, missing.stdout
+    play = control_plane_play(control_plane_backend="deployment", control_plane_backend_agent_delivery="image",
+                              control_plane_backend_image=IMAGE, control_plane_backend_rollout_wait=False)
+    applied = run_playbook(play)
+    assert applied.returncode == 0, applied.stdout
+    template = client.get(DEPLOYMENTS, "klutch-bind-backend", "klutch-bind-system")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert container["image"] == IMAGE and "command" not in container and not template["metadata"].get("annotations")
+    assert client.get(CONFIG_MAPS, "klutch-bind-backend-bundle", "klutch-bind-system") is None
     again = run_playbook(play)
     assert recap(again)["changed"] == 0, again.stdout
     # Back to no agent of ours on the shared control plane: local mode removes the Deployment.

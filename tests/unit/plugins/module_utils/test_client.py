@@ -86,3 +86,19 @@ def test_a_wrongly_typed_apply_is_not_retried():
 ])
 def test_no_proxy_matches_names_domains_and_networks(host, no_proxy, bypass):
     assert client._bypasses_proxy(host, no_proxy) is bypass  # pylint: disable=protected-access
+
+
+def test_ca_data_reaches_tls_in_memory_and_garbage_is_named():
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration
+    from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+    from klutch_lab import pki
+
+    configuration = ClientConfiguration()
+    configuration.host = "https://c:6443"
+    configuration.ssl_ca_cert_data = pki.cert_pem(pki.CertificateAuthority.create("test-ca").cert).decode()
+    pool = client.ClusterClient(configuration, "cluster c")._pool  # pylint: disable=protected-access
+    context = pool.connection_pool_kw["ssl_context"]
+    assert [item["subject"] for item in context.get_ca_certs()] == [((("commonName", "test-ca"),),)]
+    configuration.ssl_ca_cert_data = "not a certificate"
+    with pytest.raises(ConfigError, match="The CA data for cluster c holds no PEM certificate"):
+        client.ClusterClient(configuration, "cluster c")

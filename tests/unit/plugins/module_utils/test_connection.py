@@ -107,12 +107,12 @@ def test_kubeconfig_secrets_are_collected_for_no_log():
     assert kubeconfig_secrets("/a/path") == set()
 
 
-def configuration_for(settings):
+def configuration_for(settings, environ=None):
     from ansible_collections.klutch.bind.plugins.module_utils.connection import build_configuration
 
     base = {name: None for name in AUTH_ARG_SPEC}
     base.update(settings)
-    return build_configuration(base, environ={})
+    return build_configuration(base, environ=environ or {})
 
 
 def test_api_key_becomes_a_bearer_header():
@@ -162,7 +162,9 @@ def test_a_kubeconfig_with_certificate_data_is_read_without_the_kubernetes_packa
     configuration, label = configuration_for({"kubeconfig": kubeconfig})
     assert isinstance(configuration, ClientConfiguration)
     assert (configuration.host, configuration.tls_server_name, configuration.verify_ssl) == ("https://c:6443", "api.c", True)
-    files = {configuration.ssl_ca_cert: b"CA-PEM", configuration.cert_file: b"CERT", configuration.key_file: b"KEY"}
+    # CA data goes to TLS in memory; TLS loads client certificates and keys only from files.
+    assert (configuration.ssl_ca_cert, configuration.ssl_ca_cert_data) == (None, "CA-PEM")
+    files = {configuration.cert_file: b"CERT", configuration.key_file: b"KEY"}
     for path, content in files.items():
         with open(path, "rb") as handle:
             assert handle.read() == content
@@ -196,10 +198,129 @@ def test_certificate_data_may_wrap_over_lines_and_a_named_file_must_exist(tmp_pa
                "users": [{"name": "u", "user": {"token": 12345}}],
                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
     configuration, _label = configuration_for({"kubeconfig": wrapped})
-    with open(configuration.ssl_ca_cert, "rb") as handle:
-        assert handle.read() == b"CA-PEM"
+    assert configuration.ssl_ca_cert_data == "CA-PEM"
     assert configuration.api_key == {"authorization": "Bearer 12345"}
     missing = dict(wrapped, clusters=[{"name": "c", "cluster": {"server": "https://c:6443",
                                                                 "certificate-authority": str(tmp_path / "gone.pem")}}])
     with pytest.raises(ConfigError, match="names certificate-authority .*gone.pem, which does not exist"):
         configuration_for({"kubeconfig": missing})
+
+
+def test_the_ca_cert_option_wins_over_the_kubeconfigs_ca_data(tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("OTHER-CA")
+    kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443",
+                                                         "certificate-authority-data": "Q0EtUEVN"}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
+    configuration, _label = configuration_for({"kubeconfig": kubeconfig, "ca_cert": str(ca)})
+    assert (configuration.ssl_ca_cert, configuration.ssl_ca_cert_data) == (str(ca), None)
+
+
+def test_client_certificate_data_goes_to_private_files_under_tmpdir(tmp_path, monkeypatch):
+    import tempfile
+
+    from ansible_collections.klutch.bind.plugins.module_utils import connection
+
+    monkeypatch.setattr(connection, "_PEM_DIRECTORY", [])  # a fresh private directory, under TMPDIR
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443"}}],
+                  "users": [{"name": "u", "user": {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
+    configuration, _label = configuration_for({"kubeconfig": kubeconfig})
+    directory = os.path.dirname(configuration.key_file)
+    assert os.path.dirname(directory) == str(tmp_path)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert os.stat(configuration.key_file).st_mode & 0o777 == 0o600
+
+
+IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+
+@pytest.fixture
+def service_account(tmp_path):
+    """A directory as the kubelet mounts a ServiceAccount: token, ca.crt, namespace."""
+    (tmp_path / "token").write_text("first-token\n")
+    (tmp_path / "ca.crt").write_text("CA-PEM")
+    (tmp_path / "namespace").write_text("klutch-bind")
+    return tmp_path
+
+
+def in_cluster(directory, **environ):
+    return configuration_for({}, dict(IN_CLUSTER, KLUTCH_BIND_SERVICE_ACCOUNT_DIR=str(directory), **environ))
+
+
+def test_in_a_pod_the_service_account_is_read_without_the_kubernetes_package(service_account):
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+        ClientConfiguration, authorization_header)
+
+    configuration, label = in_cluster(service_account)
+    assert isinstance(configuration, ClientConfiguration)
+    assert configuration.host == "https://10.96.0.1:443"
+    assert configuration.ssl_ca_cert == str(service_account / "ca.crt")
+    assert authorization_header(configuration) == "Bearer first-token"
+    assert label == "cluster in-cluster (https://10.96.0.1:443)"
+
+
+def test_the_token_is_read_again_when_the_kubelet_has_rotated_it(service_account):
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+
+    configuration, _label = in_cluster(service_account)
+    assert authorization_header(configuration) == "Bearer first-token"
+    # The kubelet writes a new file and swaps it in.
+    (service_account / "token.new").write_text("rotated-token")
+    os.replace(service_account / "token.new", service_account / "token")
+    assert authorization_header(configuration) == "Bearer rotated-token"
+    # Caught between the steps of a swap, the token read last is sent.
+    os.remove(service_account / "token")
+    assert authorization_header(configuration) == "Bearer rotated-token"
+
+
+def test_the_token_file_is_not_read_again_while_it_is_unchanged(service_account, monkeypatch):
+    import builtins
+
+    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+
+    configuration, _label = in_cluster(service_account)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *args, **kwargs: opened.append(path) or real_open(
+        path, *args, **kwargs))
+    for _request in range(3):
+        authorization_header(configuration)
+    assert opened == []
+
+
+def test_an_ipv6_service_host_is_bracketed(service_account):
+    configuration, _label = in_cluster(service_account, KUBERNETES_SERVICE_HOST="fd00:10:96::1")
+    assert configuration.host == "https://[fd00:10:96::1]:443"
+
+
+@pytest.mark.parametrize("missing", ["token", "ca.crt"])
+def test_a_missing_service_account_file_is_named_with_the_fix(service_account, missing):
+    os.remove(service_account / missing)
+    with pytest.raises(ConfigError) as raised:
+        in_cluster(service_account)
+    message = str(raised.value)
+    assert str(service_account / missing) in message
+    assert "automountServiceAccountToken: true" in message and "give kubeconfig" in message
+
+
+def test_the_service_account_directory_defaults_to_the_kubelets_mount():
+    if os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"):
+        pytest.skip("these tests run in a Pod: its own service account is there")
+    with pytest.raises(ConfigError, match="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"):
+        configuration_for({}, IN_CLUSTER)
+
+
+def test_a_service_host_without_port_is_refused(service_account):
+    with pytest.raises(ConfigError, match="KUBERNETES_SERVICE_PORT is not"):
+        configuration_for({}, {"KUBERNETES_SERVICE_HOST": "10.96.0.1",
+                               "KLUTCH_BIND_SERVICE_ACCOUNT_DIR": str(service_account)})
+
+
+def test_a_kubeconfig_wins_over_the_pods_service_account(service_account):
+    configuration, label = configuration_for({"kubeconfig": KUBECONFIG}, dict(
+        IN_CLUSTER, KLUTCH_BIND_SERVICE_ACCOUNT_DIR=str(service_account)))
+    assert label == "cluster cp (https://cp:6443)"
