@@ -30,7 +30,7 @@ import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
 from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient, backoff
+from ansible_collections.klutch.bind.plugins.module_utils.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
@@ -186,6 +186,11 @@ class Leadership:
     def __init__(self, lease, stopping, gained):
         self.lease, self.stopping, self.gained = lease, stopping, gained
         self.valid_until = 0.0
+        self.checked_at = None  # when the Lease was last read and held or seen held by another
+
+    def working(self):
+        """Whether the Lease answered lately: an agent that can never take it does nothing, so it is not healthy."""
+        return self.checked_at is not None and time.monotonic() - self.checked_at < 2 * LEASE_SECONDS
 
     def leading(self):
         return time.monotonic() < self.valid_until
@@ -198,6 +203,7 @@ class Leadership:
                 was_leading = self.leading()
                 held = self.lease.hold()
                 self.valid_until = started + LEASE_SECONDS * 2 / 3.0 if held else 0.0
+                self.checked_at = started
                 if held and not was_leading:
                     log("info", "leading", lease="%s/%s" % (self.lease.namespace, self.lease.name))
                     self.gained.set()
@@ -232,6 +238,7 @@ class Agent:
                                      self.stopping, self.changed)
         self.last_pass = None
         self.passes = 0
+        self.failing = 0  # what the last pass could not sync (bindings, consumers); 0 while standing by
 
     @property
     def leading(self):
@@ -242,7 +249,12 @@ class Agent:
         self.changed.set()  # wake the loop now
 
     def healthy(self):
-        return self.last_pass is not None and time.monotonic() - self.last_pass < 3 * self.options.resync + 30
+        return self.last_pass is not None and time.monotonic() - self.last_pass < 3 * self.options.resync + 30 \
+            and self.leadership.working()
+
+    def ready(self):
+        """Healthy, and, when leading, the last pass synced everything (credentials work, clusters answer)."""
+        return self.healthy() and not self.failing
 
     def run(self):
         threading.Thread(target=self.leadership.run, daemon=True).start()
@@ -251,12 +263,14 @@ class Agent:
             try:
                 if not self.leading:
                     self.watches.keep({})
+                    self.failing = 0
                     due = 0.0  # a pass at once when leadership comes
                 elif self.changed.is_set() or time.monotonic() >= due:
                     self.changed.clear()
                     wanted, written, failed = self.role.sync(self.client, self.options, self.leadership.leading)
                     self.watches.keep(wanted)
                     self.passes += 1
+                    self.failing = failed
                     due = time.monotonic() + self.options.resync
                     # A write may need a second step (status, mapping): look again at once, a few times.
                     chained = chained + 1 if written and not failed else 0
@@ -268,6 +282,7 @@ class Agent:
                 # Whatever one pass meets, the agent lives on: the next pass may find it fixed.
                 log("error", "pass failed; retrying", error=str(error) if isinstance(error, ClusterError)
                     else error.__class__.__name__)
+                self.failing = self.failing or 1
                 self.stopping.wait(backoff(min(attempt, 5)))
                 attempt += 1
                 continue
@@ -289,7 +304,8 @@ class Konnector:
     def connect(self, config):
         key = json.dumps(config, sort_keys=True)
         if key not in self.providers:
-            self.providers[key] = ClusterClient.from_params({"kubeconfig": config}, environ={})
+            self.providers[key] = ClusterClient.from_params({"kubeconfig": config}, environ={},
+                                                            retry_budget=AGENT_RETRY_BUDGET)
         return self.providers[key]
 
     def grant(self, app, service_account):
@@ -341,7 +357,7 @@ class Konnector:
         if operations:
             log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
         for error in errors[:3]:
-            log("error", "write failed", binding=bound.name, error=error)
+            log("error", "write failed", binding=bound.name, error=str(error))
         if proceed():
             self.heartbeat(bound)
         wanted.update(self.watched(app, bound, resources))
@@ -468,9 +484,12 @@ class Backend:
 def serve_health(agent, port):
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the name http.server calls
-            ok = agent.healthy()
-            body = json.dumps({"healthy": ok, "leading": agent.leading, "passes": agent.passes}).encode("utf-8")
-            self.send_response(200 if ok or self.path != "/healthz" else 503)
+            healthy, ready = agent.healthy(), agent.ready()
+            body = json.dumps({"healthy": healthy, "ready": ready, "leading": agent.leading, "passes": agent.passes,
+                               "failing": agent.failing}).encode("utf-8")
+            # /healthz: alive (liveness); /readyz: doing its job (readiness); other paths only report.
+            ok = {"/healthz": healthy, "/readyz": ready}.get(self.path, True)
+            self.send_response(200 if ok else 503)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(body)
@@ -511,7 +530,8 @@ def parse(argv):
 def main(argv=None):
     options = parse(sys.argv[1:] if argv is None else argv)
     params = {"kubeconfig": options.kubeconfig, "context": options.context}
-    client = ClusterClient.from_params(dict((key, value) for key, value in params.items() if value))
+    client = ClusterClient.from_params(dict((key, value) for key, value in params.items() if value),
+                                       retry_budget=AGENT_RETRY_BUDGET)
     agent = Agent(client, options, ROLES[options.role][0]())
     signal.signal(signal.SIGTERM, lambda signum, frame: agent.stop())
     signal.signal(signal.SIGINT, lambda signum, frame: agent.stop())

@@ -12,7 +12,7 @@ __metaclass__ = type
 
 import hashlib
 
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62, group_version
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
@@ -62,11 +62,20 @@ def claim_name(claim):
     return "%s.%s" % (claim["resource"], claim["group"]) if claim.get("group") else claim["resource"]
 
 
+def claim_api_version(claim):
+    return group_version(claim.get("group"), claim["version"])
+
+
 def acceptable_claims(binding_name, claims, accepted):
     """Each claim with state Accepted or Rejected; ConfigError when a required claim would be rejected.
 
     `accepted` lists claim names (see claim_name); "*" accepts every claim.
     """
+    unknown = sorted(set(accepted) - {"*"} - set(claim_name(claim) for claim in claims))
+    if unknown:
+        raise ConfigError("accept_claims names %s, which the export %s does not claim (a typo?). Its claims are: %s. "
+                          "Remove or correct it." % (", ".join(unknown), binding_name,
+                                                     ", ".join(sorted(claim_name(claim) for claim in claims)) or "none"))
     decided = []
     for claim in claims:
         state = "Accepted" if "*" in accepted or claim_name(claim) in accepted else "Rejected"

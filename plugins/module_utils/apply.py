@@ -10,7 +10,7 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import manifests, rollout
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError, WaitTimeout
+from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError, WaitTimeout
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, condition_holds, diff, readiness
 from ansible_collections.klutch.bind.plugins.module_utils.resources import DEPLOYMENTS, KNOWN
 
@@ -83,16 +83,47 @@ def _awaited(item, changed, wait, wait_condition):
     return readiness(item.obj)
 
 
+def _body(item):
+    return dict(item.obj, metadata=dict(item.obj["metadata"], namespace=item.namespace)) if item.namespace else item.obj
+
+
+def preflight(client, planned, force):
+    """Dry-run every object of a set before any of them is written: {index: the server's answer}.
+
+    A set the server would refuse in part is refused whole, naming each refused object, so that a
+    mistake in the third object does not leave the first two applied. Objects whose kind or
+    namespace an earlier object of the set provides cannot be dry-run yet; they are checked when
+    applied. Failures that are not the input's (access, availability) are raised as they are.
+    """
+    provided_kinds = set(kind for item in planned if item.is_definition for kind in manifests.served_by(item.obj))
+    provided_namespaces = set(item.name for item in planned if (item.obj["apiVersion"], item.obj["kind"]) == ("v1", "Namespace"))
+    answers, refused = {}, []
+    for index, item in enumerate(planned):
+        if item.resource is None or (item.obj["apiVersion"], item.obj["kind"]) in provided_kinds \
+                or item.namespace in provided_namespaces:
+            continue
+        try:
+            answers[index] = client.dry_run_apply(item.resource, _body(item), force)
+        except ClusterError as error:
+            if error.status not in (400, 404, 409, 422):
+                raise
+            refused.append("%s %s: %s" % (item.obj["kind"], item.name, error))
+    if refused:
+        raise ConfigError("%d of the %d objects would be refused, so none was applied:\n- %s" % (
+            len(refused), len(planned), "\n- ".join(refused)))
+    return answers
+
+
 def apply_planned(client, planned, check_mode, force=False, wait=False, wait_condition=None, wait_timeout=120):
-    """Apply each object in order; ([result entries], [diffs], {name: object after apply or wait})."""
+    """Apply each object in order, after a dry run of them all; ([result entries], [diffs], {name: object after})."""
     results, diffs, final = [], [], {}
-    for item in planned:
+    answers = preflight(client, planned, force) if len(planned) > 1 else {}
+    for index, item in enumerate(planned):
         resource = item.resource or client.resource_for(item.obj["apiVersion"], item.obj["kind"])
         if resource is None:  # check mode: the definition of this kind was only dry-run applied
             results.append(item.entry("created"))
             continue
-        metadata = dict(item.obj["metadata"], namespace=item.namespace) if item.namespace else item.obj["metadata"]
-        change = client.apply(resource, dict(item.obj, metadata=metadata), force=force)
+        change = client.apply(resource, _body(item), force=force, answer=answers.get(index))
         results.append(item.entry("unchanged" if not change.changed else "created" if change.before is None else "updated",
                                   uid_on_cluster(change, check_mode)))
         final[(item.obj["kind"], item.name)] = change.after

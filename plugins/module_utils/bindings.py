@@ -37,7 +37,10 @@ except ImportError:  # reported by the module
 
 def provider_config(value):
     """The provider kubeconfig as a dict, from inline YAML, a dict or a file."""
-    config = parse_kubeconfig(value)
+    try:
+        config = parse_kubeconfig(value)
+    except ConfigError as error:
+        raise ConfigError("provider_kubeconfig: %s" % error)
     if isinstance(config, str):
         try:
             with open(config) as handle:
@@ -105,11 +108,18 @@ def planned_binding(recorder, name):
 
 def present(client, recorder, params, client_for):
     """Bind params["name"] (klutch_binding's options); `client_for(kubeconfig)` reaches the provider."""
-    require_binding_api(client)
     config, server, namespace = provider_config(params["provider_kubeconfig"])
+    require_binding_api(client)
     export, pretty_name = read_provider(client_for(config), params["name"], namespace)
     claims = plan.acceptable_claims(params["name"], export["spec"].get("permissionClaims") or [],
                                     params["accept_claims"])
+    for claim in claims:
+        if claim["state"] == "Accepted" and client.resource_by_plural(plan.claim_api_version(claim),
+                                                                      claim["resource"]) is None:
+            raise ConfigError("The export %s claims %s in %s, which %s does not serve, so no object of it could be "
+                              "synced. Install that kind's CRD on the app cluster first, or name the claims to accept "
+                              "in accept_claims without this one." % (
+                                  params["name"], claim["resource"], plan.claim_api_version(claim), client.label))
     crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, params["name"]) if params["sync_crd"] else None
     problem = plan.foreign_crd_problem(crd, params["name"])
     if problem:

@@ -15,7 +15,9 @@ __metaclass__ = type
 
 import ipaddress
 import json
+import os
 import ssl
+import tempfile
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils.connection import (
@@ -56,7 +58,12 @@ FIELD_MANAGER = "klutch.bind"
 USER_AGENT = "klutch.bind"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
-RETRIES = 4
+# A cluster that is restarting, overloaded or briefly unreachable is tried again with exponential
+# backoff (0.5 s, 1 s, 2 s, ... at most BACKOFF_CAP apart, or the server's Retry-After) until
+# RETRY_BUDGET seconds have passed since the first failure. Agents use a shorter budget: their
+# next pass tries again anyway.
+RETRY_BUDGET = 60.0
+AGENT_RETRY_BUDGET = 10.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 
@@ -69,14 +76,14 @@ def backoff(attempt):
 def retry_delay(attempt, status, status_body, retry_after=None):
     """Seconds to wait before retrying a failed request, or None when retrying cannot help.
 
-    429 and 5xx are transient. A 409 is only worth another try when the object was modified or
-    is still being deleted; an apply conflict between field managers or AlreadyExists is not.
+    429 and 5xx are transient, and a 409 for an object still being deleted. Any other 409 is not:
+    the same request would meet the same newer resourceVersion, apply conflict or existing object;
+    its caller reads again and decides.
     """
-    if attempt >= RETRIES or typed_patch_error(status, status_body):
+    if typed_patch_error(status, status_body):
         return None
     message = (status_body or {}).get("message", "") if isinstance(status_body, dict) else ""
-    transient = status == 429 or status >= 500 or (
-        status == 409 and ("has been modified" in message or "being deleted" in message))
+    transient = status == 429 or status >= 500 or (status == 409 and "being deleted" in message)
     if not transient:
         return None
     delay = backoff(attempt)
@@ -98,10 +105,12 @@ UNREAD = object()  # apply() reads the current object itself unless given it
 class ClusterClient:
     """A connection to one cluster; `label` names it in every message."""
 
-    def __init__(self, configuration, label, dry_run=False, impersonate_user=None, impersonate_groups=None):
+    def __init__(self, configuration, label, dry_run=False, impersonate_user=None, impersonate_groups=None,
+                 retry_budget=RETRY_BUDGET):
         self.configuration = configuration
         self.label = label
         self.dry_run = dry_run
+        self.retry_budget = retry_budget
         self.impersonate_user = impersonate_user
         self.impersonate_groups = impersonate_groups or []
         try:
@@ -115,12 +124,12 @@ class ClusterClient:
         self._group_versions = {}
 
     @classmethod
-    def from_params(cls, params, dry_run=False, environ=None):
+    def from_params(cls, params, dry_run=False, environ=None, retry_budget=RETRY_BUDGET):
         """A client from module parameters (kubernetes.core names) and K8S_AUTH_* variables."""
         settings = resolve_auth(params, environ)
         configuration, label = build_configuration(settings, environ)
         return cls(configuration, label, dry_run=dry_run, impersonate_user=settings.get("impersonate_user"),
-                   impersonate_groups=settings.get("impersonate_groups"))
+                   impersonate_groups=settings.get("impersonate_groups"), retry_budget=retry_budget)
 
     # -- transport ------------------------------------------------------------------------
     def _headers(self, content_type=None):
@@ -143,17 +152,26 @@ class ClusterClient:
         if query:
             url += "?" + urlencode([(key, value) for key, value in query.items() if value is not None])
         payload = json.dumps(body) if body is not None else None
-        attempt = 0
+        attempt, failing_since = 0, None
+
+        def wait_before_retry(delay):
+            """Sleep and say True while the retry budget, counted from the first failure, lasts."""
+            if delay is None or time.monotonic() + delay - failing_since > self.retry_budget:
+                return False
+            time.sleep(delay)
+            return True
+
         while True:
             try:
                 response = self._pool.request(
                     method, url, body=payload, headers=self._headers(content_type if body is not None else None),
                     timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout), retries=False,
                     preload_content=not stream, redirect=False)
-            except urllib3.exceptions.ProtocolError as error:
-                # A dropped connection is transient; anything else (refused, TLS, DNS) will not heal.
-                if attempt < RETRIES:
-                    time.sleep(backoff(attempt))
+            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError) as error:
+                # Refused or dropped: the server is restarting or briefly away. TLS, DNS and read timeouts
+                # are not retried: they do not heal by themselves, or the request may have been served.
+                failing_since = failing_since or time.monotonic()
+                if wait_before_retry(backoff(attempt)):
                     attempt += 1
                     continue
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
@@ -171,14 +189,16 @@ class ClusterClient:
                         action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
                     status=response.status)
             status_body = _decode(response.data if not stream else response.read())
-            delay = retry_delay(attempt, response.status, status_body, response.headers.get("Retry-After"))
-            if delay is None:
+            failing_since = failing_since or time.monotonic()
+            if not wait_before_retry(retry_delay(attempt, response.status, status_body,
+                                                 response.headers.get("Retry-After"))):
                 reason = status_body.get("reason") if isinstance(status_body, dict) else None
+                # A value of the wrong type is the caller's error, whatever status the server gives it.
+                status = 422 if typed_patch_error(response.status, status_body) else response.status
                 raise ClusterError(api_error_message(response.status, status_body, action, target, self.label),
-                                   status=response.status, reason=reason,
+                                   status=status, reason=reason,
                                    object_missing=object_missing(response.status, status_body))
             attempt += 1
-            time.sleep(delay)
 
     def api_resources(self, api_version):
         """The API server's resource list of one group version (cached); empty when not served."""
@@ -240,33 +260,24 @@ class ClusterClient:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
 
-    def apply(self, resource, body, force=False, before=UNREAD, subresource=None, field_manager=FIELD_MANAGER):
+    def apply(self, resource, body, force=False, before=UNREAD, subresource=None, field_manager=FIELD_MANAGER,
+              answer=None):
         """Server-side apply of `body` as field manager klutch.bind; a Change with before and after.
 
         The apply is first sent as a dry run: when the server's answer equals what is stored, no
         write request is made at all, so an unchanged object costs two reads and no write. A caller
-        that has just listed the object passes it as `before` (None when absent) to save the GET.
+        that has just listed the object passes it as `before` (None when absent) to save the GET,
+        and one that has dry-run it already passes the server's `answer`.
         With `subresource="status"`, only the status is applied, as a controller writes it; writers
         that share an object's status apply as different `field_manager`s, so neither drops the other's fields.
         """
-        metadata = body.get("metadata") or {}
-        name, namespace = metadata.get("name"), metadata.get("namespace")
-        if not name or (resource.namespaced and not namespace):
-            raise ConfigError("Cannot apply %s %s without metadata.name%s." % (
-                resource.kind, name or "(unnamed)", " and metadata.namespace" if resource.namespaced else ""))
-        body = dict(body, apiVersion=resource.api_version, kind=resource.kind)
+        name, namespace = self._apply_target(resource, body)
         if before is UNREAD:
             before = self.get(resource, name, namespace)
-        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
-
-        def send(dry_run):
-            return self.request("PATCH", resource.path(namespace, name, subresource), "apply",
-                                resource.describe(name, namespace),
-                                query=dict(query, dryRun="All") if dry_run else query, body=body,
-                                content_type="application/apply-patch+yaml")
-
         try:
-            planned = send(dry_run=True)
+            planned = answer
+            if planned is None:
+                planned = self.dry_run_apply(resource, body, force, subresource, field_manager)
         except ClusterError as error:
             # Check mode: an earlier step would create the namespace, which the server cannot dry-run into.
             if not (self.dry_run and before is None and namespace and error.status == 404
@@ -275,7 +286,30 @@ class ClusterClient:
             return Change(None, body, True)
         if not has_changed(before, planned):
             return Change(before, before, False)
-        return Change(before, planned if self.dry_run else send(dry_run=False), True)
+        return Change(before, planned if self.dry_run else self._send_apply(resource, body, force, subresource,
+                                                                            field_manager, dry_run=False), True)
+
+    def dry_run_apply(self, resource, body, force=False, subresource=None, field_manager=FIELD_MANAGER):
+        """What the server would store if `body` were applied (nothing is written)."""
+        return self._send_apply(resource, body, force, subresource, field_manager, dry_run=True)
+
+    @staticmethod
+    def _apply_target(resource, body):
+        metadata = body.get("metadata") or {}
+        name, namespace = metadata.get("name"), metadata.get("namespace")
+        if not name or (resource.namespaced and not namespace):
+            raise ConfigError("Cannot apply %s %s without metadata.name%s." % (
+                resource.kind, name or "(unnamed)", " and metadata.namespace" if resource.namespaced else ""))
+        return name, namespace
+
+    def _send_apply(self, resource, body, force, subresource, field_manager, dry_run):
+        name, namespace = self._apply_target(resource, body)
+        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request("PATCH", resource.path(namespace, name, subresource), "apply", resource.describe(name, namespace),
+                            query=query, body=dict(body, apiVersion=resource.api_version, kind=resource.kind),
+                            content_type="application/apply-patch+yaml")
 
     def write(self, method, resource, body, subresource=None):
         """One create (POST), replace (PUT), merge patch (PATCH) or forced server-side apply (APPLY) of
@@ -387,11 +421,17 @@ def _pool_manager(configuration):
         "key_file": configuration.key_file,
         "maxsize": 16,  # the sync pass writes with up to 8 threads, and watches hold connections
     }
-    # CA data in memory (set by this collection's kubeconfig reader only): urllib3 1.26 takes no
-    # ca_cert_data, but every release takes a TLS context that holds it.
-    if getattr(configuration, "ssl_ca_cert_data", None):
+    # Data in memory (set by this collection's kubeconfig reader only): urllib3 1.26 takes no
+    # ca_cert_data and no key data, but every release takes a TLS context that holds them.
+    cert_data, key_data = getattr(configuration, "cert_data", None), getattr(configuration, "key_data", None)
+    if getattr(configuration, "ssl_ca_cert_data", None) or cert_data or key_data:
         options["ssl_context"] = urllib3.util.ssl_.create_urllib3_context()
+    if getattr(configuration, "ssl_ca_cert_data", None):
         options["ssl_context"].load_verify_locations(cadata=configuration.ssl_ca_cert_data)
+    if cert_data or key_data:
+        load_client_certificate(options["ssl_context"], cert_data or _read(configuration.cert_file),
+                                key_data or _read(configuration.key_file))
+        options["cert_file"] = options["key_file"] = None
     if getattr(configuration, "tls_server_name", None):
         options["server_hostname"] = configuration.tls_server_name
     if not configuration.verify_ssl:
@@ -401,6 +441,26 @@ def _pool_manager(configuration):
     if proxy and not _bypasses_proxy(configuration.host, getattr(configuration, "no_proxy", None)):
         return urllib3.ProxyManager(proxy, proxy_headers=getattr(configuration, "proxy_headers", None), **options)
     return urllib3.PoolManager(**options)
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def load_client_certificate(context, cert_pem, key_pem):
+    """Load a client certificate and key into `context`. TLS reads them only from a file: one that
+    only this user may read, removed as soon as they are loaded, so no key outlives the instant."""
+    descriptor, path = tempfile.mkstemp(prefix="klutch-bind-")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(cert_pem.rstrip(b"\n") + b"\n" + key_pem)
+        context.load_cert_chain(path)
+    except ssl.SSLError:
+        raise ConfigError("The client certificate and key given as data do not load (not PEM, or not a pair): fix "
+                          "the kubeconfig's client-certificate-data and client-key-data.")
+    finally:
+        os.remove(path)
 
 
 def _bypasses_proxy(host, no_proxy):

@@ -9,22 +9,20 @@ certificates, a token or basic auth itself, and a Pod's service account, and han
 `kubernetes` package, which knows them all. Importing that package costs about 0.2 s of CPU, a third
 of a typical task, so it is imported only when needed; the agents run without it.
 
-Nothing is written but client certificates and keys given as data, which TLS can load only from
-files: they go to a private directory under the system's temporary directory (E(TMPDIR)), removed
-at exit. CA data goes to TLS in memory.
+Certificates, keys and CA data given as data stay in memory: TLS loads a client certificate only
+from a file, so the client writes it to a private file for the instant of loading and removes it
+at once (client.py), and files the kubernetes package writes for them are read back and removed.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import atexit
 import base64
 import os
-import shutil
-import tempfile
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of, require_url
 
 try:
     import yaml
@@ -95,7 +93,10 @@ def parse_kubeconfig(value):
     if value is None or isinstance(value, dict):
         return value
     if not isinstance(value, str):
-        raise ConfigError("kubeconfig must be a path, a dict or an inline YAML document, not a %s." % type(value).__name__)
+        raise ConfigError("kubeconfig must be a path, a dict or an inline YAML document, not a %s." % kind_of(value))
+    if not value.strip():
+        raise ConfigError("kubeconfig is empty (an undefined variable renders as an empty string): give a path or an "
+                          "inline kubeconfig, or leave it out to use K8S_AUTH_KUBECONFIG or ~/.kube/config.")
     if not _looks_inline(value):
         return os.path.expanduser(value)
     try:
@@ -114,12 +115,60 @@ def kubeconfig_secrets(kubeconfig):
     if not isinstance(kubeconfig, dict):
         return set()
     values = set()
-    for entry in kubeconfig.get("users") or []:
-        user = (entry or {}).get("user") or {}
-        values.update(str(user[key]) for key in SECRET_USER_KEYS if user.get(key))
-        provider = (user.get("auth-provider") or {}).get("config") or {}
-        values.update(str(provider[key]) for key in SECRET_USER_KEYS if provider.get(key))
+    users = kubeconfig.get("users")
+    for entry in users if isinstance(users, list) else []:
+        user = entry.get("user") if isinstance(entry, dict) else None
+        if not isinstance(user, dict):
+            continue  # a malformed entry is refused when the kubeconfig is loaded
+        provider = (user.get("auth-provider") or {}).get("config") if isinstance(user.get("auth-provider"), dict) else None
+        for fields in (user, provider if isinstance(provider, dict) else {}):
+            values.update(str(fields[key]) for key in SECRET_USER_KEYS if fields.get(key))
     return values
+
+
+# The kubeconfig fields this module reads itself, by type; a wrong type is refused as kubectl refuses it.
+KUBECONFIG_SECTIONS = {"clusters": "cluster", "contexts": "context", "users": "user"}
+KUBECONFIG_BOOLEANS = {"cluster": ("insecure-skip-tls-verify", "disable-compression")}
+KUBECONFIG_STRINGS = {
+    "cluster": ("server", "certificate-authority", "certificate-authority-data", "tls-server-name", "proxy-url"),
+    "context": ("cluster", "user", "namespace"),
+    "user": ("client-certificate", "client-certificate-data", "client-key", "client-key-data", "token", "tokenFile",
+             "username", "password"),
+}
+
+
+def kubeconfig_problem(document):
+    """Where a kubeconfig document's shape is wrong (e.g. "users[0].user is a string, not a mapping"), or None."""
+    if not isinstance(document.get("current-context", ""), str):
+        return "current-context is not a string"
+    for section, key in KUBECONFIG_SECTIONS.items():
+        entries = document.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            return "%s is a %s, not a list of entries with a name and a %s" % (section, kind_of(entries), key)
+        for index, entry in enumerate(entries):
+            where = "%s[%d]" % (section, index)
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+                return "%s is not an entry with a name and a %s" % (where, key)
+            body = entry.get(key)
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                return "%s.%s is a %s, not a mapping" % (where, key, kind_of(body))
+            for field in KUBECONFIG_BOOLEANS.get(key, ()):
+                if field in body and not isinstance(body[field], bool):
+                    return "%s.%s.%s is %r, not true or false (write it unquoted)" % (where, key, field, body[field])
+            for field in KUBECONFIG_STRINGS[key]:
+                if field in body and not isinstance(body[field], str):
+                    return "%s.%s.%s is a %s, not a string" % (where, key, field, kind_of(body[field]))
+    return None
+
+
+def check_kubeconfig(document, source):
+    problem = kubeconfig_problem(document)
+    if problem:
+        raise ConfigError("The kubeconfig %s is malformed: %s. Fix or regenerate it." % (source, problem))
 
 
 def _read_kubeconfig_files(path):
@@ -139,6 +188,7 @@ def _read_kubeconfig_files(path):
             raise ConfigError("The kubeconfig file %s is not valid YAML%s: fix or regenerate it." % (single, where))
         if not isinstance(loaded, dict):
             raise ConfigError("The kubeconfig file %s is not a kubeconfig (no YAML mapping): fix or regenerate it." % single)
+        check_kubeconfig(loaded, single)
         if not merged.get("current-context"):
             merged["current-context"] = loaded.get("current-context")
         for section in ("clusters", "contexts", "users"):
@@ -186,6 +236,7 @@ class ClientConfiguration:
         self.host = "http://localhost"
         self.verify_ssl = True
         self.ssl_ca_cert = self.ssl_ca_cert_data = self.cert_file = self.key_file = self.tls_server_name = None
+        self.cert_data = self.key_data = None  # PEM bytes of a client certificate and key given as data
         self.proxy = self.no_proxy = None
         self.api_key, self.api_key_prefix, self.refresh_api_key_hook = {}, {}, None
         self.username = self.password = None
@@ -196,7 +247,6 @@ DIRECT_CLUSTER_KEYS = frozenset(("server", "certificate-authority", "certificate
                                  "insecure-skip-tls-verify", "tls-server-name", "proxy-url", "extensions"))
 DIRECT_USER_KEYS = frozenset(("client-certificate", "client-certificate-data", "client-key", "client-key-data",
                               "token", "username", "password", "extensions"))
-_PEM_DIRECTORY = []
 
 # Where the kubelet mounts a Pod's ServiceAccount token and CA; the variable moves it (tests).
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -303,8 +353,11 @@ def _load_kubeconfig(kubeconfig, context, environ):
                 "K8S_AUTH_KUBECONFIG / K8S_AUTH_HOST environment variables; %s does not exist." % kubeconfig)
     inline = isinstance(kubeconfig, dict)
     source = "given inline" if inline else kubeconfig
+    if inline:
+        check_kubeconfig(kubeconfig, source)
     document = kubeconfig if inline else _read_kubeconfig_files(kubeconfig)
-    context = select_context(document, context, source)[0]
+    context, server = select_context(document, context, source)
+    require_url("The server of context %s in the kubeconfig %s" % (context, source), server)
     cluster, user = _context_entries(document, context)
     if set(cluster) <= DIRECT_CLUSTER_KEYS and set(user) <= DIRECT_USER_KEYS and _absolute_paths(cluster, user):
         return _direct_configuration(cluster, user, source), context
@@ -320,6 +373,8 @@ def _load_kubeconfig(kubeconfig, context, environ):
     except (config_exception, ValueError, TypeError, KeyError) as error:
         raise ConfigError("The kubeconfig %s is not usable: %s. Fix or regenerate it." % (
             source, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    configuration.cert_data = configuration.key_data = None
+    _take_written_keys(configuration, user)
     return configuration, context
 
 
@@ -345,9 +400,9 @@ def _direct_configuration(cluster, user, source):
     if cluster.get("certificate-authority-data"):
         configuration.ssl_ca_cert_data = _pem_data(cluster, "certificate-authority", source).decode("ascii", "replace")
     else:
-        configuration.ssl_ca_cert = _pem_file(cluster, "certificate-authority", source)
-    configuration.cert_file = _pem_file(user, "client-certificate", source)
-    configuration.key_file = _pem_file(user, "client-key", source)
+        configuration.ssl_ca_cert = _pem(cluster, "certificate-authority", source)[0]
+    configuration.cert_file, configuration.cert_data = _pem(user, "client-certificate", source)
+    configuration.key_file, configuration.key_data = _pem(user, "client-key", source)
     if user.get("token"):
         configuration.api_key = {"authorization": "Bearer %s" % user["token"]}
     if user.get("username") and user.get("password") is not None:  # as the kubernetes package: both or none
@@ -364,29 +419,34 @@ def _pem_data(entry, key, source):
         raise ConfigError("The kubeconfig %s has %s-data that is not base64: fix or regenerate it." % (source, key))
 
 
-def _pem_file(entry, key, source):
-    """The path of `key`, or of a private file holding the base64 `<key>-data`; None when neither is set."""
-    if not entry.get(key + "-data"):
-        if entry.get(key) and not os.path.isfile(entry[key]):
-            raise ConfigError("The kubeconfig %s names %s %s, which does not exist: fix the path or regenerate it."
-                              % (source, key, entry[key]))
-        return entry.get(key)
-    content = _pem_data(entry, key, source)
-    if not _PEM_DIRECTORY:
-        _PEM_DIRECTORY.append(tempfile.mkdtemp(prefix="klutch-bind-"))
-        atexit.register(shutil.rmtree, _PEM_DIRECTORY[0], True)
-    handle, path = tempfile.mkstemp(dir=_PEM_DIRECTORY[0])
-    with os.fdopen(handle, "wb") as written:
-        written.write(content)
-    return path
+def _pem(entry, key, source):
+    """(path of `key`, None) or (None, the decoded `<key>-data`); (None, None) when neither is set."""
+    if entry.get(key + "-data"):
+        return None, _pem_data(entry, key, source)
+    if entry.get(key) and not os.path.isfile(entry[key]):
+        raise ConfigError("The kubeconfig %s names %s %s, which does not exist: fix the path or regenerate it."
+                          % (source, key, entry[key]))
+    return entry.get(key), None
+
+
+def _take_written_keys(configuration, user):
+    """The kubernetes package writes certificate and key data to temporary files that outlive a killed
+    process: read them back into memory and remove them."""
+    for key, attribute in (("client-certificate", "cert"), ("client-key", "key")):
+        path = getattr(configuration, attribute + "_file", None)
+        if user.get(key + "-data") and path and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                setattr(configuration, attribute + "_data", handle.read())
+            os.remove(path)
+            setattr(configuration, attribute + "_file", None)
 
 
 def _apply_overrides(settings, configuration):
     """Options given next to a kubeconfig win over what it says, as in kubernetes.core."""
     if settings.get("host"):
-        configuration.host = settings["host"].rstrip("/")
-        if "://" not in configuration.host:
-            configuration.host = "https://" + configuration.host  # as kubectl does
+        host = settings["host"] if "://" in settings["host"] else "https://" + settings["host"]  # as kubectl does
+        require_url("host", host)
+        configuration.host = host.rstrip("/")
     if settings.get("validate_certs") is not None:
         configuration.verify_ssl = settings["validate_certs"]
     for option, attribute in (("ca_cert", "ssl_ca_cert"), ("client_cert", "cert_file"),
@@ -395,6 +455,10 @@ def _apply_overrides(settings, configuration):
             setattr(configuration, attribute, settings[option])
     if settings.get("ca_cert"):
         configuration.ssl_ca_cert_data = None  # the option wins over the kubeconfig's CA data
+    if settings.get("client_cert"):
+        configuration.cert_data = None
+    if settings.get("client_key"):
+        configuration.key_data = None
     if settings.get("api_key"):
         configuration.api_key = {"authorization": "Bearer " + settings["api_key"]}
         configuration.api_key_prefix = {}
@@ -405,10 +469,13 @@ def _apply_overrides(settings, configuration):
     for option in ("ca_cert", "client_cert", "client_key"):
         if settings.get(option) and not os.path.isfile(settings[option]):
             raise ConfigError("%s %s does not exist: check the path." % (option, settings[option]))
-    if settings.get("client_cert") and not (settings.get("client_key") or configuration.key_file):
-        raise ConfigError("client_cert is set without client_key: set both, or neither.")
-    if configuration.host.startswith("http://") and (settings.get("api_key") or settings.get("password")):
-        raise ConfigError("host %s is plain http: the credentials would travel unencrypted. Use https://." % configuration.host)
+    if bool(settings.get("client_cert")) != bool(settings.get("client_key")):
+        raise ConfigError("%s is set without %s: set both, or neither." % (
+            ("client_cert", "client_key") if settings.get("client_cert") else ("client_key", "client_cert")))
+    if configuration.host.startswith("http://") and (configuration.api_key or configuration.username
+                                                     or configuration.refresh_api_key_hook or configuration.cert_file
+                                                     or configuration.cert_data):
+        raise ConfigError("The server %s is plain http: its credentials would travel unencrypted. Use https://." % configuration.host)
 
 
 def authorization_header(configuration):

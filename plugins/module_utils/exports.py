@@ -12,11 +12,10 @@ __metaclass__ = type
 import base64
 import itertools
 
-from ansible_collections.klutch.bind.plugins.module_utils import backend
+from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.validate import require_consumer
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
@@ -56,6 +55,13 @@ EXPORT_ARG_SPEC = dict(
     provider_pretty_name=dict(type="str", default="klutch.bind"),
     previous_cluster_id=dict(type="str"),
 )
+# Checks of those options, run by the modules before they connect.
+EXPORT_CHECKS = {
+    "external_address": validate.require_url, "external_ca_data": validate.certificate_data,
+    "external_server_name": validate.server_name, "provider_pretty_name": validate.text,
+    "consumer": validate.consumer_name,
+    "wait_timeout": validate.positive(),
+}
 NAME_ATTEMPTS = 20  # candidates for a new consumer namespace's name before giving up
 
 
@@ -258,7 +264,13 @@ def export(client, check_mode, params):
     """Export params["resources"] to the consumer (state present) or withdraw them (absent); (result, run)."""
     if params["state"] == "present" and not params["resources"]:
         raise ConfigError("resources is empty: name the APIs (group and resource) to export to %s." % params["consumer"])
-    require_consumer(params["consumer"], params["cluster_id"])
+    if params["state"] == "absent" and params.get("delete_namespace") and params["resources"]:
+        raise ConfigError("delete_namespace removes consumer %s with all its APIs, but resources names only some of "
+                          "them. Leave resources out to remove the consumer, or set delete_namespace: false to "
+                          "withdraw only those APIs." % params["consumer"])
+    validate.require_consumer(params["consumer"], params["cluster_id"])
+    if params.get("previous_cluster_id") is not None:
+        validate.require_consumer(params["consumer"], params["previous_cluster_id"], "previous_cluster_id")
     backend.require_klutch_apis(client)
     run = Run(client, check_mode, params)
     identity = plan.consumer_identity(params["consumer"], params["cluster_id"])

@@ -118,7 +118,7 @@ class BoundApi:
         for claim in self.binding["spec"].get("permissionClaims") or []:
             if claim.get("state") != "Accepted":
                 continue
-            api_version = "%s/%s" % (claim["group"], claim["version"]) if claim.get("group") else claim["version"]
+            api_version = app_cluster.claim_api_version(claim)
             resource = app.resource_by_plural(api_version, claim["resource"])
             if resource is None:
                 raise ConfigError("APIServiceBinding %s claims %s in %s, which the app cluster does not serve."
@@ -285,12 +285,17 @@ def run_operations(operations, clients, resources, provider_namespace, workers, 
             try:
                 written += int(execute(operation, clients, resources, provider_namespace))
             except ClusterError as error:
-                return written, str(error)  # this object's later steps depend on the failed one
+                return written, error  # this object's later steps depend on the failed one
         return written, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         outcomes = list(pool.map(run, per_object.values()))
     return sum(written for written, _error in outcomes), [error for _written, error in outcomes if error]
+
+
+def changed_meanwhile(errors):
+    """Whether a write failed only because its object changed after the pass read it (409)."""
+    return any(getattr(error, "status", None) == 409 for error in errors)
 
 
 def counts(operations):
@@ -332,6 +337,9 @@ def failed_writes(errors, operations):
         len(errors), len(operations), errors[0])
 
 
+PASSES_ON_CONFLICT = 3
+
+
 def sync_once(app, names, client_for, prune, concurrency, result):
     """One pass over the bindings `names` (all when empty), recorded into `result` (synced, operations) as it
     goes, so that a failure still reports what was planned; (objects written, write errors).
@@ -341,20 +349,24 @@ def sync_once(app, names, client_for, prune, concurrency, result):
     """
     written, errors, unsynced = 0, [], []
     for binding in selected_bindings(app, names):
-        try:
-            bound = BoundApi(binding, app, client_for)
-            operations, resources = plan_binding(bound, app, prune)
-        except ClusterError as error:
-            unsynced.append(error)
-            continue
-        if bound.removals_withheld:
-            result.setdefault("removals_withheld", {})[bound.name] = withheld_message(bound)
-        result["synced"][bound.name] = counts(operations)
-        result["operations"].extend(dict(item, binding=bound.name) for item in described(operations))
-        made, failed = run_operations(operations, {sync.CONSUMER: app, sync.PROVIDER: bound.provider}, resources,
-                                      bound.namespace, concurrency)
-        written += made
-        errors.extend(failed)
+        # An object that changed between the reads and a write (409) is read and planned again.
+        for attempt in range(PASSES_ON_CONFLICT):
+            try:
+                bound = BoundApi(binding, app, client_for)
+                operations, resources = plan_binding(bound, app, prune)
+            except ClusterError as error:
+                unsynced.append(error)
+                break
+            if bound.removals_withheld:
+                result.setdefault("removals_withheld", {})[bound.name] = withheld_message(bound)
+            result["synced"][bound.name] = counts(operations)
+            result["operations"].extend(dict(item, binding=bound.name) for item in described(operations))
+            made, failed = run_operations(operations, {sync.CONSUMER: app, sync.PROVIDER: bound.provider}, resources,
+                                          bound.namespace, concurrency)
+            written += made
+            if not changed_meanwhile(failed) or attempt == PASSES_ON_CONFLICT - 1:
+                errors.extend(str(error) for error in failed)
+                break
     if unsynced:
         raise unsynced[0]
     return written, errors

@@ -140,12 +140,15 @@ class LocalAgent:
                 handle.write(content)
         if kubeconfig_text is not None:
             descriptor = os.open(self.path(KUBECONFIG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(descriptor, 0o600)  # also when the file was there before, with whatever mode
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(kubeconfig_text)
 
     def start(self, python, argv, print_fingerprint, health_port):
         """Start the agent detached from this process, in its own session, logging to agent.log."""
-        environ = dict(os.environ, PYTHONPATH=os.path.join(self.directory, "code"), PYTHONUNBUFFERED="1")
+        # K8S_AUTH_* describe the controller's cluster: inherited, an API key would override the agent's own credentials.
+        environ = dict((name, value) for name, value in os.environ.items() if not name.startswith("K8S_AUTH_"))
+        environ.update(PYTHONPATH=os.path.join(self.directory, "code"), PYTHONUNBUFFERED="1")
         with open(self.path(LOG_FILE), "ab") as log:
             process = subprocess.Popen(
                 [python, "-m", ENTRY] + argv + ["--health-port", str(health_port), "--health-local"],
@@ -180,5 +183,35 @@ class LocalAgent:
             return "(no log)"
 
     def forget(self):
-        if os.path.exists(self.path(STATE_FILE)):
-            os.remove(self.path(STATE_FILE))
+        """Remove what the stopped agent leaves: its state and the kubeconfig it was given (the log stays)."""
+        for name in (STATE_FILE, KUBECONFIG_FILE):
+            if os.path.exists(self.path(name)):
+                os.remove(self.path(name))
+
+
+def require_python(python):
+    """ConfigError unless `python` runs Python 3.9 or later, which the agent needs."""
+    try:
+        found = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+    except OSError as error:
+        raise ConfigError("python %s cannot be run (%s): give the path of a Python 3.9+ interpreter, or leave python "
+                          "out to use the one running Ansible's module." % (python, error.strerror))
+    version = found.stdout.decode("ascii", "replace").strip()
+    if found.returncode != 0 or tuple(int(part) for part in version.split(".") if part.isdigit()) < (3, 9):
+        raise ConfigError("python %s is not Python 3.9 or later (it says %r): give a Python 3.9+ interpreter." % (
+            python, version or found.stderr.decode("utf-8", "replace").strip()[-200:]))
+
+
+def require_free_port(port):
+    """ConfigError when something already listens on the local health port."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As the agent's server binds: connections of a stopped agent waiting out TIME_WAIT do not count.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError:
+        raise ConfigError("health_port %d is in use by another process on this host: choose a free port, or leave "
+                          "health_port out to pick one." % port)
+    finally:
+        probe.close()

@@ -10,6 +10,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of
 
 try:
     import yaml
@@ -59,12 +60,44 @@ def flatten(documents, source):
             objects.extend(flatten(document["items"], source))
             continue
         missing = [field for field in ("apiVersion", "kind") if not document.get(field)]
-        if not (document.get("metadata") or {}).get("name"):
+        metadata = document.get("metadata")
+        if not isinstance(metadata, dict) or not metadata.get("name"):
             missing.append("metadata.name")
         if missing:
             raise ConfigError("%s (kind %s) lacks %s: add it." % (where, document.get("kind", "unknown"), ", ".join(missing)))
+        problem = object_problem(document)
+        if problem:
+            raise ConfigError("%s (%s %s): %s." % (where, document["kind"], metadata["name"], problem))
         objects.append(document)
     return objects
+
+
+def object_problem(obj):
+    """What is wrong with the shape of an object that names apiVersion, kind and name, or None.
+
+    Only what the API server's answer would not explain, or what must be sound before then: the
+    values of a Secret are read to keep them out of output.
+    """
+    metadata = obj["metadata"]
+    for field in ("apiVersion", "kind"):
+        if not isinstance(obj[field], str):
+            return "%s is a %s, not a string: quote nothing, write it as in the API reference" % (field, kind_of(obj[field]))
+    for field in ("name", "namespace"):
+        if field in metadata and not isinstance(metadata[field], str):
+            return "metadata.%s is a %s, not a string" % (field, kind_of(metadata[field]))
+    for field in ("labels", "annotations"):
+        if field in metadata and metadata[field] is not None and not isinstance(metadata[field], dict):
+            return "metadata.%s is a %s, not a mapping of strings" % (field, kind_of(metadata[field]))
+    if (obj["apiVersion"], obj["kind"]) == ("v1", "Secret"):
+        for field in ("data", "stringData"):
+            values = obj.get(field)
+            if values is not None and not isinstance(values, dict):
+                return "%s is a %s, not a mapping of keys to values: write key: value lines under %s" % (
+                    field, kind_of(values), field)
+            for key, value in (values or {}).items():
+                if not isinstance(value, str):
+                    return "%s.%s is a %s, not a string: quote it" % (field, key, kind_of(value))
+    return None
 
 
 def load(definition=None, src=None):
@@ -78,6 +111,27 @@ def load(definition=None, src=None):
     if isinstance(definition, str):
         return flatten(parse_documents(definition, "definition"), "definition")
     return flatten(definition if isinstance(definition, list) else [definition], "definition")
+
+
+def secret_values(definition):
+    """The values of every Secret in `definition`, however malformed the rest: kept out of all output."""
+    try:
+        documents = parse_documents(definition, "definition") if isinstance(definition, str) else [definition]
+    except ConfigError:
+        return set()  # unparsable text is reported without its content
+    found, pending = set(), list(documents)
+    while pending:
+        document = pending.pop()
+        if isinstance(document, list):
+            pending.extend(document)
+        elif isinstance(document, dict):
+            pending.extend(item for item in [document.get("items")] if isinstance(item, list))
+            if document.get("kind") == "Secret":
+                for field in ("data", "stringData"):
+                    values = document.get(field)
+                    values = values.values() if isinstance(values, dict) else values if isinstance(values, list) else []
+                    found.update(str(value) for value in values if value not in (None, ""))
+    return found
 
 
 DEFINING_KINDS = {

@@ -16,7 +16,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.klutch.bind.plugins.module_utils import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.validate import require_name
+from ansible_collections.klutch.bind.plugins.module_utils.validate import run_checks
 
 KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
 # Found, not imported: connection.py imports it only for the kubeconfigs that need it.
@@ -48,14 +48,8 @@ def input_secrets(params):
     except ClusterError:
         pass  # reported when the client is built
     for option in ("definition", "resource_definition", "inline"):
-        try:
-            objects = manifests.load(params[option]) if params.get(option) else []
-        except ClusterError:
-            objects = []  # reported by the module
-        for obj in objects:
-            if obj.get("kind") == "Secret":
-                for field in ("data", "stringData"):
-                    found.update(str(value) for value in (obj.get(field) or {}).values() if value not in (None, ""))
+        if params.get(option):
+            found.update(manifests.secret_values(params[option]))
     return found
 
 
@@ -74,17 +68,15 @@ class _SecretAwareModule(AnsibleModule):
 class KlutchModule:
     """A thin wrapper: only `main()` of a module turns errors into fail_json, through `fail`."""
 
-    def __init__(self, argument_spec, names=None, **kwargs):
-        """`names`: {option: (what it names, "label" or "subdomain")}, checked before any cluster is reached."""
+    def __init__(self, argument_spec, checks=None, **kwargs):
+        """`checks`: {option: check(option, value)} from validate.py, run before any cluster is reached."""
         self.ansible = _SecretAwareModule(argument_spec=klutch_argument_spec(**argument_spec), **kwargs)
         if KUBERNETES_IMPORT_ERROR:
             self.ansible.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
         if YAML_IMPORT_ERROR:
             self.ansible.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
         try:
-            for option, (what, name_format) in (names or {}).items():
-                if self.params.get(option) is not None:  # None: not given, and the module's default applies
-                    require_name(option, self.params[option], what, name_format)
+            run_checks(self.params, checks or {})
         except ClusterError as error:
             self.fail(error)
 

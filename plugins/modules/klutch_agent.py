@@ -39,7 +39,8 @@ options:
     type: path
     default: ~/.klutch.bind/agents
   state:
-    description: V(present) keeps the agent running and healthy, V(absent) stops it.
+    description: V(present) keeps the agent running and healthy, V(absent) stops it and removes the kubeconfig
+      written for it.
     type: str
     choices: [present, absent]
     default: present
@@ -57,7 +58,7 @@ options:
     description: The agent's identity in its Lease. Default C(<host name>-<name>).
     type: str
   resync:
-    description: Seconds between passes when no watch reports a change.
+    description: Seconds between passes when no watch reports a change; at least 1.
     type: float
     default: 30
   concurrency:
@@ -70,11 +71,17 @@ options:
     choices: [Namespaced, Cluster]
     default: Namespaced
   health_port:
-    description: The port of C(/healthz) on 127.0.0.1. Default a free port, kept across restarts.
+    description:
+      - The port of C(/healthz) (alive) and C(/readyz) (its last pass synced everything) on 127.0.0.1.
+        Default a free port, kept across restarts.
+      - A port another process listens on is refused before a running agent is stopped.
     type: int
   python:
-    description: The interpreter that runs the agent; it needs the C(kubernetes) and C(PyYAML) packages.
-      Default the interpreter that runs this module.
+    description:
+      - The interpreter that runs the agent; it needs the C(kubernetes) and C(PyYAML) packages.
+        Default the interpreter that runs this module.
+      - It is tried (Python 3.9 or later) before a running agent is stopped, so a wrong path leaves the old
+        agent running.
     type: path
   wait_timeout:
     description: Seconds to wait for a started agent to report healthy.
@@ -151,7 +158,7 @@ import os
 import socket
 import sys
 
-from ansible_collections.klutch.bind.plugins.module_utils import local_agent
+from ansible_collections.klutch.bind.plugins.module_utils import local_agent, validate
 from ansible_collections.klutch.bind.plugins.module_utils.connection import resolve_auth
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
@@ -231,12 +238,17 @@ def present(module, agent, run_dir):
     reason = ("it was not running" if pid is None else "its arguments, code or credentials changed"
               if agent.state.get("fingerprint") != wanted else "it did not answer its health check")
     action = "started" if pid is None else "restarted"
+    python = params["python"] or sys.executable
+    port = params["health_port"] or agent.state.get("health_port") or local_agent.free_port()
+    # Checked while the old agent still runs: a new one that cannot start must not leave none.
+    local_agent.require_python(python)
+    if port != agent.state.get("health_port") or pid is None:
+        local_agent.require_free_port(port)
     if module.check_mode:
         return {"action": action, "reason": reason}, argv
     agent.stop()
-    port = params["health_port"] or agent.state.get("health_port") or local_agent.free_port()
     agent.install(code, text)
-    process = agent.start(params["python"] or sys.executable, argv, wanted, port)
+    process = agent.start(python, argv, wanted, port)
     agent.wait_healthy(process, params["wait_timeout"])
     return {"action": action, "reason": reason, "pid": process.pid}, argv
 
@@ -257,7 +269,9 @@ def main():
             python=dict(type="path"),
             wait_timeout=dict(type="int", default=60),
         ),
-        names={"name": ("a local agent (its directory under run_dir)", "label")},
+        checks={"name": validate.kubernetes_name("a local agent (its directory under run_dir)", "label"),
+                "resync": validate.positive(), "concurrency": validate.positive(unit="workers"),
+                "health_port": validate.port, "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
     params = module.params
@@ -275,7 +289,7 @@ def main():
             result = {"action": "stopped" if was_running else "absent"}
             if not module.check_mode:
                 agent.stop()
-                agent.forget()
+                agent.forget()  # with the kubeconfig it was given: no token stays on disk
     except ClusterError as error:
         module.fail(error, log_file=agent.path(local_agent.LOG_FILE))
     runs = params["state"] == "present"

@@ -172,7 +172,7 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import bindings, exports, konnector
+from ansible_collections.klutch.bind.plugins.module_utils import bindings, exports, konnector, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -189,6 +189,7 @@ def main():
             wait_timeout=dict(type="int", default=60),
         ),
         required_one_of=[("control_plane_kubeconfig", "control_plane_context")],
+        checks=dict(exports.EXPORT_CHECKS, services=validate.services),
         supports_check_mode=True,
     )
     params = module.params

@@ -47,6 +47,8 @@ options:
       - The permission claims to accept, by C(<resource>) for the core group or C(<resource>.<group>);
         V(*) accepts all. Claims not listed are Rejected; rejecting a claim that the export marks
         required fails.
+      - A name the export does not claim (a typo) fails, and so does an accepted claim on a kind the
+        app cluster does not serve, before anything is written.
     type: list
     elements: str
     default: ["*"]
@@ -135,7 +137,7 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
-from ansible_collections.klutch.bind.plugins.module_utils import bindings
+from ansible_collections.klutch.bind.plugins.module_utils import bindings, validate
 from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
@@ -154,7 +156,8 @@ def main():
             wait_timeout=dict(type="int", default=60),
         ),
         required_if=[("state", "present", ["provider_kubeconfig"])],
-        names={"name": ("an APIServiceBinding (<plural>.<group>)", "subdomain")},
+        checks={"name": validate.kubernetes_name("an APIServiceBinding (<plural>.<group>)"),
+                "accept_claims": validate.claim_names, "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
     try:

@@ -118,7 +118,7 @@ operations:
             "kind": "secrets", "namespace": "shop", "name": "orders-creds"}]
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import konnector
+from ansible_collections.klutch.bind.plugins.module_utils import konnector, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -130,6 +130,8 @@ def main():
             prune=dict(type="bool", default=True),
             concurrency=dict(type="int", default=konnector.CONCURRENCY),
         ),
+        checks={"bindings": validate.each(validate.kubernetes_name("an APIServiceBinding (<plural>.<group>)")),
+                "concurrency": validate.positive(unit="workers")},
         supports_check_mode=True,
     )
     params = module.params

@@ -224,7 +224,7 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci
+from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness
@@ -414,7 +414,7 @@ def main():
             wait_timeout=dict(type="int", default=300),
         ),
         required_one_of=[("package", "src")],
-        names={"name": ("a Crossplane Configuration", "subdomain")},
+        checks={"name": validate.kubernetes_name("a Crossplane Configuration"), "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
     try:

@@ -45,7 +45,10 @@ options:
     type: str
     required: true
   resources:
-    description: The APIs to export, each a CRD C(<resource>.<group>) that an export template exports.
+    description:
+      - The APIs to export, each a CRD C(<resource>.<group>) that an export template exports.
+      - Required, and not empty, with O(state=present). With O(state=absent), the APIs to withdraw;
+        empty withdraws them all.
     type: list
     elements: dict
     default: []
@@ -69,6 +72,8 @@ options:
     description:
       - With O(state=absent) and no O(resources), also delete the consumer's namespace and the namespaces
         mapped for it, and with them every instance and claimed object in them.
+      - Together with O(resources) it is refused, before anything is changed, since it would remove more
+        than those APIs.
     type: bool
     default: false
   wait_timeout:
@@ -153,7 +158,7 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import exports
+from ansible_collections.klutch.bind.plugins.module_utils import exports, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -168,6 +173,7 @@ def main():
             delete_namespace=dict(type="bool", default=False),
             wait_timeout=dict(type="int", default=30),
         ),
+        checks=dict(exports.EXPORT_CHECKS, resources=validate.apis),
         supports_check_mode=True,
     )
     try:

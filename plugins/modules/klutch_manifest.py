@@ -184,7 +184,7 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils import apply, manifests, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -206,7 +206,7 @@ def main():
         ),
         mutually_exclusive=[("definition", "src")],
         required_one_of=[("definition", "src")],
-        names={"namespace": ("a namespace", "label")},
+        checks={"namespace": validate.kubernetes_name("a namespace", "label"), "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
     params = module.params

@@ -161,7 +161,7 @@ diff:
   type: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane
+from ansible_collections.klutch.bind.plugins.module_utils import control_plane, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 from ansible_collections.klutch.bind.plugins.module_utils.objects import diff, for_output
@@ -176,7 +176,7 @@ def refuse(name, namespace, problem):
     raise ConfigError("APIServiceExportTemplate %s/%s: %s" % (namespace, name, problem))
 
 
-def validate(client, params, claims):
+def check_exported_api(client, params, claims):
     name, namespace = params["name"], params["namespace"]
     crd_name = "%s.%s" % (params["resource"], params["group"])
     problem = control_plane.exported_api_problem(
@@ -221,7 +221,11 @@ def main():
             validate_api=dict(type="bool", default=True),
         ),
         required_if=[("state", "present", ("group", "resource"))],
-        names={"name": ("an APIServiceExportTemplate", "subdomain"), "namespace": ("a namespace", "label")},
+        checks={"name": validate.kubernetes_name("an APIServiceExportTemplate"),
+                "namespace": validate.kubernetes_name("a namespace", "label"),
+                "group": validate.kubernetes_name("an API group"),
+                "resource": validate.kubernetes_name("a resource (the plural name)", "label"),
+                "permission_claims": validate.permission_claims},
         supports_check_mode=True,
     )
     params = module.params
@@ -242,7 +246,10 @@ def main():
         else:
             claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
             if params["validate_api"]:
-                validate(client, params, claims)
+                check_exported_api(client, params, claims)
+            elif client.get(CUSTOM_RESOURCE_DEFINITIONS, "%s.%s" % (params["resource"], params["group"])) is None:
+                module.warn("validate_api is false and %s has no CRD %s.%s yet: the template exports nothing until "
+                            "it exists." % (client.label, params["resource"], params["group"]))
             if module.check_mode and client.get(NAMESPACES, namespace) is None:
                 unvalidated(module, params, "the namespace %s does not exist yet." % namespace)
             templates = client.list(EXPORT_TEMPLATES)[0]

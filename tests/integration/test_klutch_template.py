@@ -66,7 +66,7 @@ def test_create_update_delete(run_task, cp, args, audit, control_plane):
     assert not again["changed"]
     assert writes(audit, control_plane, start) == 0
 
-    extra = {"resource": "configmaps", "owner": "Consumer", "names": ["settings"],
+    extra = {"resource": "serviceaccounts", "owner": "Consumer", "names": ["settings"],
              "label_selectors": [{"app": "db"}], "required": True}
     updated = run_task(MODULE, dict(args, permission_claims=CLAIMS + [extra]), diff=True)[0]
     assert updated["changed"]

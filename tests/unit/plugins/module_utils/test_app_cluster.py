@@ -98,3 +98,9 @@ def test_a_binding_problem_makes_its_condition_and_those_after_it_false():
     assert lost["conditions"][0]["lastTransitionTime"] == now, "an unchanged condition keeps its time"
     broken = app_cluster.binding_status("Provider", now, None, ("SecretValid", "ProviderSecretInvalid", "bad"))
     assert [item["status"] for item in broken["conditions"]] == ["False", "False", "False"]
+
+
+def test_a_claim_the_export_does_not_make_is_a_typo_not_a_silent_rejection():
+    claims = EXPORT["spec"]["permissionClaims"]
+    with pytest.raises(ConfigError, match=r"accept_claims names secret, which the export x does not claim \(a typo\?\)"):
+        app_cluster.acceptable_claims("x", claims, ["secret", "*"])

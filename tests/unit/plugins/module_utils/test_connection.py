@@ -137,8 +137,55 @@ def test_host_without_scheme_is_https():
 
 
 def test_credentials_over_plain_http_are_refused():
-    with pytest.raises(ConfigError, match="plain http: the credentials would travel unencrypted"):
+    with pytest.raises(ConfigError, match="plain http: its credentials would travel unencrypted"):
         configuration_for({"host": "http://h:8080", "api_key": "tok"})
+
+
+def _inline(cluster=None, context=None, user=None, **sections):
+    document = {"current-context": "a",
+                "clusters": [{"name": "c", "cluster": {"server": "https://h:6443"} if cluster is None else cluster}],
+                "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"} if context is None else context}],
+                "users": [{"name": "u", "user": {"token": "s3cret"} if user is None else user}]}
+    document.update(sections)
+    return document
+
+
+@pytest.mark.parametrize("document, problem", [
+    (_inline(users=["x"]), "users[0] is not an entry with a name and a user"),
+    (_inline(user="tok"), "users[0].user is a string, not a mapping"),
+    (_inline(context="x"), "contexts[0].context is a string, not a mapping"),
+    (_inline(cluster={"server": 6443}), "clusters[0].cluster.server is a number, not a string"),
+    (_inline(cluster={"server": "https://h", "insecure-skip-tls-verify": "false"}),
+     "insecure-skip-tls-verify is 'false', not true or false"),
+    (_inline(clusters={"c": {"server": "https://h"}}), "clusters is a mapping, not a list"),
+    (_inline(user={"token": 12345}), "users[0].user.token is a number, not a string"),
+    (_inline(**{"current-context": ["a"]}), "current-context is not a string"),
+])
+def test_a_malformed_kubeconfig_is_refused_naming_the_entry(document, problem):
+    with pytest.raises(ConfigError) as raised:
+        configuration_for({"kubeconfig": document})
+    assert problem in str(raised.value) and "Fix or regenerate it" in str(raised.value)
+    assert "12345" not in str(raised.value)  # a value is never quoted: it may be a secret
+
+
+@pytest.mark.parametrize("server, problem", [
+    ("h:6443", "does not start with https://"), ("https://", "names no host"), ("https://h:99999", "not a URL"),
+    ("https://h:6443/#x", "a fragment"), ("", "it is empty"),
+])
+def test_a_server_that_is_no_address_is_refused(server, problem):
+    with pytest.raises(ConfigError) as raised:
+        configuration_for({"kubeconfig": _inline(cluster={"server": server} if server else {"server": server})})
+    assert problem in str(raised.value) or "has no server entry" in str(raised.value)
+
+
+def test_a_kubeconfig_token_is_not_sent_over_plain_http():
+    with pytest.raises(ConfigError, match="plain http"):
+        configuration_for({"kubeconfig": _inline(cluster={"server": "http://h:8080"})})
+
+
+def test_plain_http_without_credentials_is_allowed():
+    configuration, _label = configuration_for({"kubeconfig": _inline(cluster={"server": "http://h:8080"}, user={})})
+    assert configuration.host == "http://h:8080"
 
 
 def test_environment_proxy_is_not_used():
@@ -162,13 +209,10 @@ def test_a_kubeconfig_with_certificate_data_is_read_without_the_kubernetes_packa
     configuration, label = configuration_for({"kubeconfig": kubeconfig})
     assert isinstance(configuration, ClientConfiguration)
     assert (configuration.host, configuration.tls_server_name, configuration.verify_ssl) == ("https://c:6443", "api.c", True)
-    # CA data goes to TLS in memory; TLS loads client certificates and keys only from files.
+    # CA, certificate and key data stay in memory: no file is written for them.
     assert (configuration.ssl_ca_cert, configuration.ssl_ca_cert_data) == (None, "CA-PEM")
-    files = {configuration.cert_file: b"CERT", configuration.key_file: b"KEY"}
-    for path, content in files.items():
-        with open(path, "rb") as handle:
-            assert handle.read() == content
-        assert os.stat(path).st_mode & 0o077 == 0, "PEM files are private"
+    assert (configuration.cert_file, configuration.key_file) == (None, None)
+    assert (configuration.cert_data, configuration.key_data) == (b"CERT", b"KEY")
     assert label == "cluster c (https://c:6443)"
 
 
@@ -195,7 +239,7 @@ def test_certificate_data_that_is_not_base64_is_named_not_shown():
 
 def test_certificate_data_may_wrap_over_lines_and_a_named_file_must_exist(tmp_path):
     wrapped = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443", "certificate-authority-data": "Q0Et\n UEVN\n"}}],
-               "users": [{"name": "u", "user": {"token": 12345}}],
+               "users": [{"name": "u", "user": {"token": "12345"}}],
                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
     configuration, _label = configuration_for({"kubeconfig": wrapped})
     assert configuration.ssl_ca_cert_data == "CA-PEM"
@@ -217,22 +261,29 @@ def test_the_ca_cert_option_wins_over_the_kubeconfigs_ca_data(tmp_path):
     assert (configuration.ssl_ca_cert, configuration.ssl_ca_cert_data) == (str(ca), None)
 
 
-def test_client_certificate_data_goes_to_private_files_under_tmpdir(tmp_path, monkeypatch):
+def test_a_client_key_given_as_data_is_on_disk_only_while_tls_loads_it(tmp_path, monkeypatch):
+    import ssl
     import tempfile
 
-    from ansible_collections.klutch.bind.plugins.module_utils import connection
+    from ansible_collections.klutch.bind.plugins.module_utils import client
 
-    monkeypatch.setattr(connection, "_PEM_DIRECTORY", [])  # a fresh private directory, under TMPDIR
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
-    kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443"}}],
-                  "users": [{"name": "u", "user": {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}}],
-                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"}
-    configuration, _label = configuration_for({"kubeconfig": kubeconfig})
-    directory = os.path.dirname(configuration.key_file)
-    assert os.path.dirname(directory) == str(tmp_path)
-    assert os.stat(directory).st_mode & 0o777 == 0o700
-    assert os.stat(configuration.key_file).st_mode & 0o777 == 0o600
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = []
+
+    class Context:
+        def load_cert_chain(self, path):
+            seen.append((open(path, "rb").read(), os.stat(path).st_mode & 0o777))
+
+    client.load_client_certificate(Context(), b"CERT\n", b"KEY\n")
+    assert seen == [(b"CERT\nKEY\n", 0o600)] and not os.listdir(str(tmp_path))
+
+    class Refusing:
+        def load_cert_chain(self, path):
+            raise ssl.SSLError("bad")
+
+    with pytest.raises(ConfigError, match="do not load"):
+        client.load_client_certificate(Refusing(), b"x", b"y")
+    assert not os.listdir(str(tmp_path))
 
 
 IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}

@@ -60,3 +60,22 @@ def test_kinds_an_xrd_serves_are_its_composite_and_its_claim():
            "spec": {"group": "acme.example", "names": {"kind": "XDatabase"}, "claimNames": {"kind": "Database"},
                     "versions": [{"name": "v1", "served": True}]}}
     assert manifests.served_by(xrd) == {("acme.example/v1", "XDatabase"): False, ("acme.example/v1", "Database"): True}
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"data": ["x"]}, "data is a list, not a mapping"),
+    ({"stringData": {"k": 5}}, "stringData.k is a number, not a string"),
+    ({"apiVersion": 1}, "apiVersion is a number"),
+    ({"metadata": {"name": "s", "namespace": ["a"]}}, "metadata.namespace is a list"),
+    ({"metadata": {"name": "s", "labels": "app=x"}}, "metadata.labels is a string"),
+])
+def test_malformed_objects_are_refused_before_any_request(change, problem):
+    secret = dict({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}, **change)
+    with pytest.raises(ConfigError, match=problem):
+        manifests.load(secret)
+
+
+def test_secret_values_are_found_however_malformed_the_secret():
+    text = "kind: Secret\ndata: [one, two]\n---\nkind: List\nitems:\n  - kind: Secret\n    stringData: {k: three}\n"
+    assert manifests.secret_values(text) == {"one", "two", "three"}
+    assert manifests.secret_values("kind: [unclosed") == set()

@@ -1,0 +1,246 @@
+"""Bad input, as platform engineers type it: each case gets a clear error that names the option, and
+not one of them writes anything to either cluster (the audit log; dry runs are the server's judgement).
+
+All cases run as tasks of one playbook against the lab, through AnsiballZ like any task; the count
+of cases tried and held is printed for the reliability figures.
+"""
+
+import base64
+import json
+import socket
+
+import pytest
+
+from klutch_lab.audit import now
+from klutch_lab.cluster import ADMIN_USER
+
+SECRET_VALUE = "do-not-show-me-0a1b2c"
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-input", "namespace": "default"},
+             "data": {"a": "b"}}
+
+
+def kubeconfig(cluster=None, context=None, user=None, **sections):
+    """An inline kubeconfig with one entry of each kind, replaced where a case breaks it."""
+    document = {"apiVersion": "v1", "kind": "Config", "current-context": "a",
+                "clusters": [{"name": "c", "cluster": cluster or {"server": "https://127.0.0.1:6443"}}],
+                "contexts": [{"name": "a", "context": context or {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": SECRET_VALUE} if user is None else user}]}
+    document.update(sections)
+    return document
+
+
+def manifest_cases(app):
+    on_app = {"kubeconfig": str(app)}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"}}
+    five = [dict(CONFIGMAP, metadata={"name": "bad-input-%d" % index, "namespace": "default"}) for index in range(5)]
+    five[2] = dict(five[2], data={"a": {"nested": "not a string"}})
+    return [
+        ("klutch_manifest", dict(on_app, definition=dict(secret, data=[SECRET_VALUE])), "data is a list"),
+        ("klutch_manifest", dict(on_app, definition=dict(secret, stringData={"k": 5})), "stringData.k is a number"),
+        ("klutch_manifest", dict(on_app, definition=dict(CONFIGMAP, apiVersion=1)), "apiVersion is a number"),
+        ("klutch_manifest", dict(on_app, definition={"apiVersion": "v1", "kind": "ConfigMap", "metadata": ["x"]}),
+         "lacks metadata.name"),
+        ("klutch_manifest", dict(on_app, definition=dict(CONFIGMAP, metadata={"namespace": "default"})), "metadata.name"),
+        ("klutch_manifest", dict(on_app, definition=dict(CONFIGMAP, metadata={"name": "x", "labels": ["a"]})),
+         "metadata.labels is a list"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, namespace=""), "namespace"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, namespace="Bad_Namespace"), "namespace"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, wait=True, wait_timeout=0), "wait_timeout"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, wait_timeout=-5), "wait_timeout"),
+        ("klutch_manifest", dict(on_app, definition=five), "1 of the 5 objects would be refused, so none was applied"),
+        ("klutch_manifest", dict(on_app, definition="kind: [unclosed"), "not valid YAML"),
+        ("klutch_manifest", dict(on_app, src="/nonexistent/manifests"), "src /nonexistent/manifests does not exist"),
+        ("klutch_manifest", dict(on_app, definition=dict(CONFIGMAP, apiVersion="example.com/v1", kind="Nothing")),
+         "does not serve kind Nothing"),
+        ("klutch_manifest", dict(on_app, definition=dict(CONFIGMAP, metadata={"name": "x", "namespace": "default",
+                                                                              "labels": {"app": "a b"}})),
+         "metadata.labels"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, wait_condition={"type": "Ready", "status": "Maybe"}),
+         "wait_condition"),
+        ("klutch_manifest", dict(on_app, definition=CONFIGMAP, state="gone"), "state"),
+    ]
+
+
+def connection_cases(app):
+    bad_ca = kubeconfig(cluster={"server": "https://127.0.0.1:6443", "certificate-authority-data": "not base64!"})
+
+    def with_connection(**connection):
+        return ("klutch_manifest", dict(connection, definition=CONFIGMAP))
+
+    cases = [
+        (with_connection(kubeconfig=kubeconfig(users=["x"])), "users[0] is not an entry"),
+        (with_connection(kubeconfig=kubeconfig(user="tok")), "users[0].user is a string"),
+        (with_connection(kubeconfig=kubeconfig(context="x")), "contexts[0].context is a string"),
+        (with_connection(kubeconfig=kubeconfig(cluster={"server": 6443})), "server is a number"),
+        (with_connection(kubeconfig=kubeconfig(cluster={"server": "https://127.0.0.1:6443",
+                                                        "insecure-skip-tls-verify": "false"})),
+         "insecure-skip-tls-verify is 'false'"),
+        (with_connection(kubeconfig=kubeconfig(cluster={"server": "http://127.0.0.1:6443"})), "plain http"),
+        (with_connection(kubeconfig=kubeconfig(cluster={"server": "127.0.0.1:6443"})), "not a server address"),
+        (with_connection(kubeconfig=kubeconfig(clusters={"c": {"server": "https://x"}})), "clusters is a mapping"),
+        (with_connection(kubeconfig=kubeconfig(user={"token": 123456})), "token is a number"),
+        (with_connection(kubeconfig=kubeconfig(**{"current-context": "missing"})), "context 'missing' is not in"),
+        (with_connection(kubeconfig=bad_ca), "certificate-authority-data that is not base64"),
+        (with_connection(kubeconfig="- a\n- b\n"), "not a YAML mapping"),
+        (with_connection(kubeconfig=""), "kubeconfig is empty"),
+        (with_connection(kubeconfig="/nonexistent/kubeconfig"), "does not exist"),
+        (with_connection(kubeconfig=str(app), context="nope"), "context 'nope' is not in"),
+        (with_connection(host="http://127.0.0.1:1", api_key=SECRET_VALUE), "plain http"),
+        (with_connection(host="https://", api_key=SECRET_VALUE), "host is not a server address"),
+        (with_connection(host="https://h:99999", api_key=SECRET_VALUE), "host is not a server address"),
+        (with_connection(kubeconfig=str(app), ca_cert="/nonexistent/ca.crt"), "ca_cert /nonexistent/ca.crt does not exist"),
+        (with_connection(kubeconfig=str(app), client_cert=str(app)), "client_cert is set without client_key"),
+        (with_connection(kubeconfig=str(app), validate_certs="maybe"), "validate_certs"),
+        (with_connection(kubeconfig=str(app), proxy="socks5://127.0.0.1:1080"), "proxy"),
+    ]
+    return [(module, args, expected) for (module, args), expected in cases]
+
+
+def template_cases(control_plane):
+    on_cp = {"kubeconfig": str(control_plane), "group": "example.org", "resource": "widgets", "name": "widgets"}
+
+    def claims(*items):
+        return dict(on_cp, permission_claims=list(items))
+
+    return [
+        ("klutch_template", dict(on_cp, name=""), "name"),
+        ("klutch_template", dict(on_cp, name="#", state="absent"), "name"),
+        ("klutch_template", dict(on_cp, namespace="../kube-system"), "namespace"),
+        ("klutch_template", dict(on_cp, group=""), "group"),
+        ("klutch_template", dict(on_cp, resource="Widgets"), "resource"),
+        ("klutch_template", claims({"resource": ""}), "permission_claims[0].resource"),
+        ("klutch_template", claims({"resource": "secrets", "label_selectors": [{"app": {"x": 1}}]}),
+         "permission_claims[0].label_selectors[0]"),
+        ("klutch_template", claims({"resource": "secrets", "label_selectors": [{"bad key!": "x"}]}), "is not a label key"),
+        ("klutch_template", claims({"resource": "secrets", "label_selectors": [{"app": "a b"}]}), "is not a label value"),
+        ("klutch_template", claims({"resource": "secrets", "label_selectors": [{}]}), "it is empty"),
+        ("klutch_template", claims({"resource": "secrets", "owner": "Provider"}, {"resource": "secrets", "owner": "Consumer"}),
+         "permission_claims[1] claims secrets owned by the consumer"),
+        ("klutch_template", claims({"resource": "secrets", "names": ["../x"]}), "permission_claims[0].names[0]"),
+        ("klutch_template", claims({"resource": "secrets", "namespaces": ["Bad"]}), "permission_claims[0].namespaces[0]"),
+        ("klutch_template", claims({"resource": "secrets", "owner": "Tenant"}), "owner"),
+        ("klutch_template", dict(on_cp, version="v9"), "widgets.example.org"),
+    ]
+
+
+def export_cases(control_plane):
+    base = {"kubeconfig": str(control_plane), "consumer": "bad-input", "cluster_id": "abc123",
+            "resources": [{"group": "example.org", "resource": "widgets"}]}
+    not_pem = base64.b64encode(b"hello").decode()
+    return [("klutch_export_request", dict(base, **change), expected) for change, expected in [
+        ({"provider_pretty_name": ""}, "provider_pretty_name is empty"),
+        ({"wait_timeout": 0}, "wait_timeout is 0"),
+        ({"external_ca_data": "not base64!"}, "external_ca_data is not base64-encoded PEM"),
+        ({"external_ca_data": not_pem}, "external_ca_data is not base64-encoded PEM"),
+        ({"external_address": ""}, "external_address is not a server address"),
+        ({"external_address": "ftp://control-plane:6443"}, "external_address is not a server address"),
+        ({"external_address": "control-plane:6443"}, "external_address is not a server address"),
+        ({"external_server_name": "bad name!"}, "external_server_name"),
+        ({"state": "absent", "delete_namespace": True}, "delete_namespace removes consumer bad-input"),
+        ({"resources": []}, "resources is empty"),
+        ({"resources": [{"group": "", "resource": "widgets"}]}, "resources[0].group"),
+        ({"resources": [{"group": "example.org", "resource": "Widgets"}]}, "resources[0].resource"),
+        ({"resources": [{"group": "example.org"}]}, "resource"),
+        ({"consumer": ""}, "consumer"),
+        ({"consumer": "a#b"}, "consumer"),
+        ({"cluster_id": ""}, "cluster_id"),
+        ({"cluster_id": "abc-def!"}, "cluster_id"),
+        ({"previous_cluster_id": "x y"}, "previous_cluster_id"),
+        ({"consumer_scope": "cluster"}, "consumer_scope"),
+    ]]
+
+
+def app_side_cases(app, control_plane):
+    on_app = {"kubeconfig": str(app)}
+    bind = dict(on_app, consumer="bad-input", control_plane_kubeconfig=str(control_plane),
+                services=[{"group": "example.org", "resource": "widgets"}])
+    service = {"group": "example.org", "resource": "widgets"}
+    binding = dict(on_app, name="widgets.example.org", provider_kubeconfig=kubeconfig())
+    return [
+        ("klutch_bind", dict(bind, services=[{"group": "", "resource": "widgets"}]), "services[0].group"),
+        ("klutch_bind", dict(bind, services=[dict(service, accept_claims=[{"resource": "secrets"}])]),
+         "services[0].accept_claims[0]"),
+        ("klutch_bind", dict(bind, services=[dict(service, accept_claims=["Secrets!"])]), "services[0].accept_claims[0]"),
+        ("klutch_bind", dict(bind, external_address=""), "external_address"),
+        ("klutch_bind", dict(bind, wait_timeout=0), "wait_timeout"),
+        ("klutch_bind", dict(bind, control_plane_kubeconfig=kubeconfig(users=["x"])), "users[0] is not an entry"),
+        ("klutch_bind", dict(bind, consumer=""), "consumer"),
+        ("klutch_bind", dict(bind, services=[]), "services"),
+        ("klutch_binding", dict(binding, name=""), "name"),
+        ("klutch_binding", dict(binding, accept_claims=[{"resource": "secrets"}]), "accept_claims[0]"),
+        ("klutch_binding", dict(binding, provider_kubeconfig="a: [unclosed\nb: c\n"), "provider_kubeconfig"),
+        ("klutch_binding", dict(binding, provider_kubeconfig={}), "provider_kubeconfig"),
+        ("klutch_binding", dict(binding, wait_timeout=0), "wait_timeout"),
+        ("klutch_binding", dict(on_app, name="widgets.example.org"), "provider_kubeconfig"),
+        ("klutch_claim_sync", dict(on_app, bindings=[""]), "bindings[0]"),
+        ("klutch_claim_sync", dict(on_app, bindings=["../secrets"]), "bindings[0]"),
+        ("klutch_claim_sync", dict(on_app, concurrency=0), "concurrency"),
+        ("klutch_cluster_info", {"kubeconfig": kubeconfig(user="tok")}, "users[0].user is a string"),
+        ("klutch_cluster_info", {"kubeconfig": ""}, "kubeconfig is empty"),
+    ]
+
+
+def control_plane_cases(control_plane, busy_port, run_dir):
+    on_cp = {"kubeconfig": str(control_plane)}
+    agent = dict(on_cp, role="konnector", name="bad-input", run_dir=str(run_dir))
+    return [
+        ("klutch_dataservice", dict(on_cp, name="", package="registry.example.com/x:v1"), "name"),
+        ("klutch_dataservice", dict(on_cp, name="x", package="registry.example.com/x:v1", wait_timeout=0), "wait_timeout"),
+        ("klutch_dataservice", dict(on_cp, name="x", src="/nonexistent/package"), "/nonexistent/package"),
+        ("klutch_dataservice", dict(on_cp, name="x"), "package"),
+        ("klutch_agent", dict(agent, resync=0), "resync is 0.0"),
+        ("klutch_agent", dict(agent, concurrency=0), "concurrency is 0"),
+        ("klutch_agent", dict(agent, health_port=70000), "health_port is 70000"),
+        ("klutch_agent", dict(agent, health_port=busy_port), "health_port %d is in use" % busy_port),
+        ("klutch_agent", dict(agent, python="/nonexistent/python3"), "python /nonexistent/python3 cannot be run"),
+        ("klutch_agent", dict(agent, name="Bad_Name"), "name"),
+        ("klutch_agent", dict(agent, service_account="noslash"), "service_account"),
+        ("klutch_agent", dict(agent, role="both"), "role"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def busy_port():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plane, klutch_apis, audit,
+                                                               run_playbook, busy_port, tmp_path):
+    cases = (manifest_cases(app.admin_kubeconfig) + connection_cases(app.admin_kubeconfig)
+             + template_cases(control_plane.admin_kubeconfig) + export_cases(control_plane.admin_kubeconfig)
+             + app_side_cases(app.admin_kubeconfig, control_plane.admin_kubeconfig)
+             + control_plane_cases(control_plane.admin_kubeconfig, busy_port, tmp_path / "agents"))
+    assert len(cases) >= 80
+    outcomes = tmp_path / "outcomes.json"
+    tasks = []
+    for index, (module, args, _expected) in enumerate(cases):
+        tasks.append({"name": f"Case {index}", f"klutch.bind.{module}": args, "register": "outcome",
+                      "ignore_errors": True})
+        tasks.append({"name": f"Keep case {index}", "ansible.builtin.set_fact": {"outcomes": "{{ outcomes + [outcome] }}"}})
+    tasks.append({"name": "Save the outcomes", "ansible.builtin.copy": {
+        "content": "{{ outcomes | to_json }}", "dest": str(outcomes), "mode": "0600"}})
+    start = now()
+    completed = run_playbook(json.dumps([{"name": "Bad input", "hosts": "localhost", "connection": "local",
+                                          "gather_facts": False, "vars": {"outcomes": []}, "tasks": tasks}]))
+    output = completed.stdout + completed.stderr
+    assert outcomes.exists(), output[-3000:]
+    results = json.loads(outcomes.read_text())
+    wrong = []
+    for (module, args, expected), result in zip(cases, results):
+        message = result.get("msg", "")
+        if not result.get("failed") or expected not in message or "Traceback" in json.dumps(result):
+            wrong.append(f"{module} {json.dumps(args)[:160]}: expected {expected!r}, got {message!r}"[:600])
+    assert not wrong, "\n".join(wrong)
+    assert SECRET_VALUE not in output and "123456" not in output
+    # Only the server can judge some input (a label value, a field's type): it is asked by dry run.
+    writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
+                             audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
+    assert writes == {app.name: [], control_plane.name: []}
+    dry_runs = sum(audit(cluster).count_writes(since=start, user=ADMIN_USER, include_dry_run=True)
+                   for cluster in (app, control_plane))
+    print(f"\nbad input: {len(cases)} cases across {len(set(module for module, _a, _e in cases))} modules, "
+          f"all refused by name; 0 writes on both clusters ({dry_runs} dry runs asked the server)")
