@@ -28,7 +28,7 @@ def _parser():
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
-    commands.add_parser("build", help="only build (or find) the binaries")
+    commands.add_parser("build", help="only build (or find) the binaries, a node's included")
     identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
     identity.add_argument("--cluster", required=True)
     identity.add_argument("--user", required=True)
@@ -44,7 +44,8 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
-            for name, path in {**binaries.ensure_binaries(), **binaries.ensure_crossplane()}.items():
+            built = {**binaries.ensure_binaries(), **binaries.ensure_crossplane(), **binaries.ensure_node()}
+            for name, path in built.items():
                 print(f"{name}: {path}")
             return 0
         lab = Lab(args.dir)

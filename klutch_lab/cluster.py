@@ -114,6 +114,11 @@ class Cluster:
         return f"https://127.0.0.1:{self.record['ports']['apiserver']}"
 
     @property
+    def registry(self):
+        """The cluster's OCI registry (Crossplane's packages, the node's images), once started."""
+        return f"localhost:{self.record['ports']['registry']}"
+
+    @property
     def etcd_url(self):
         return f"http://127.0.0.1:{self.record['ports']['etcd']}"
 
@@ -192,6 +197,14 @@ class Cluster:
         record = process.spawn(argv, self.dir / f"{component}.log", env=env)
         self.processes[component] = record
         return record
+
+    def start_registry(self, binary):
+        """Start the cluster's registry unless it runs already: Crossplane and the node share it."""
+        if "registry" in self.processes:
+            return
+        self.record["ports"]["registry"] = free_port()
+        self.start("registry", [binary, "-port", self.record["ports"]["registry"]])
+        self.wait_ready("registry", ready=lambda: self.http_status(self.record["ports"]["registry"], "/v2/") == 200)
 
     def component_argv(self, component, binaries):
         """The command lines of the built-in components."""

@@ -186,7 +186,7 @@ class Lab:
         crossplane.start()
         self._save()
         self.progress(f"[lab] Crossplane {binaries.CROSSPLANE_VERSION} on {cluster.name} ready in "
-                      f"{time.monotonic() - started:.1f} s; registry {crossplane.registry}")
+                      f"{time.monotonic() - started:.1f} s; registry {cluster.registry}")
 
     def _keep_logs(self, names):
         """Copy the logs of clusters whose start failed next to the lab, before their state goes."""
@@ -249,7 +249,7 @@ class Lab:
                          # No node runs Pods here: an agent's Deployment is applied but never rolls out.
                          "konnector_rollout_wait": False, "control_plane_backend_rollout_wait": False}
             if "crossplane" in cluster.record:
-                variables["crossplane_registry"] = Crossplane(cluster, None).registry
+                variables["crossplane_registry"] = cluster.registry
                 variables["crossplane_crank"] = str(binaries.crank_path())
             return variables
 
@@ -296,5 +296,5 @@ class Lab:
                     lines.append(f"  {component:<24} pid {record['pid']:<8} NOT RUNNING; last lines of {record['log']}:")
                     lines.extend("    " + line for line in process.log_tail(record, 10).splitlines())
             if "crossplane" in cluster.record:
-                lines.append(f"  crossplane registry: {Crossplane(cluster, None).registry}")
+                lines.append(f"  crossplane registry: {cluster.registry}")
         return lines
