@@ -25,6 +25,9 @@ def _parser():
     up.add_argument("--crossplane", default=",".join(CROSSPLANE_CLUSTERS),
                     help="clusters that get Crossplane, provider-kubernetes and a package registry; '' for none "
                          "(default: %(default)s)")
+    up.add_argument("--nodes", default="",
+                    help="clusters that get a node (containerd, kubelet, kube-scheduler) to run Pods; "
+                         "needs root (default: none)")
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
@@ -50,9 +53,12 @@ def main(argv=None):
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
-            lab.up(_names(args.clusters), crossplane=_names(args.crossplane))
+            lab.up(_names(args.clusters), crossplane=_names(args.crossplane), nodes=_names(args.nodes))
             for name, cluster in lab.clusters.items():
                 print(f"{name}: {cluster.server}\n  kubeconfig: {cluster.admin_kubeconfig}")
+                if "node" in cluster.record:
+                    print(f"  node: {name}-node; Pods reach the API server of any lab cluster at its "
+                          f"'API server for Pods' ({cluster.pod_reachable_server} for this one)")
             print(f"all clusters, one context each: {lab.kubeconfig}")
             if any("crossplane" in cluster.record for cluster in lab.clusters.values()):
                 print(f"crank (Crossplane's package CLI): "
