@@ -276,3 +276,19 @@ def ensure_crossplane(progress=print):
             progress(f"[lab] {build['name']} {build['version']} ready after {time.monotonic() - started:.0f} s")
         found[build["name"]] = final
     return found
+
+
+# crane, go-containerregistry's CLI, pushes the lab's images; the same module version as the
+# registry that the Crossplane build above brings (Crossplane v1.20.1 requires v0.19.2).
+GO_CONTAINERREGISTRY_VERSION = "v0.19.2"
+CRANE_BUILD = {"name": "go-containerregistry", "module": "github.com/google/go-containerregistry",
+               "version": GO_CONTAINERREGISTRY_VERSION,
+               "packages": {"crane": "github.com/google/go-containerregistry/cmd/crane"}}
+
+
+def ensure_crane(progress=print):
+    """The path of the lab's crane, building it when missing."""
+    crane = cache_root() / "bin" / f"{CRANE_BUILD['name']}-{CRANE_BUILD['version']}" / "crane"
+    if not _executable(crane):
+        _build_module(_go_toolchain(["crane"], None), CRANE_BUILD, progress)
+    return crane
