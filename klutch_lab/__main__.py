@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from klutch_lab import binaries
+from klutch_lab import binaries, images
 from klutch_lab.errors import LabError
 from klutch_lab.lab import CROSSPLANE_CLUSTERS, DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
 
@@ -28,7 +28,7 @@ def _parser():
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
-    commands.add_parser("build", help="only build (or find) the binaries")
+    commands.add_parser("build", help="only build (or find) the binaries and images")
     identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
     identity.add_argument("--cluster", required=True)
     identity.add_argument("--user", required=True)
@@ -44,8 +44,11 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
-            for name, path in {**binaries.ensure_binaries(), **binaries.ensure_crossplane()}.items():
+            for name, path in {**binaries.ensure_binaries(), **binaries.ensure_crossplane(),
+                               "crane": binaries.ensure_crane()}.items():
                 print(f"{name}: {path}")
+            for name, image in images.ensure_images().items():
+                print(f"{name}: {image.layer}")
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
