@@ -30,6 +30,11 @@ def _crds(directory):
                 yield doc
 
 
+def registry_argv(crossplane_build, port):
+    """go-containerregistry's in-memory OCI registry, built with Crossplane, on a loopback port."""
+    return [Path(crossplane_build) / "registry", "-port", port]
+
+
 def _tls_dir(directory, names):
     """A directory with a fresh self-signed pair under the file names a component expects."""
     directory.mkdir(mode=0o700, exist_ok=True)
@@ -108,7 +113,7 @@ class Crossplane:
     def argv(self, component):
         directory = self.cluster.dir
         if component == "registry":
-            return [self.builds["crossplane"] / "registry", "-port", self.record["registry_port"]]
+            return registry_argv(self.builds["crossplane"], self.record["registry_port"])
         if component == "crossplane":
             return [self.builds["crossplane"] / "crossplane", "core", "start", "--enable-webhooks=false",
                     "--xpkg-cache-dir", directory / "xpkg-cache", "--metrics-port=0",
