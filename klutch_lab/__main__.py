@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from klutch_lab import binaries
+from klutch_lab import binaries, images
 from klutch_lab.errors import LabError
 from klutch_lab.lab import CROSSPLANE_CLUSTERS, DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
 
@@ -31,7 +31,7 @@ def _parser():
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
-    commands.add_parser("build", help="only build (or find) the binaries, a node's included")
+    commands.add_parser("build", help="only build (or find) the binaries, a node's included, and the images")
     identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
     identity.add_argument("--cluster", required=True)
     identity.add_argument("--user", required=True)
@@ -50,6 +50,8 @@ def main(argv=None):
             built = {**binaries.ensure_binaries(), **binaries.ensure_crossplane(), **binaries.ensure_node()}
             for name, path in built.items():
                 print(f"{name}: {path}")
+            for name, image in images.ensure_images().items():
+                print(f"{name}: {image.layer}")
             return 0
         lab = Lab(args.dir)
         if args.command == "up":

@@ -263,9 +263,24 @@ def _ensure_builds(builds, progress):
     return found
 
 
-# go-containerregistry's in-memory OCI registry: Crossplane's package source and a node's image mirror.
-REGISTRY_BUILD = {"name": "registry", "module": "github.com/google/go-containerregistry", "version": "v0.19.2",
-                  "packages": {"registry": "github.com/google/go-containerregistry/cmd/registry"}}
+# go-containerregistry: its in-memory OCI registry (Crossplane's package source, a node's image
+# mirror) and crane, which pushes the lab's images; the version Crossplane v1.20.1 requires.
+GO_CONTAINERREGISTRY_VERSION = "v0.19.2"
+GO_CONTAINERREGISTRY_BUILD = {
+    "name": "go-containerregistry", "module": "github.com/google/go-containerregistry",
+    "version": GO_CONTAINERREGISTRY_VERSION,
+    "packages": {name: "github.com/google/go-containerregistry/cmd/" + name for name in ("registry", "crane")}}
+
+
+def ensure_crane(progress=print):
+    """The path of the lab's crane, building it when missing."""
+    return _ensure_builds([GO_CONTAINERREGISTRY_BUILD], progress)["go-containerregistry"] / "crane"
+
+
+def ensure_registry(progress=print):
+    """The path of the lab's registry, building it when missing."""
+    return _ensure_builds([GO_CONTAINERREGISTRY_BUILD], progress)["go-containerregistry"] / "registry"
+
 
 # Crossplane and the provider that lets it compose objects in the cluster, both run as processes.
 CROSSPLANE_VERSION = "v1.20.1"
@@ -281,7 +296,7 @@ CROSSPLANE_BUILDS = (
      "version": PROVIDER_KUBERNETES_VERSION,
      "packages": {"provider-kubernetes": "github.com/crossplane-contrib/provider-kubernetes/cmd/provider"},
      "data": {"crds": "package/crds"}},
-    REGISTRY_BUILD,
+    GO_CONTAINERREGISTRY_BUILD,
 )
 
 
@@ -322,7 +337,7 @@ NODE_BUILDS = (
      "packages": {name: f"github.com/containernetworking/plugins/plugins/{kind}/{name}"
                   for kind, name in (("main", "bridge"), ("ipam", "host-local"), ("main", "loopback"),
                                      ("meta", "portmap"))}},
-    REGISTRY_BUILD,
+    GO_CONTAINERREGISTRY_BUILD,
 )
 
 

@@ -126,7 +126,7 @@ class Crossplane:
         return self.cluster.http_status(port, path) == 200
 
     def start(self):
-        self.cluster.start_registry(self.builds["registry"] / "registry")
+        self.cluster.start_registry(self.builds["go-containerregistry"] / "registry")
         for component in CROSSPLANE_COMPONENTS:
             self.cluster.start(component, self.argv(component), env=self.env(component))
             self.cluster.wait_ready(component, ready=lambda name=component: self.is_ready(name))

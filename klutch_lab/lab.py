@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from klutch_lab import binaries, node, process
+from klutch_lab import binaries, images, node, process
 from klutch_lab.cluster import Cluster, kubeconfig, write_private
 from klutch_lab.crossplane import Crossplane
 from klutch_lab.errors import LabError
@@ -206,8 +206,6 @@ class Lab:
 
     def _start_nodes(self, names, node_binaries):
         """Nodes for the named clusters: registry with the lab's images, containerd, scheduler, kubelet."""
-        from klutch_lab import images
-
         started = time.monotonic()
         nodes = [Node(self.cluster(name), node_binaries) for name in names]
         for each in nodes:

@@ -3,7 +3,7 @@
 #  - a virtualenv (.venv) with requirements.txt and test-requirements.txt, and .venv/importer with
 #    galaxy-importer
 #  - the collection linked at .venv/collections/ansible_collections/klutch/bind
-#  - the lab's Kubernetes and etcd binaries, built once into ~/.cache/klutch-bind
+#  - the lab's Kubernetes and etcd binaries and its container images, built once into ~/.cache/klutch-bind
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${KLUTCH_VENV:-$root/.venv}
@@ -78,7 +78,14 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   echo "note: shellcheck is not installed, so ansible-test sanity skips it (Debian: apt-get install shellcheck)"
 fi
 
+# The lab builds its Python image from Debian's packages with debootstrap.
+if ! command -v debootstrap >/dev/null 2>&1; then
+  step "installing debootstrap for the lab's images"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
 if [ "${KLUTCH_SKIP_LAB_BUILD:-}" != 1 ]; then
-  step "lab binaries"
+  step "lab binaries and images"
   (cd "$root" && "$venv/bin/python" -m klutch_lab build)
 fi
