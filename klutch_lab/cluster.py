@@ -267,6 +267,8 @@ class Cluster:
                 "--client-ca-file", pki_dir / "client-ca.crt", "--authorization-mode", "Node,RBAC",
                 "--kubelet-client-certificate", pki_dir / "kubelet-client.crt",
                 "--kubelet-client-key", pki_dir / "kubelet-client.key",
+                # A lab node's name resolves nowhere; its address is the host's.
+                "--kubelet-preferred-address-types", "InternalIP",
                 "--service-cluster-ip-range", self.record.get("service_cidr", DEFAULT_SERVICE_CIDR),
                 "--service-account-issuer", "https://kubernetes.default.svc",
                 "--service-account-key-file", pki_dir / "sa.pub",

@@ -206,7 +206,6 @@ class Lab:
 
     def _start_nodes(self, names, node_binaries):
         """Nodes for the named clusters: registry with the lab's images, containerd, scheduler, kubelet."""
-        started = time.monotonic()
         nodes = [Node(self.cluster(name), node_binaries) for name in names]
         for each in nodes:
             if each.cluster.pod_reachable_server is None:
@@ -218,6 +217,7 @@ class Lab:
             each.prepare(images.PAUSE_IMAGE)
             self._save()
             each.route_service()
+        started = time.monotonic()
         # Each component on every node before waiting, so the nodes start in parallel.
         for component in node.NODE_COMPONENTS:
             for each in nodes:
@@ -226,8 +226,8 @@ class Lab:
             for each in nodes:
                 each.wait_ready(component)
         for each in nodes:
-            self.progress(f"[lab] node {each.name} of {each.cluster.name} Ready after {time.monotonic() - started:.1f} s; "
-                          f"its processes use {each.rss_mib():.0f} MiB (RSS)")
+            self.progress(f"[lab] node {each.name} of {each.cluster.name} Ready {time.monotonic() - started:.1f} s after "
+                          f"containerd started; its processes use {each.rss_mib():.0f} MiB (RSS)")
 
     def _keep_logs(self, names):
         """Copy the logs of clusters whose start failed next to the lab, before their state goes."""
