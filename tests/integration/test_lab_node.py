@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from klutch_lab import Lab, images, process
+from klutch_lab import Lab, LabError, images, process
 from klutch_lab.node import Node
 
 CLUSTERS = ("control-plane", "app")
@@ -189,3 +189,12 @@ def test_down_after_the_owner_was_killed(tmp_path):
     lab.down()
     assert leftovers(directory, networks, pids) == []
     assert not directory.exists()
+
+
+def test_a_machine_without_the_host_tools_is_told_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(LabError) as error:
+        Lab(tmp_path / "lab", progress=progress).up(["solo"], crossplane=[], nodes=["solo"])
+    message = str(error.value)
+    assert "apt-get install iproute2 iptables" in message and "leave out --nodes" in message
+    assert not (tmp_path / "lab").exists(), "nothing started"
