@@ -10,6 +10,7 @@ import yaml
 from klutch_lab import binaries, images
 from klutch_lab.errors import LabError
 from klutch_lab.lab import CROSSPLANE_CLUSTERS, DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
+from klutch_lab.node import Node
 
 
 def _parser():
@@ -59,8 +60,9 @@ def main(argv=None):
             for name, cluster in lab.clusters.items():
                 print(f"{name}: {cluster.server}\n  kubeconfig: {cluster.admin_kubeconfig}")
                 if "node" in cluster.record:
-                    print(f"  node: {name}-node; Pods reach the API server of any lab cluster at its "
-                          f"'API server for Pods' ({cluster.pod_reachable_server} for this one)")
+                    print(f"  node: {Node(cluster).name}")
+                if cluster.pod_reachable_server:
+                    print(f"  API server for Pods (of any lab node): {cluster.pod_reachable_server}")
             print(f"all clusters, one context each: {lab.kubeconfig}")
             if any("crossplane" in cluster.record for cluster in lab.clusters.values()):
                 print(f"crank (Crossplane's package CLI): "

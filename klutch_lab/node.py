@@ -15,6 +15,7 @@ import ctypes.util
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from klutch_lab import process
-from klutch_lab.cluster import free_port, write_private
+from klutch_lab.cluster import free_port
 from klutch_lab.errors import LabError
 
 NODE_COMPONENTS = ("containerd", "kube-scheduler", "kubelet")
@@ -291,15 +292,8 @@ def _kill_and_wait(pids, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(process.start_time(pid) is not None for pid in pids):
         for pid in pids:
-            _reap(pid)
+            process.reap(pid)
         time.sleep(0.05)
-
-
-def _reap(pid):
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _rss_kib(pid):
@@ -315,9 +309,8 @@ def _rss_kib(pid):
 def _mount_points():
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4]
         # mountinfo escapes space, tab, newline and backslash as octal.
-        points.append(point.encode().decode("unicode_escape"))
+        points.append(re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), line.split()[4]))
     return points
 
 
