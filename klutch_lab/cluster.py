@@ -62,14 +62,15 @@ def port_in_use(port, host="127.0.0.1"):
 
 
 def free_port():
-    """A loopback port that is free now and was not handed out before by this process."""
+    """A port that is free now on every address (API servers and kubelets listen on all) and was not handed
+    out before by this process."""
     for _attempt in range(200):
         port = random.randint(*PORT_RANGE)
-        if port in _handed_out or port_in_use(port):
+        if port in _handed_out or port_in_use(port, "0.0.0.0"):
             continue
         _handed_out.add(port)
         return port
-    raise LabError(f"No free loopback port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")
+    raise LabError(f"No free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")
 
 
 def host_address():

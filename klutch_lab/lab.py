@@ -208,9 +208,6 @@ class Lab:
         """Nodes for the named clusters: registry with the lab's images, containerd, scheduler, kubelet."""
         nodes = [Node(self.cluster(name), node_binaries) for name in names]
         for each in nodes:
-            if each.cluster.pod_reachable_server is None:
-                raise LabError(f"Pods cannot reach cluster {each.cluster.name}: this machine has no non-loopback "
-                               f"IPv4 address. Give it one, or {node.WITHOUT_NODES}.")
             each.cluster.start_registry(node_binaries["registry"])
             self._save()
             images.push_lab_images(each.mirror, progress=self.progress)

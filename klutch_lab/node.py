@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from klutch_lab import process
-from klutch_lab.cluster import free_port
+from klutch_lab.cluster import free_port, host_address
 from klutch_lab.errors import LabError
 
 NODE_COMPONENTS = ("containerd", "kube-scheduler", "kubelet")
@@ -89,6 +89,8 @@ def check_prerequisites():
         problems.append("the kernel has no overlayfs, which containerd unpacks images onto (modprobe overlay)")
     if not _has_cgroups():
         problems.append("no cgroup hierarchy with the memory and cpu controllers is mounted under /sys/fs/cgroup")
+    if not missing and host_address() is None:
+        problems.append("it has no non-loopback IPv4 address, by which Pods would reach the API servers")
     if problems:
         raise LabError("This machine cannot run a lab node: " + "; ".join(problems)
                        + f". Fix that, or {WITHOUT_NODES}.")
