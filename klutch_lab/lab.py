@@ -152,6 +152,7 @@ class Lab:
             with_node = [name for name in new if name in nodes]
             if with_node:
                 node.check_prerequisites()
+                node.check_socket_paths(self.dir / name for name in with_node)
                 node_binaries = binaries.ensure_node(self.progress)
             started = time.monotonic()
             try:

@@ -39,6 +39,9 @@ WITHOUT_NODES = "start the lab without nodes (leave out --nodes)"
 # Debian packages of the host tools a node uses at run time.
 HOST_TOOLS = {"iptables": "iptables", "iptables-save": "iptables", "ip": "iproute2"}
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+# The longest Unix socket path Linux takes, and the longest one a node makes below its kubelet's root.
+UNIX_SOCKET_PATH_MAX = 107
+KUBELET_SOCKET = "pod-resources/1234567890"
 MNT_DETACH = 2
 # The kubelet links every container's log here, a path it does not let move.
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
@@ -94,6 +97,21 @@ def check_prerequisites():
     if problems:
         raise LabError("This machine cannot run a lab node: " + "; ".join(problems)
                        + f". Fix that, or {WITHOUT_NODES}.")
+
+
+def check_socket_paths(cluster_dirs):
+    """Fail before anything starts when the node directories are too deep for the kubelet's sockets."""
+    too_long = [str(directory) for directory in cluster_dirs
+                if len(str(node_dir(directory) / "kubelet" / KUBELET_SOCKET)) > UNIX_SOCKET_PATH_MAX]
+    if too_long:
+        room = UNIX_SOCKET_PATH_MAX - len(str(Path("node") / "kubelet" / KUBELET_SOCKET)) - 1
+        raise LabError(f"The kubelet makes Unix sockets below {', '.join(too_long)}, and Linux takes socket paths of "
+                       f"at most {UNIX_SOCKET_PATH_MAX} characters: give the lab a directory whose cluster directories "
+                       f"have at most {room} characters (--dir or KLUTCH_LAB_DIR), or {WITHOUT_NODES}.")
+
+
+def node_dir(cluster_dir):
+    return Path(cluster_dir) / "node"
 
 
 def _effective_capabilities():
@@ -358,7 +376,7 @@ class Node:
 
     @property
     def dir(self):
-        return self.cluster.dir / "node"
+        return node_dir(self.cluster.dir)
 
     @property
     def mirror(self):

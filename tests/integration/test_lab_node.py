@@ -166,9 +166,9 @@ def test_down_leaves_nothing_behind(node_lab):
     assert not node_lab.dir.exists()
 
 
-def test_down_after_the_owner_was_killed(tmp_path):
+def test_down_after_the_owner_was_killed(tmp_path_factory):
     """A test process SIGKILLed with a Pod running: a later `down` finds everything from lab.json."""
-    directory = tmp_path / "lab"
+    directory = tmp_path_factory.mktemp("killed") / "lab"
     owner = textwrap.dedent(f"""
         import os, signal, time
         from klutch_lab import Lab
@@ -198,3 +198,11 @@ def test_a_machine_without_the_host_tools_is_told_what_to_install(tmp_path, monk
     message = str(error.value)
     assert "apt-get install iproute2 iptables" in message and "leave out --nodes" in message
     assert not (tmp_path / "lab").exists(), "nothing started"
+
+
+def test_a_lab_directory_too_deep_for_the_kubelet_sockets_is_refused(tmp_path):
+    deep = tmp_path / ("d" * 100)
+    with pytest.raises(LabError) as error:
+        Lab(deep, progress=progress).up(["solo"], crossplane=[], nodes=["solo"])
+    assert "at most 107 characters" in str(error.value) and "leave out --nodes" in str(error.value)
+    assert not deep.exists(), "nothing started"
