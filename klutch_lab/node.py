@@ -73,7 +73,11 @@ def allocate_network(taken):
 
 
 def _ip_json(*args):
-    result = subprocess.run(["ip", "-j"] + list(args), capture_output=True, text=True, check=False)
+    """`ip -j` output, or [] where iproute2 is missing (check_prerequisites names it)."""
+    try:
+        result = subprocess.run(["ip", "-j"] + list(args), capture_output=True, text=True, check=False)
+    except OSError:
+        return []
     return json.loads(result.stdout or "[]") if result.returncode == 0 else []
 
 
@@ -516,9 +520,8 @@ class Node:
         for task_id in task_ids:
             shim_socket(str(self.paths["socket"]), task_id).unlink(missing_ok=True)
             shutil.rmtree(RUNC_STATE_DIR / task_id, ignore_errors=True)
-        hierarchies = [path for path in Path("/sys/fs/cgroup").glob("*/" + CGROUP_PARENT)]
-        hierarchies += [path for path in Path("/sys/fs/cgroup").glob(CGROUP_PARENT)]
-        for parent in hierarchies:
+        # cgroup v1 has one hierarchy per controller, v2 just one.
+        for parent in list(Path("/sys/fs/cgroup").glob("*/" + CGROUP_PARENT)) + [Path("/sys/fs/cgroup") / CGROUP_PARENT]:
             for task_id in task_ids:
                 _remove_empty_dir(parent / task_id)
             _remove_empty_dir(parent)  # shared by the nodes of other labs: only once they are gone too
