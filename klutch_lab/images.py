@@ -74,7 +74,7 @@ def mirror_reference(registry, public_name):
     docker.io/library/python:3.11-slim-bookworm is <registry>/library/python:3.11-slim-bookworm,
     registry.k8s.io/pause:3.10 is <registry>/pause:3.10.
     """
-    first, _, rest = public_name.partition("/")
+    first, _slash, rest = public_name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         domain, path = first, rest
     else:
