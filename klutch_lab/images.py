@@ -262,7 +262,8 @@ def _chroot(rootfs, *argv):
                             env={"PATH": PATH, "LANG": "C.UTF-8"})
     if result.returncode != 0:
         raise LabError(f"The built image cannot run `{' '.join(argv)}` (exit {result.returncode}):\n"
-                       + binaries._tail(result.stderr) + f"\nRaise RECIPE_VERSION in {__file__} after fixing the recipe.")
+                       + binaries._tail(result.stderr)
+                       + f"\nThe recipe in {__file__} (PACKAGES, _slim) leaves it broken; nothing was cached.")
     return result.stdout.strip()
 
 
