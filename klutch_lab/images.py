@@ -74,7 +74,7 @@ def mirror_reference(registry, public_name):
     docker.io/library/python:3.11-slim-bookworm is <registry>/library/python:3.11-slim-bookworm,
     registry.k8s.io/pause:3.10 is <registry>/pause:3.10.
     """
-    first, _, rest = public_name.partition("/")
+    first, _slash, rest = public_name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         domain, path = first, rest
     else:
@@ -262,7 +262,8 @@ def _chroot(rootfs, *argv):
                             env={"PATH": PATH, "LANG": "C.UTF-8"})
     if result.returncode != 0:
         raise LabError(f"The built image cannot run `{' '.join(argv)}` (exit {result.returncode}):\n"
-                       + binaries._tail(result.stderr) + f"\nRaise RECIPE_VERSION in {__file__} after fixing the recipe.")
+                       + binaries._tail(result.stderr)
+                       + f"\nThe recipe in {__file__} (PACKAGES, _slim) leaves it broken; nothing was cached.")
     return result.stdout.strip()
 
 
