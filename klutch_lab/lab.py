@@ -286,9 +286,10 @@ class Lab:
                          "kubeconfig": str(cluster.admin_kubeconfig),
                          # Agents that the roles run as local processes live with the lab and stop with it.
                          "konnector_run_dir": str(self.agents_dir),
-                         "control_plane_backend_run_dir": str(self.agents_dir),
-                         # No node runs Pods here: an agent's Deployment is applied but never rolls out.
-                         "konnector_rollout_wait": False, "control_plane_backend_rollout_wait": False}
+                         "control_plane_backend_run_dir": str(self.agents_dir)}
+            if "node" not in cluster.record:
+                # No node runs Pods here: an agent's Deployment is applied but never rolls out.
+                variables.update(konnector_rollout_wait=False, control_plane_backend_rollout_wait=False)
             if "crossplane" in cluster.record:
                 variables["crossplane_registry"] = cluster.registry
                 variables["crossplane_crank"] = str(binaries.crank_path())
