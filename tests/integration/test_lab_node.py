@@ -31,8 +31,10 @@ PROBE = textwrap.dedent("""
     answer = json.load(urllib.request.urlopen(review, context=ssl.create_default_context(cafile=sa + "/ca.crt")))
     other = urllib.request.urlopen(os.environ["OTHER_SERVER"] + "/version",
                                    context=ssl.create_default_context(cafile="/other/ca.crt"))
+    seccomp = [line.split()[1] for line in open("/proc/self/status") if line.startswith("Seccomp:")][0]
     print("probe", json.dumps({"own": own, "user": answer["status"]["userInfo"]["username"],
-                      "other_version": json.load(other)["gitVersion"], "uid": os.getuid()}))
+                               "other_version": json.load(other)["gitVersion"], "uid": os.getuid(),
+                               "seccomp_filter": seccomp == "2"}))
 """)
 
 
@@ -85,7 +87,9 @@ def probe_pod(name, other_server, hardened):
     spec = {"restartPolicy": "Never", "containers": [container],
             "volumes": [{"name": "other-ca", "configMap": {"name": "other-ca"}}]}
     if hardened:
-        spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532}
+        # As the agents' Deployments run: RuntimeDefault needs runc built with seccomp.
+        spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                   "seccompProfile": {"type": "RuntimeDefault"}}
         container["securityContext"] = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                                         "capabilities": {"drop": ["ALL"]}}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
@@ -108,7 +112,7 @@ def test_nodes_are_ready_and_report_their_processes(node_lab):
     assert status.count("kubelet") == 2 and "MiB (RSS)" in status and "API server for Pods: https://" in status
 
 
-@pytest.mark.parametrize("hardened", [False, True], ids=["root", "uid-65532-read-only-root"])
+@pytest.mark.parametrize("hardened", [False, True], ids=["root", "uid-65532-read-only-root-seccomp"])
 def test_pod_uses_in_cluster_config_and_reaches_the_other_cluster(node_lab, hardened):
     app, control_plane = node_lab.cluster("app"), node_lab.cluster("control-plane")
     name = "probe-hardened" if hardened else "probe"
@@ -121,7 +125,7 @@ def test_pod_uses_in_cluster_config_and_reaches_the_other_cluster(node_lab, hard
     assert pod["status"]["podIP"].startswith(app.record["node"]["network"]["pod_subnet"].rsplit(".", 1)[0] + ".")
     result = json.loads(pod_log(app, name).strip().splitlines()[-1].removeprefix("probe "))
     assert result == {"own": f"https://{app.service_ip}:443", "user": "system:serviceaccount:default:default",
-                      "other_version": "v1.34.2", "uid": 65532 if hardened else 0}
+                      "other_version": "v1.34.2", "uid": 65532 if hardened else 0, "seccomp_filter": hardened}
     # The public name came through the mirror: nothing else could serve it here.
     events = api(app, "GET", f"/api/v1/namespaces/default/events?fieldSelector=involvedObject.name={name}")
     assert any(images.PYTHON_IMAGE in event["message"] for event in events["items"] if event["reason"] == "Pulled")
