@@ -7,9 +7,10 @@ import sys
 
 import yaml
 
-from klutch_lab import binaries
+from klutch_lab import binaries, images
 from klutch_lab.errors import LabError
 from klutch_lab.lab import CROSSPLANE_CLUSTERS, DEFAULT_CLUSTERS, LAB_DIR_ENV, Lab
+from klutch_lab.node import Node
 
 
 def _parser():
@@ -25,10 +26,13 @@ def _parser():
     up.add_argument("--crossplane", default=",".join(CROSSPLANE_CLUSTERS),
                     help="clusters that get Crossplane, provider-kubernetes and a package registry; '' for none "
                          "(default: %(default)s)")
+    up.add_argument("--nodes", default="",
+                    help="clusters that get a node (containerd, kubelet, kube-scheduler) to run Pods; "
+                         "needs root (default: none)")
     down = commands.add_parser("down", help="stop what `up` started and remove the lab's state")
     down.add_argument("--clusters", help="only these clusters (comma-separated); default: the whole lab")
     commands.add_parser("status", help="show the clusters and whether their processes run")
-    commands.add_parser("build", help="only build (or find) the binaries")
+    commands.add_parser("build", help="only build (or find) the binaries, a node's included, and the images")
     identity = commands.add_parser("identity", help="mint a non-admin client-certificate kubeconfig")
     identity.add_argument("--cluster", required=True)
     identity.add_argument("--user", required=True)
@@ -44,14 +48,21 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
-            for name, path in {**binaries.ensure_binaries(), **binaries.ensure_crossplane()}.items():
+            built = {**binaries.ensure_binaries(), **binaries.ensure_crossplane(), **binaries.ensure_node()}
+            for name, path in built.items():
                 print(f"{name}: {path}")
+            for name, image in images.ensure_images().items():
+                print(f"{name}: {image.layer}")
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
-            lab.up(_names(args.clusters), crossplane=_names(args.crossplane))
+            lab.up(_names(args.clusters), crossplane=_names(args.crossplane), nodes=_names(args.nodes))
             for name, cluster in lab.clusters.items():
                 print(f"{name}: {cluster.server}\n  kubeconfig: {cluster.admin_kubeconfig}")
+                if "node" in cluster.record:
+                    print(f"  node: {Node(cluster).name}")
+                if cluster.pod_reachable_server:
+                    print(f"  API server for Pods (of any lab node): {cluster.pod_reachable_server}")
             print(f"all clusters, one context each: {lab.kubeconfig}")
             if any("crossplane" in cluster.record for cluster in lab.clusters.values()):
                 print(f"crank (Crossplane's package CLI): "

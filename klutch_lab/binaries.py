@@ -21,6 +21,7 @@ from klutch_lab.errors import LabError
 KUBERNETES_VERSION = "v1.34.2"
 ETCD_VERSION = "v3.6.5"
 KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
+NODE_KUBERNETES_BINARIES = ("kubelet", "kube-scheduler")
 ALL_BINARIES = KUBERNETES_BINARIES + ("etcd",)
 MINIMUM_GO = (1, 24)
 
@@ -117,18 +118,18 @@ def _tail(text, lines=20):
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _build_env():
-    env = dict(os.environ, CGO_ENABLED="0")
+def _build_env(cgo=False):
+    env = dict(os.environ, CGO_ENABLED="1" if cgo else "0")
     # -mod=mod lets the wrapper module's go.sum grow as `go build` resolves packages.
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
     return env
 
 
-def _go_build(go, packages, output, ldflags, cwd, label, progress):
+def _go_build(go, packages, output, ldflags, cwd, label, progress, tags=(), cgo=False):
     """`go build -v` with a heartbeat: the count of compiled packages every 15 seconds."""
-    argv = [go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output] + packages
+    argv = [go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-tags", ",".join(tags), "-o", output] + packages
     started = time.monotonic()
-    process = subprocess.Popen(argv, cwd=cwd, env=_build_env(), text=True,
+    process = subprocess.Popen(argv, cwd=cwd, env=_build_env(cgo), text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines = []
 
@@ -205,8 +206,9 @@ def _build_kubernetes(go, names, progress):
 def _build_module(go, build, progress):
     """Build the packages of one Go module at a pinned version into its cache directory.
 
-    `build` names the module, version, {binary: package}, ldflags, and {directory: path in the
-    module} of data to keep next to the binaries (CRDs, say), so the lab needs no Go at run time.
+    `build` names the module, version, {binary: package}, ldflags, build tags, whether it needs cgo,
+    and {directory: path in the module} of data to keep next to the binaries (CRDs, say), so the lab
+    needs no Go at run time.
     """
     label = f"{build['name']} {build['version']}"
     final = cache_root() / "bin" / f"{build['name']}-{build['version']}"
@@ -218,7 +220,7 @@ def _build_module(go, build, progress):
     tmp_dir.mkdir(parents=True, exist_ok=True)
     for binary, package in build["packages"].items():
         _go_build(go, [package], str(tmp_dir / binary), build.get("ldflags", "-s -w"), src, f"{label} {binary}",
-                  progress)
+                  progress, tags=build.get("tags", ()), cgo=build.get("cgo", False))
     kept = list(build["packages"])
     if build.get("data"):
         info = json.loads(_run([go, "mod", "download", "-json", f"{build['module']}@{build['version']}"],
@@ -239,15 +241,54 @@ def _build_etcd(go, progress):
     _build_module(go, ETCD_BUILD, progress)
 
 
-# Crossplane and the provider that lets it compose objects in the cluster, both run as processes,
-# plus an OCI registry for Configuration packages (a Crossplane dependency, so one more binary).
+def build_dir(build):
+    return cache_root() / "bin" / f"{build['name']}-{build['version']}"
+
+
+def _ensure_builds(builds, progress):
+    """{name: directory} of module builds (binaries and data), building what is missing."""
+    found = {}
+    for build in builds:
+        final = build_dir(build)
+        complete = all(_executable(final / binary) for binary in build["packages"]) and all(
+            (final / directory).is_dir() for directory in build.get("data", {}))
+        if not complete:
+            started = time.monotonic()
+            check = build.get("check")
+            if check:
+                check()
+            _build_module(_go_toolchain([build["name"]], None), build, progress)
+            progress(f"[lab] {build['name']} {build['version']} ready after {time.monotonic() - started:.0f} s")
+        found[build["name"]] = final
+    return found
+
+
+# go-containerregistry: its in-memory OCI registry (Crossplane's package source, a node's image
+# mirror) and crane, which pushes the lab's images; the version Crossplane v1.20.1 requires.
+GO_CONTAINERREGISTRY_VERSION = "v0.19.2"
+GO_CONTAINERREGISTRY_BUILD = {
+    "name": "go-containerregistry", "module": "github.com/google/go-containerregistry",
+    "version": GO_CONTAINERREGISTRY_VERSION,
+    "packages": {name: "github.com/google/go-containerregistry/cmd/" + name for name in ("registry", "crane")}}
+
+
+def ensure_crane(progress=print):
+    """The path of the lab's crane, building it when missing."""
+    return _ensure_builds([GO_CONTAINERREGISTRY_BUILD], progress)["go-containerregistry"] / "crane"
+
+
+def ensure_registry(progress=print):
+    """The path of the lab's registry, building it when missing."""
+    return _ensure_builds([GO_CONTAINERREGISTRY_BUILD], progress)["go-containerregistry"] / "registry"
+
+
+# Crossplane and the provider that lets it compose objects in the cluster, both run as processes.
 CROSSPLANE_VERSION = "v1.20.1"
 PROVIDER_KUBERNETES_VERSION = "v0.17.1"
 CROSSPLANE_BUILDS = (
     {"name": "crossplane", "module": "github.com/crossplane/crossplane", "version": CROSSPLANE_VERSION,
      "packages": {"crossplane": "github.com/crossplane/crossplane/cmd/crossplane",
-                  "crank": "github.com/crossplane/crossplane/cmd/crank",
-                  "registry": "github.com/google/go-containerregistry/cmd/registry"},
+                  "crank": "github.com/crossplane/crossplane/cmd/crank"},
      # Without the version stamp every package with a Crossplane version constraint is refused.
      "ldflags": f"-s -w -X github.com/crossplane/crossplane/internal/version.version={CROSSPLANE_VERSION}",
      "data": {"crds": "cluster/crds"}},
@@ -255,6 +296,7 @@ CROSSPLANE_BUILDS = (
      "version": PROVIDER_KUBERNETES_VERSION,
      "packages": {"provider-kubernetes": "github.com/crossplane-contrib/provider-kubernetes/cmd/provider"},
      "data": {"crds": "package/crds"}},
+    GO_CONTAINERREGISTRY_BUILD,
 )
 
 
@@ -264,15 +306,51 @@ def crank_path():
 
 
 def ensure_crossplane(progress=print):
-    """{name: directory} of the Crossplane builds (binaries and CRDs), building what is missing."""
-    found = {}
-    for build in CROSSPLANE_BUILDS:
-        final = cache_root() / "bin" / f"{build['name']}-{build['version']}"
-        complete = all(_executable(final / binary) for binary in build["packages"]) and all(
-            (final / directory).is_dir() for directory in build.get("data", {}))
-        if not complete:
-            started = time.monotonic()
-            _build_module(_go_toolchain([build["name"]], None), build, progress)
-            progress(f"[lab] {build['name']} {build['version']} ready after {time.monotonic() - started:.0f} s")
-        found[build["name"]] = final
+    """{name: directory} of the Crossplane builds (binaries and CRDs) and the registry, building what is missing."""
+    return _ensure_builds(CROSSPLANE_BUILDS, progress)
+
+
+def _check_libseccomp():
+    if not Path("/usr/include/seccomp.h").is_file():
+        raise LabError(
+            "Building runc with seccomp needs libseccomp's headers, which are not installed (without seccomp "
+            "every Pod sandbox fails). Install them (Debian: apt-get install libseccomp-dev; scripts/setup.sh "
+            "does), or start the lab without nodes (leave out --nodes)."
+        )
+
+
+# What a node runs besides the kubelet: containerd, runc and the CNI plugins that wire Pods to a bridge.
+CONTAINERD_VERSION = "v2.4.2"
+RUNC_VERSION = "v1.5.3"
+CNI_PLUGINS_VERSION = "v1.10.0"
+NODE_BUILDS = (
+    {"name": "containerd", "module": "github.com/containerd/containerd/v2", "version": CONTAINERD_VERSION,
+     "packages": {name: "github.com/containerd/containerd/v2/cmd/" + name
+                  for name in ("containerd", "containerd-shim-runc-v2", "ctr")},
+     "ldflags": f"-s -w -X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+     # Snapshotters the lab does not use need C libraries; overlayfs and native need none.
+     "tags": ("no_btrfs", "no_devmapper", "no_zfs")},
+    {"name": "runc", "module": "github.com/opencontainers/runc", "version": RUNC_VERSION,
+     "packages": {"runc": "github.com/opencontainers/runc"},
+     "tags": ("seccomp",), "cgo": True, "check": _check_libseccomp},
+    {"name": "cni-plugins", "module": "github.com/containernetworking/plugins", "version": CNI_PLUGINS_VERSION,
+     "packages": {name: f"github.com/containernetworking/plugins/plugins/{kind}/{name}"
+                  for kind, name in (("main", "bridge"), ("ipam", "host-local"), ("main", "loopback"),
+                                     ("meta", "portmap"))}},
+    GO_CONTAINERREGISTRY_BUILD,
+)
+
+
+def ensure_node(progress=print):
+    """{name: path} of what a node runs: kubelet, kube-scheduler, containerd, shim, ctr, runc, registry, and
+    cni-plugins (a directory), building what is missing."""
+    missing = [name for name in NODE_KUBERNETES_BINARIES if not _executable(kubernetes_dir() / name)]
+    if missing:
+        _build_kubernetes(_go_toolchain(missing, None), missing, progress)
+    found = {name: kubernetes_dir() / name for name in NODE_KUBERNETES_BINARIES}
+    builds = _ensure_builds(NODE_BUILDS, progress)
+    for build in NODE_BUILDS:
+        if build["name"] != "cni-plugins":
+            found.update({binary: builds[build["name"]] / binary for binary in build["packages"]})
+    found["cni-plugins"] = builds["cni-plugins"]
     return found

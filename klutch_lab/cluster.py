@@ -9,6 +9,7 @@ import json
 import random
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +28,12 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "root-ca-certificate-publisher-controller",
 )
+# With a node, Deployments roll out and finished Pods go away as on any cluster.
+# The node lifecycle controller lifts the not-ready taint a kubelet registers with.
+NODE_CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset-controller",
+                    "pod-garbage-collector-controller")
+KUBELET_CLIENT_USER = "klutch-lab-apiserver-kubelet-client"
+DEFAULT_SERVICE_CIDR = "10.0.0.0/24"
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -55,14 +62,29 @@ def port_in_use(port, host="127.0.0.1"):
 
 
 def free_port():
-    """A loopback port that is free now and was not handed out before by this process."""
+    """A port that is free now on every address (API servers and kubelets listen on all) and was not handed
+    out before by this process."""
     for _attempt in range(200):
         port = random.randint(*PORT_RANGE)
-        if port in _handed_out or port_in_use(port):
+        if port in _handed_out or port_in_use(port, "0.0.0.0"):
             continue
         _handed_out.add(port)
         return port
-    raise LabError(f"No free loopback port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")
+    raise LabError(f"No free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}: stop other labs (`down`) and retry.")
+
+
+def host_address():
+    """The machine's first global IPv4 address, by which Pods reach the host; None on a loopback-only machine."""
+    try:
+        result = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
+                                capture_output=True, text=True, check=False)
+        interfaces = json.loads(result.stdout or "[]")
+    except (OSError, ValueError):
+        return None
+    # Lab bridges carry global addresses too, but only while their node runs.
+    addresses = [info["local"] for interface in interfaces if not interface["ifname"].startswith("klutch-lab-")
+                 for info in interface.get("addr_info", [])]
+    return addresses[0] if addresses else None
 
 
 def _b64(data):
@@ -114,6 +136,23 @@ class Cluster:
         return f"https://127.0.0.1:{self.record['ports']['apiserver']}"
 
     @property
+    def pod_reachable_server(self):
+        """The API server's URL for Pods of any lab node (the host's address), or None without one."""
+        address = self.record.get("host_address")
+        return f"https://{address}:{self.record['ports']['apiserver']}" if address else None
+
+    @property
+    def service_ip(self):
+        """The `kubernetes` Service's ClusterIP: the first address of the Service range."""
+        network = self.record.get("service_cidr", DEFAULT_SERVICE_CIDR).split("/")[0]
+        return network.rsplit(".", 1)[0] + ".1"
+
+    @property
+    def registry(self):
+        """The cluster's OCI registry (Crossplane's packages, the node's images), once started."""
+        return f"localhost:{self.record['ports']['registry']}"
+
+    @property
     def etcd_url(self):
         return f"http://127.0.0.1:{self.record['ports']['etcd']}"
 
@@ -149,15 +188,20 @@ class Cluster:
         self.dir.mkdir(parents=True)
         self.pki_dir.mkdir(mode=0o700)
         self.record["ports"] = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port()}
+        self.record.setdefault("service_cidr", DEFAULT_SERVICE_CIDR)
+        self.record["host_address"] = host_address()
         serving_ca = pki.CertificateAuthority.create(f"klutch-lab-{self.name}-ca")
         client_ca = pki.CertificateAuthority.create(f"klutch-lab-{self.name}-client-ca")
         hosts = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "10.0.0.1", socket.gethostname()]
+                 "kubernetes.default.svc.cluster.local", self.service_ip, socket.gethostname()]
+        if self.record["host_address"]:
+            hosts.append(self.record["host_address"])
         self._write_pair("ca", serving_ca.key, serving_ca.cert)
         self._write_pair("client-ca", client_ca.key, client_ca.cert)
         self._write_pair("apiserver", *serving_ca.issue("kube-apiserver", hosts=hosts))
         self._write_pair("admin", *client_ca.issue(ADMIN_USER, ["system:masters"]))
         self._write_pair("controller-manager", *client_ca.issue(CONTROLLER_MANAGER_USER, ["system:masters"]))
+        self._write_pair("kubelet-client", *client_ca.issue(KUBELET_CLIENT_USER))
         sa_key = pki.new_key()
         write_private(self.pki_dir / "sa.key", pki.key_pem(sa_key))
         (self.pki_dir / "sa.pub").write_bytes(pki.public_key_pem(sa_key))
@@ -193,6 +237,14 @@ class Cluster:
         self.processes[component] = record
         return record
 
+    def start_registry(self, binary):
+        """Start the cluster's registry unless it runs already: Crossplane and the node share it."""
+        if "registry" in self.processes:
+            return
+        self.record["ports"]["registry"] = free_port()
+        self.start("registry", [binary, "-port", self.record["ports"]["registry"]])
+        self.wait_ready("registry", ready=lambda: self.http_status(self.record["ports"]["registry"], "/v2/") == 200)
+
     def component_argv(self, component, binaries):
         """The command lines of the built-in components."""
         ports = self.record["ports"]
@@ -208,12 +260,17 @@ class Cluster:
         if component == "kube-apiserver":
             return [
                 binaries["kube-apiserver"], "--etcd-servers", self.etcd_url,
-                "--bind-address", "127.0.0.1", "--secure-port", ports["apiserver"],
-                # Loopback-only lab: no reachable advertise address, so no endpoint reconciling.
+                # Every address, so that Pods of any lab node reach it at pod_reachable_server.
+                "--bind-address", "0.0.0.0", "--secure-port", ports["apiserver"],
+                # Pods reach the `kubernetes` Service through the node's own DNAT rule, not its endpoints.
                 "--advertise-address", "127.0.0.1", "--endpoint-reconciler-type", "none",
                 "--tls-cert-file", pki_dir / "apiserver.crt", "--tls-private-key-file", pki_dir / "apiserver.key",
-                "--client-ca-file", pki_dir / "client-ca.crt", "--authorization-mode", "RBAC",
-                "--service-cluster-ip-range", "10.0.0.0/24",
+                "--client-ca-file", pki_dir / "client-ca.crt", "--authorization-mode", "Node,RBAC",
+                "--kubelet-client-certificate", pki_dir / "kubelet-client.crt",
+                "--kubelet-client-key", pki_dir / "kubelet-client.key",
+                # A lab node's name resolves nowhere; its address is the host's.
+                "--kubelet-preferred-address-types", "InternalIP",
+                "--service-cluster-ip-range", self.record.get("service_cidr", DEFAULT_SERVICE_CIDR),
                 "--service-account-issuer", "https://kubernetes.default.svc",
                 "--service-account-key-file", pki_dir / "sa.pub",
                 "--service-account-signing-key-file", pki_dir / "sa.key",
@@ -223,7 +280,8 @@ class Cluster:
         if component == "kube-controller-manager":
             return [
                 binaries["kube-controller-manager"], "--kubeconfig", self.dir / "controller-manager.kubeconfig",
-                "--leader-elect=false", "--secure-port=0", "--controllers", ",".join(CONTROLLERS),
+                "--leader-elect=false", "--secure-port=0",
+                "--controllers", ",".join(CONTROLLERS + (NODE_CONTROLLERS if "node" in self.record else ())),
                 "--service-account-private-key-file", pki_dir / "sa.key", "--root-ca-file", self.ca_cert,
             ]
         raise ValueError(component)
@@ -306,9 +364,13 @@ class Cluster:
             time.sleep(0.1)
 
     @staticmethod
-    def http_status(port, path, timeout=2.0):
-        """The status of a plain HTTP GET to a loopback port, or None when nothing answers."""
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    def http_status(port, path, timeout=2.0, tls=False):
+        """The status of a GET to a loopback port (HTTPS without verification when `tls`), or None when nothing answers."""
+        if tls:
+            connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                                     context=ssl._create_unverified_context())
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
             connection.request("GET", path)
             return connection.getresponse().status

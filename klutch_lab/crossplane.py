@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Crossplane on a lab cluster: core, provider-kubernetes and an OCI registry, run as processes.
 
-No Pods run in the lab, so what a Crossplane install would deploy runs here as local processes
-against the cluster's API server: Crossplane core (package manager, XRDs, compositions), the
-provider that composes Kubernetes objects, and a registry for Configuration packages.
+What a Crossplane install would deploy runs here as local processes against the cluster's API
+server: Crossplane core (package manager, XRDs, compositions), the provider that composes
+Kubernetes objects, and the cluster's registry (shared with its node, if any) for Configuration packages.
 """
 
 import os
@@ -20,7 +20,7 @@ NAMESPACE = "crossplane-system"
 PROVIDER_CONFIG = "kubernetes-provider"  # the name Klutch's compositions refer to
 # provider-kubernetes v0.17 listens on these with no flag to move them: one per machine.
 PROVIDER_PORTS = (8080, 9443)
-CROSSPLANE_COMPONENTS = ("registry", "crossplane", "provider-kubernetes")
+CROSSPLANE_COMPONENTS = ("crossplane", "provider-kubernetes")
 
 
 def _crds(directory):
@@ -53,10 +53,6 @@ class Crossplane:
     def record(self):
         return self.cluster.record.setdefault("crossplane", {})
 
-    @property
-    def registry(self):
-        return f"localhost:{self.record['registry_port']}"
-
     @staticmethod
     def check_ports():
         """Fail before anything starts when provider-kubernetes could not listen."""
@@ -69,7 +65,6 @@ class Crossplane:
             )
 
     def prepare(self):
-        self.record["registry_port"] = free_port()
         self.record["health_port"] = free_port()
         directory = self.cluster.dir
         (directory / "xpkg-cache").mkdir(exist_ok=True)
@@ -107,8 +102,6 @@ class Crossplane:
 
     def argv(self, component):
         directory = self.cluster.dir
-        if component == "registry":
-            return [self.builds["crossplane"] / "registry", "-port", self.record["registry_port"]]
         if component == "crossplane":
             return [self.builds["crossplane"] / "crossplane", "core", "start", "--enable-webhooks=false",
                     "--xpkg-cache-dir", directory / "xpkg-cache", "--metrics-port=0",
@@ -128,12 +121,12 @@ class Crossplane:
         return env
 
     def is_ready(self, component):
-        port = {"registry": self.record["registry_port"], "crossplane": self.record["health_port"],
-                "provider-kubernetes": PROVIDER_PORTS[0]}[component]
-        path = {"registry": "/v2/", "crossplane": "/readyz", "provider-kubernetes": "/metrics"}[component]
+        port = {"crossplane": self.record["health_port"], "provider-kubernetes": PROVIDER_PORTS[0]}[component]
+        path = {"crossplane": "/readyz", "provider-kubernetes": "/metrics"}[component]
         return self.cluster.http_status(port, path) == 200
 
     def start(self):
+        self.cluster.start_registry(self.builds["go-containerregistry"] / "registry")
         for component in CROSSPLANE_COMPONENTS:
             self.cluster.start(component, self.argv(component), env=self.env(component))
             self.cluster.wait_ready(component, ready=lambda name=component: self.is_ready(name))

@@ -1,6 +1,9 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The lab: N clusters of etcd + kube-apiserver + kube-controller-manager, started and ended together."""
+"""The lab: N clusters of etcd + kube-apiserver + kube-controller-manager, started and ended together.
+
+Clusters may also get Crossplane (`crossplane.py`) and a node that runs Pods (`node.py`).
+"""
 
 import contextlib
 import fcntl
@@ -14,10 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from klutch_lab import binaries, process
+from klutch_lab import binaries, images, node, process
 from klutch_lab.cluster import Cluster, kubeconfig, write_private
 from klutch_lab.crossplane import Crossplane
 from klutch_lab.errors import LabError
+from klutch_lab.node import Node
 
 DEFAULT_CLUSTERS = ("control-plane", "app")
 CROSSPLANE_CLUSTERS = ("control-plane",)
@@ -110,15 +114,16 @@ class Lab:
                 if not self.dir.exists():
                     lock_path.unlink()  # a lab that is gone leaves nothing behind, its lock included
 
-    def up(self, names=DEFAULT_CLUSTERS, crossplane=CROSSPLANE_CLUSTERS):
+    def up(self, names=DEFAULT_CLUSTERS, crossplane=CROSSPLANE_CLUSTERS, nodes=()):
         """Start the named clusters that are not running yet; reuse the ones that are.
 
-        New clusters named in `crossplane` also get Crossplane, provider-kubernetes and a registry.
+        New clusters named in `crossplane` also get Crossplane, provider-kubernetes and a registry;
+        new clusters named in `nodes` get a node that runs their Pods.
         """
         with self._exclusive():
-            return self._up(names, set(crossplane))
+            return self._up(names, set(crossplane), set(nodes))
 
-    def _up(self, names, crossplane):
+    def _up(self, names, crossplane, nodes):
         names = list(dict.fromkeys(names))
         bad = [name for name in names if not CLUSTER_NAME.match(name)]
         if bad or not names:
@@ -144,12 +149,19 @@ class Lab:
             if crossplane & set(new):
                 Crossplane.check_ports()
                 builds = binaries.ensure_crossplane(self.progress)
+            with_node = [name for name in new if name in nodes]
+            if with_node:
+                node.check_prerequisites()
+                node.check_socket_paths(self.dir / name for name in with_node)
+                node_binaries = binaries.ensure_node(self.progress)
             started = time.monotonic()
             try:
-                self._start(new, found)
+                self._start(new, found, with_node)
                 for name in new:
                     if name in crossplane:
                         self._start_crossplane(self.cluster(name), builds)
+                if with_node:
+                    self._start_nodes(with_node, node_binaries)
             except LabError as error:
                 kept = self._keep_logs(new)
                 self._remove(new)
@@ -161,10 +173,15 @@ class Lab:
         self._write_access_files()
         return self
 
-    def _start(self, names, found):
+    def _start(self, names, found, with_node):
         self.dir.mkdir(parents=True, exist_ok=True)
         for name in names:
             self.state["clusters"][name] = {}
+            if name in with_node:
+                # Chosen before the certificates, which name the cluster's `kubernetes` Service IP.
+                taken = {c.record["node"]["network"]["slot"] for c in self.clusters.values() if "node" in c.record}
+                network = node.allocate_network(taken)
+                self.state["clusters"][name] = {"node": {"network": network}, "service_cidr": network["service_cidr"]}
             self._save()
             self.cluster(name).prepare()
             self._save()
@@ -186,7 +203,29 @@ class Lab:
         crossplane.start()
         self._save()
         self.progress(f"[lab] Crossplane {binaries.CROSSPLANE_VERSION} on {cluster.name} ready in "
-                      f"{time.monotonic() - started:.1f} s; registry {crossplane.registry}")
+                      f"{time.monotonic() - started:.1f} s; registry {cluster.registry}")
+
+    def _start_nodes(self, names, node_binaries):
+        """Nodes for the named clusters: registry with the lab's images, containerd, scheduler, kubelet."""
+        nodes = [Node(self.cluster(name), node_binaries) for name in names]
+        for each in nodes:
+            each.cluster.start_registry(node_binaries["registry"])
+            self._save()
+            images.push_lab_images(each.mirror, progress=self.progress)
+            each.prepare(images.PAUSE_IMAGE)
+            self._save()
+            each.route_service()
+        started = time.monotonic()
+        # Each component on every node before waiting, so the nodes start in parallel.
+        for component in node.NODE_COMPONENTS:
+            for each in nodes:
+                each.start(component)
+                self._save()
+            for each in nodes:
+                each.wait_ready(component)
+        for each in nodes:
+            self.progress(f"[lab] node {each.name} of {each.cluster.name} Ready {time.monotonic() - started:.1f} s after "
+                          f"containerd started; its processes use {each.rss_mib():.0f} MiB (RSS)")
 
     def _keep_logs(self, names):
         """Copy the logs of clusters whose start failed next to the lab, before their state goes."""
@@ -218,6 +257,8 @@ class Lab:
         for name in names:
             if name in self.state["clusters"]:
                 cluster = self.cluster(name)
+                if "node" in cluster.record:
+                    Node(cluster).stop()  # in its own order, then what it left on the host
                 for record in reversed(list(cluster.processes.values())):
                     process.stop(record)
                 shutil.rmtree(cluster.dir, ignore_errors=True)
@@ -245,11 +286,12 @@ class Lab:
                          "kubeconfig": str(cluster.admin_kubeconfig),
                          # Agents that the roles run as local processes live with the lab and stop with it.
                          "konnector_run_dir": str(self.agents_dir),
-                         "control_plane_backend_run_dir": str(self.agents_dir),
-                         # No node runs Pods here: an agent's Deployment is applied but never rolls out.
-                         "konnector_rollout_wait": False, "control_plane_backend_rollout_wait": False}
+                         "control_plane_backend_run_dir": str(self.agents_dir)}
+            if "node" not in cluster.record:
+                # No node runs Pods here: an agent's Deployment is applied but never rolls out.
+                variables.update(konnector_rollout_wait=False, control_plane_backend_rollout_wait=False)
             if "crossplane" in cluster.record:
-                variables["crossplane_registry"] = Crossplane(cluster, None).registry
+                variables["crossplane_registry"] = cluster.registry
                 variables["crossplane_crank"] = str(binaries.crank_path())
             return variables
 
@@ -296,5 +338,12 @@ class Lab:
                     lines.append(f"  {component:<24} pid {record['pid']:<8} NOT RUNNING; last lines of {record['log']}:")
                     lines.extend("    " + line for line in process.log_tail(record, 10).splitlines())
             if "crossplane" in cluster.record:
-                lines.append(f"  crossplane registry: {Crossplane(cluster, None).registry}")
+                lines.append(f"  crossplane registry: {cluster.registry}")
+            if "node" in cluster.record:
+                each = Node(cluster)
+                network = cluster.record["node"]["network"]
+                lines.append(f"  node {each.name}: bridge {network['bridge']}, Pods {network['pod_subnet']}, "
+                             f"Services {network['service_cidr']}, processes {each.rss_mib():.0f} MiB (RSS)")
+            if cluster.pod_reachable_server:
+                lines.append(f"  API server for Pods: {cluster.pod_reachable_server}")
         return lines

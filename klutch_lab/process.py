@@ -54,7 +54,7 @@ def stop(record, grace=10.0):
         return
     deadline = time.monotonic() + grace
     while alive(record) and time.monotonic() < deadline:
-        _reap(pid)
+        reap(pid)
         time.sleep(0.05)
     if alive(record):
         try:
@@ -63,15 +63,15 @@ def stop(record, grace=10.0):
             return
         deadline = time.monotonic() + grace
         while alive(record) and time.monotonic() < deadline:
-            _reap(pid)
+            reap(pid)
             time.sleep(0.05)
-    _reap(pid)
+    reap(pid)
     if alive(record):
         raise LabError(f"pid {pid} ({record['argv'][0]}) survived SIGKILL for {grace:.0f} s (stuck in the kernel?): "
                        "check it with `ps` and end it by hand.")
 
 
-def _reap(pid):
+def reap(pid):
     """Collect our own child's exit status so it does not linger as a zombie."""
     try:
         os.waitpid(pid, os.WNOHANG)

@@ -3,7 +3,8 @@
 #  - a virtualenv (.venv) with requirements.txt and test-requirements.txt, and .venv/importer with
 #    galaxy-importer
 #  - the collection linked at .venv/collections/ansible_collections/klutch/bind
-#  - the lab's Kubernetes and etcd binaries, built once into ~/.cache/klutch-bind
+#  - the lab's binaries (Kubernetes, etcd, Crossplane, a node's) and its container images, built once
+#    into ~/.cache/klutch-bind
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${KLUTCH_VENV:-$root/.venv}
@@ -78,7 +79,20 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   echo "note: shellcheck is not installed, so ansible-test sanity skips it (Debian: apt-get install shellcheck)"
 fi
 
+# Debian packages the lab needs: debootstrap builds its Python image from Debian's packages,
+# libseccomp-dev lets runc build with seccomp (without it every Pod sandbox fails), and a node's
+# bridge, masquerading and Service rule use iptables and iproute2.
+missing=()
+for package in debootstrap libseccomp-dev iptables iproute2; do
+  [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]} for the lab's images and nodes"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 if [ "${KLUTCH_SKIP_LAB_BUILD:-}" != 1 ]; then
-  step "lab binaries"
+  step "lab binaries and images"
   (cd "$root" && "$venv/bin/python" -m klutch_lab build)
 fi

@@ -165,9 +165,8 @@ def klutch_apis(control_plane):
 def crossplane(control_plane):
     """The lab's Crossplane: its registry (host:port) and the crank CLI that builds packages."""
     from klutch_lab.binaries import crank_path
-    from klutch_lab.crossplane import Crossplane
 
-    return {"registry": Crossplane(control_plane, None).registry, "crank": str(crank_path())}
+    return {"registry": control_plane.registry, "crank": str(crank_path())}
 
 
 @pytest.fixture(scope="session")

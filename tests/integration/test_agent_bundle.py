@@ -76,7 +76,7 @@ def test_deployment_mode_ships_the_bundle_in_a_configmap_and_a_second_run_change
     assert template["metadata"]["annotations"]["klutch.bind/bundle-sha256"] == hashlib.sha256(data).hexdigest()
     pod = template["spec"]
     container = pod["containers"][0]
-    assert container["image"] == PYTHON_IMAGE == "docker.io/library/python:3.12-slim"
+    assert container["image"] == PYTHON_IMAGE == "docker.io/library/python:3.11-slim-bookworm"
     assert container["command"] == ["python", "-S", "-m", ENTRY]
     assert container["args"][0] == "konnector" and "--grant-claims-to=klutch-bind/klutch-bind-konnector" in container[
         "args"]

@@ -150,7 +150,7 @@ def test_the_control_plane_role_runs_the_backend_as_a_deployment(control_plane, 
         "binaryData"]["agent.zip"])
     template = client.get(DEPLOYMENTS, "klutch-bind-backend", "klutch-bind-system")["spec"]["template"]
     container = template["spec"]["containers"][0]
-    assert container["image"] == "docker.io/library/python:3.12-slim" and container["args"][0] == "backend"
+    assert container["image"] == "docker.io/library/python:3.11-slim-bookworm" and container["args"][0] == "backend"
     assert template["metadata"]["annotations"]["klutch.bind/bundle-sha256"] == hashlib.sha256(bundle).hexdigest()
     assert template["spec"]["serviceAccountName"] == "klutch-bind-backend"
     again = run_playbook(play)

@@ -6,7 +6,7 @@ from ansible_collections.klutch.bind.plugins.module_utils import rollout
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness, rolled_out
 
-IMAGE = "docker.io/library/python:3.12-slim"
+IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 
 
 def deployment(replicas=2, generation=2, **status):
