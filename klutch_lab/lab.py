@@ -287,9 +287,15 @@ class Lab:
                          # Agents that the roles run as local processes live with the lab and stop with it.
                          "konnector_run_dir": str(self.agents_dir),
                          "control_plane_backend_run_dir": str(self.agents_dir)}
-            if "node" not in cluster.record:
-                # No node runs Pods here: an agent's Deployment is applied but never rolls out.
-                variables.update(konnector_rollout_wait=False, control_plane_backend_rollout_wait=False)
+            # With a node, the agents run as Deployments, as on any cluster; without one, as local
+            # processes (a Deployment would be applied but never roll out).
+            with_node = "node" in cluster.record
+            variables.update(konnector_mode="deployment" if with_node else "local",
+                             control_plane_backend="deployment" if with_node else "local",
+                             konnector_rollout_wait=with_node, control_plane_backend_rollout_wait=with_node)
+            if name == names[0] and any("node" in self.cluster(other).record for other in names[1:]):
+                # Konnectors in Pods reach the control plane at the host's address, not at 127.0.0.1.
+                variables["klutch_external_address"] = cluster.pod_reachable_server
             if "crossplane" in cluster.record:
                 variables["crossplane_registry"] = cluster.registry
                 variables["crossplane_crank"] = str(binaries.crank_path())

@@ -16,6 +16,12 @@ from playbook_runner import ansible_playbook, mode_options, role_play
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pytest_collection_modifyitems(items):
+    """The Pod scenario first: it runs a lab of its own with Crossplane, and only one Crossplane can run
+    per machine, so it must be done before the session's lab starts."""
+    items.sort(key=lambda item: item.module.__name__ != "test_agent_pods")
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """The lab, brought up once per test run in its own directory and stopped at the end."""

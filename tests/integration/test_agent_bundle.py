@@ -229,7 +229,9 @@ def test_the_rollout_wait_fails_with_each_pods_reason(world, run_playbook):
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
         "message": "0/1 nodes are available: 1 Insufficient memory."}]})
     try:
-        failed = run_playbook(deployment_play(world, konnector_rollout_wait=True, konnector_rollout_timeout=2))
+        # The roles wait for a rollout they start: a new resync changes the Deployment.
+        failed = run_playbook(deployment_play(world, konnector_rollout_wait=True, konnector_rollout_timeout=2,
+                                              konnector_resync=11))
         assert failed.returncode != 0
         for expected in ("Timed out after 2s waiting for Deployment klutch-bind/klutch-bind-konnector on cluster "
                          "app-bundle", "0 of 2 replicas available",
@@ -243,5 +245,6 @@ def test_the_rollout_wait_fails_with_each_pods_reason(world, run_playbook):
     finally:
         for name in ("konnector-pull", "konnector-crash", "konnector-pending"):
             app.delete(PODS, name, "klutch-bind")
-    alone = run_playbook(deployment_play(world, konnector_rollout_wait=True, konnector_rollout_timeout=2))
+    alone = run_playbook(deployment_play(world, konnector_rollout_wait=True, konnector_rollout_timeout=2,
+                                         konnector_resync=12))
     assert alone.returncode != 0 and "no deployment controller runs on this cluster" in alone.stdout, alone.stdout

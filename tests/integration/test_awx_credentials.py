@@ -69,8 +69,10 @@ def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, cont
         "app_clusters": {"hosts": {"app-awx": LOCAL}}}}}))
     extra_vars = tmp_path / "extra-vars.yml"
     extra_vars.write_text(yaml.safe_dump(dict(app_vars, **cp_vars)))
+    # The lab runs no Pods here: both agents as local processes.
     options = ["-i", str(inventory), "-e", f"@{LAB_VARS}", "-e", f"@{extra_vars}",
-               "-e", f"konnector_run_dir={agents}", "-e", f"control_plane_backend_run_dir={agents}"]
+               "-e", f"konnector_run_dir={agents}", "-e", f"control_plane_backend_run_dir={agents}",
+               "-e", "konnector_mode=local", "-e", "control_plane_backend=local"]
     environment = dict(app_env, **cp_env)
     app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
     try:
