@@ -2,12 +2,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of the sync pass and the konnector agent on a lab of its own; prints a table.
 
-    .venv/bin/python scripts/bench_sync.py [--objects 500,2000] [--namespaces 20] [--changes 200]
+    .venv/bin/python scripts/bench_sync.py [--objects 500,2000] [--namespaces 20] [--changes 200] [--pod]
 
 Provider-owned Secrets in the consumer's mapped namespaces are synced down to the app cluster by
 one pass (what klutch_claim_sync runs). The floor is a raw bulk create of as many Secrets on the
 same app cluster, with the same client and concurrency, in the same run. The agent's latency is
-the time from a change of a Secret on the control plane to its copy on the app cluster.
+the time from a change of a Secret on the control plane to its copy on the app cluster, for the
+agent as a local process and, with --pod, as the konnector role's Deployment on a lab node.
 Not a test: it asserts nothing, it measures.
 """
 
@@ -86,6 +87,7 @@ def bind(cp_cluster, app_cluster, cp, app, namespaces):
                 kubeconfig: {cp_cluster.admin_kubeconfig}
                 consumer: bench
                 cluster_id: "{{{{ info.cluster_id }}}}"
+                external_address: {cp_cluster.pod_reachable_server}
                 resources: [{{group: bench.example, resource: gadgets}}]
               register: exported
               no_log: true
@@ -160,17 +162,48 @@ def measure(bound, cp, app, total, namespaces, round_name):
             "idle_requests": idle_requests}
 
 
-def agent_latency(bound, cp, app, app_cluster, namespace, changes):
-    port = free_port()
+def local_agent(app_cluster):
+    """The konnector as a local process; a function that stops it."""
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
     agent = subprocess.Popen([sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
-                              "konnector", "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port", str(port),
-                              "--health-local", "--resync", "30"], env=env, stderr=subprocess.DEVNULL)
+                              "konnector", "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port",
+                              str(free_port()), "--health-local", "--resync", "30"], env=env, stderr=subprocess.DEVNULL)
+
+    def stop():
+        agent.terminate()
+        agent.wait(timeout=30)
+    return stop
+
+
+def konnector_role(app_cluster, mode):
+    playbook(f"""\
+        - hosts: localhost
+          connection: local
+          gather_facts: false
+          tasks:
+            - ansible.builtin.include_role:
+                name: klutch.bind.konnector
+              vars:
+                konnector_kubeconfig: {app_cluster.admin_kubeconfig}
+                konnector_mode: {mode}
+                konnector_replicas: 1
+        """)
+
+
+def pod_agent(app_cluster):
+    """The konnector as the role's Deployment on the app cluster's node, rolled out; a function that removes it."""
+    konnector_role(app_cluster, "deployment")
+    return lambda: konnector_role(app_cluster, "none")
+
+
+def agent_latency(bound, cp, app, namespace, changes, start_agent):
+    stop = start_agent()
     try:
         target = f"{bound.namespace}-{namespace}"
-        cp.write("POST", SECRETS, secret("latency", target, "0"))
+        cp.apply(SECRETS, secret("latency", target, "0"))
         deadline = time.monotonic() + 60
-        while app.get(SECRETS, "latency", namespace) is None and time.monotonic() < deadline:
+        while (app.get(SECRETS, "latency", namespace) or {}).get("data", {}).get("value") != "MA==" \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         latencies = []
         for change in range(1, changes + 1):
@@ -188,8 +221,7 @@ def agent_latency(bound, cp, app, app_cluster, namespace, changes):
             latencies.append(time.monotonic() - started)
         return latencies
     finally:
-        agent.terminate()
-        agent.wait(timeout=30)
+        stop()
 
 
 def main():
@@ -197,16 +229,21 @@ def main():
     parser.add_argument("--objects", default="500,2000")
     parser.add_argument("--namespaces", type=int, default=20)
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--pod", action="store_true", help="also measure the konnector as a Pod (the lab gets a node)")
     options = parser.parse_args()
     lab = Lab(Path(tempfile.mkdtemp(prefix="klutch-bench-")) / "lab", progress=lambda line: None)
-    lab.up(["bench-cp", "bench-app"], crossplane=())
+    lab.up(["bench-cp", "bench-app"], crossplane=(), nodes=["bench-app"] if options.pod else [])
     try:
         cp_cluster, app_cluster = lab.cluster("bench-cp"), lab.cluster("bench-app")
         cp, app = client(cp_cluster), client(app_cluster)
         namespaces = [f"ns-{index:02d}" for index in range(options.namespaces)]
         bound = bind(cp_cluster, app_cluster, cp, app, namespaces)
         rows = [measure(bound, cp, app, int(total), namespaces, f"r{total}") for total in options.objects.split(",")]
-        latencies = agent_latency(bound, cp, app, app_cluster, namespaces[0], options.changes)
+        agents = {"local process": lambda: local_agent(app_cluster)}
+        if options.pod:
+            agents["Pod on a lab node"] = lambda: pod_agent(app_cluster)
+        latencies = {name: agent_latency(bound, cp, app, namespaces[0], options.changes, start)
+                     for name, start in agents.items()}
     finally:
         lab.down()
     print(f"{'objects':>8} {'pass s':>8} {'writes':>7} {'requests':>9} {'floor s':>8} {'vs floor':>9} "
@@ -220,9 +257,10 @@ def main():
         print(f"growth {rows[0]['objects']} -> {rows[-1]['objects']} objects: {growth:.2f}x (goal: at most 4.5x)")
     print(f"sync throughput vs floor at {rows[-1]['objects']}: {rows[-1]['floor_s'] / rows[-1]['pass_s']:.0%} "
           "(goal: at least 60%)")
-    quantiles = statistics.quantiles(latencies, n=20)
-    print(f"agent propagation over {len(latencies)} changes: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p95 {quantiles[18] * 1000:.0f} ms (goal: p95 under 1 s)")
+    for name, measured in latencies.items():
+        quantiles = statistics.quantiles(measured, n=20)
+        print(f"agent propagation ({name}) over {len(measured)} changes: p50 {statistics.median(measured) * 1000:.0f} ms, "
+              f"p95 {quantiles[18] * 1000:.0f} ms (goal: p95 under 1 s)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.objects import conditi
 from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES, PODS, SECRETS, Resource
 from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
 from playbook_runner import ROOT, ansible_playbook, recaps
+from sync_world import eventually
 
 LAB_VARS = ROOT / "playbooks" / "vars" / "lab.yml"
 INSTANCES = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
@@ -65,16 +66,6 @@ def ready(pod):
 
 def holder(client, agent):
     return ((client.get(LEASES, agent[1], agent[0]) or {}).get("spec") or {}).get("holderIdentity")
-
-
-def wait_for(description, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout} s: {description}")
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +114,8 @@ def test_the_other_replica_leads_within_a_lease_term_when_the_leader_goes(pods_l
     leader = holder(app, KONNECTOR)
     deleted = time.monotonic()
     app.delete(PODS, leader, KONNECTOR[0])
-    successor = wait_for("another konnector Pod holds the Lease",
-                         lambda: (holder(app, KONNECTOR) or leader) != leader and holder(app, KONNECTOR), timeout=60)
+    successor = eventually("another konnector Pod holds the Lease",
+                           lambda: (holder(app, KONNECTOR) or leader) != leader and holder(app, KONNECTOR), timeout=60)
     took = time.monotonic() - deleted
     print(f"\npods: konnector leadership moved from {leader} to {successor} in {took:.1f} s", file=sys.stderr)
     assert took < 15, "within a lease term"
@@ -132,7 +123,7 @@ def test_the_other_replica_leads_within_a_lease_term_when_the_leader_goes(pods_l
     app.apply(INSTANCES, {"metadata": {"name": "after-failover", "namespace": "demo"},
                           "spec": {"service": "postgresql-17", "plan": "postgresql-single-small",
                                    "writeConnectionSecretToRef": {"name": "after-failover-creds"}}})
-    wait_for("the new instance's connection Secret", lambda: app.get(SECRETS, "after-failover-creds", "demo"), 180)
+    eventually("the new instance's connection Secret", lambda: app.get(SECRETS, "after-failover-creds", "demo"), 180)
 
 
 def test_readiness_follows_the_control_planes_credentials(pods_lab, clients, bound):
@@ -141,11 +132,11 @@ def test_readiness_follows_the_control_planes_credentials(pods_lab, clients, bou
                               if IDENTITY_ANNOTATION in (namespace["metadata"].get("annotations") or {}))
     # Revoked: the consumer's token Secret goes, and with it the token the konnector uses.
     cp.delete(SECRETS, BINDER, consumer_namespace)
-    wait_for("the leading konnector Pod turns unready",
-             lambda: any(not ready(pod) and pod["metadata"]["name"] == holder(app, KONNECTOR)
-                         for pod in agent_pods(app, KONNECTOR)), timeout=90)
+    eventually("the leading konnector Pod turns unready",
+               lambda: any(not ready(pod) and pod["metadata"]["name"] == holder(app, KONNECTOR)
+                           for pod in agent_pods(app, KONNECTOR)), timeout=90)
     # Bound again: a new token, the binding's kubeconfig Secret rewritten; the Pods are ready again.
     playbook(pods_lab, "bind-app-cluster.yml")
-    wait_for("both konnector Pods ready again",
-             lambda: all(ready(pod) for pod in agent_pods(app, KONNECTOR)) and len(agent_pods(app, KONNECTOR)) == 2,
-             timeout=90)
+    eventually("both konnector Pods ready again",
+               lambda: all(ready(pod) for pod in agent_pods(app, KONNECTOR)) and len(agent_pods(app, KONNECTOR)) == 2,
+               timeout=90)
