@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def pytest_collection_modifyitems(items):
     """The Pod scenario first: it runs a lab of its own with Crossplane, and only one Crossplane can run
     per machine, so it must be done before the session's lab starts."""
-    items.sort(key=lambda item: item.module.__name__ != "test_agent_pods")
+    items.sort(key=lambda item: item.path.name != "test_agent_pods.py")
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,8 @@ BIND_VARIABLES = {
                                  "resource": "postgresqlinstances",
                                  "permission_claims": [{"resource": "secrets", "owner": "Provider"}]}],
     "klutch_services": [{"group": "samples.klutch.bind", "resource": "postgresqlinstances"}],
+    # No agent: the lab inventory would run them as local processes, which outlive this test.
+    "konnector_mode": "none", "control_plane_backend": "none",
 }
 
 

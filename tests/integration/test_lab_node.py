@@ -106,8 +106,9 @@ def test_nodes_are_ready_and_report_their_processes(node_lab):
     networks = [node_lab.cluster(name).record["node"]["network"] for name in CLUSTERS]
     for key in ("bridge", "pod_subnet", "service_cidr"):
         assert networks[0][key] != networks[1][key]
-    # Agents' Deployments roll out on a node, so the inventory leaves the roles' rollout wait on.
-    assert "konnector_rollout_wait" not in node_lab.inventory_data()["all"]["children"]["app_clusters"]["hosts"]["app"]
+    # Agents' Deployments roll out on a node, so the inventory runs them as Deployments and waits for them.
+    app_host = node_lab.inventory_data()["all"]["children"]["app_clusters"]["hosts"]["app"]
+    assert app_host["konnector_mode"] == "deployment" and app_host["konnector_rollout_wait"] is True
     status = "\n".join(node_lab.status_lines())
     assert status.count("kubelet") == 2 and "MiB (RSS)" in status and "API server for Pods: https://" in status
 

@@ -22,7 +22,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     SECRETS,
     Resource,
 )
-from sync_world import FOO_API, FOOS, MANGODB_API, MANGODBS, konnector_play, load_crd
+from sync_world import FOO_API, FOOS, MANGODB_API, MANGODBS, eventually, konnector_play, load_crd
 
 GADGETS = Resource("safety.example.com/v1", "Gadget", "gadgets")
 GADGET_CRD = {
@@ -210,6 +210,12 @@ def konnector_token(lab, run_playbook, tmp_path_factory):
     konnector = ClusterClient.from_params({"host": cluster.server, "api_key": token, "ca_cert": str(cluster.ca_cert)},
                                           environ={})
     admin.apply(NAMESPACES, {"metadata": {"name": "shop"}})
+    # The API server enforces a new admission policy once its informer has it, a moment after the role
+    # created it; a busy machine makes that moment longer. Probe by dry run until it holds.
+    probe = ClusterClient.from_params({"host": cluster.server, "api_key": token, "ca_cert": str(cluster.ca_cert)},
+                                      dry_run=True, environ={})
+    eventually("the admission policy klutch-bind-konnector-grants enforced",
+               lambda: status(lambda: probe.write("POST", ROLE_BINDINGS, claims_binding("kube-system"))) == 403)
     yield admin, konnector
     lab.down(["app-guarded"])
 
