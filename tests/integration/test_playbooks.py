@@ -94,7 +94,9 @@ def test_bind_app_cluster_names_the_host_that_cannot_be_reached(lab, tmp_path):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(lab.inventory.read_text().replace(str(lab.cluster("app").admin_kubeconfig),
                                                            str(tmp_path / "missing.kubeconfig")))
-    run = ansible_playbook("playbooks/bind-app-cluster.yml", "-i", str(inventory))
+    # No agents: the lab inventory would leave local ones running on the shared control plane.
+    run = ansible_playbook("playbooks/bind-app-cluster.yml", "-i", str(inventory),
+                           "-e", "control_plane_backend=none", "-e", "konnector_mode=none")
     assert run.returncode != 0
     assert f"The kubeconfig file {tmp_path / 'missing.kubeconfig'} does not exist" in run.stdout + run.stderr
     assert "fatal: [app]" in run.stdout and "fatal: [control-plane]" not in run.stdout
