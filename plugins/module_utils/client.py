@@ -66,6 +66,7 @@ RETRY_BUDGET = 60.0
 AGENT_RETRY_BUDGET = 10.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
+LIST_RESTARTS = 3  # times a list whose continue token expired starts over
 
 
 def backoff(attempt):
@@ -249,10 +250,19 @@ class ClusterClient:
 
     def list(self, resource, namespace=None, label_selector=None, field_selector=None):
         """All items (following `continue`), each as a GET shows it, and the list's resourceVersion."""
-        items, query = [], {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500}
+        first = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500}
+        items, query, restarts = [], first, 0
         while True:
-            page = self.request("GET", resource.collection_path(namespace), "list", resource.describe(namespace=namespace),
-                                query=query)
+            try:
+                page = self.request("GET", resource.collection_path(namespace), "list",
+                                    resource.describe(namespace=namespace), query=query)
+            except ClusterError as error:
+                # A continue token expires (410) once the server has compacted its revision, when the pages
+                # come slowly: start over for one consistent list.
+                if error.status != 410 or query is first or restarts == LIST_RESTARTS:
+                    raise
+                items, query, restarts = [], first, restarts + 1
+                continue
             # Built-in kinds leave apiVersion and kind out of list items; objects read one by one carry them.
             items.extend(dict(item, apiVersion=resource.api_version, kind=resource.kind) for item in page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
@@ -353,11 +363,18 @@ class ClusterClient:
 
     def watch(self, resource, namespace, resource_version, timeout, field_selector=None):
         """Yield (type, object) watch events until the server ends the watch after `timeout` s."""
-        response = self.request(
-            "GET", resource.collection_path(namespace), "watch", resource.describe(namespace=namespace),
-            query={"watch": "true", "resourceVersion": resource_version, "fieldSelector": field_selector,
-                   "timeoutSeconds": max(1, int(timeout)), "allowWatchBookmarks": "true"},
-            stream=True, read_timeout=timeout + 10)
+        try:
+            response = self.request(
+                "GET", resource.collection_path(namespace), "watch", resource.describe(namespace=namespace),
+                query={"watch": "true", "resourceVersion": resource_version, "fieldSelector": field_selector,
+                       "timeoutSeconds": max(1, int(timeout)), "allowWatchBookmarks": "true"},
+                stream=True, read_timeout=timeout + 10)
+        except ClusterError as error:
+            if error.status != 410:
+                raise
+            # A version too old may come back as the response's status instead of an ERROR event: the same.
+            yield "ERROR", {"code": 410, "reason": error.reason, "message": str(error)}
+            return
         try:
             for line in response:
                 if line.strip():

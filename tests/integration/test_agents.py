@@ -1,12 +1,14 @@
 """The agents on the lab, with no playbook between: leader handover, a provider CRD change reaching
 the app cluster, a second app cluster bound later, and faults (the konnector killed mid-sync, the
-control plane's kube-apiserver restarted: after both come back nothing is lost or duplicated)."""
+control plane's kube-apiserver restarted, or away for a minute while instances come and go: after both
+come back nothing is lost or duplicated)."""
 
 import json
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -207,3 +209,56 @@ def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(l
     assert len(secrets) == 5
     assert all(obj["metadata"].get("deletionTimestamp") is None for namespace in namespaces
                for obj in app.list(MANGODBS, namespace)[0]), "no delete is stuck on a finalizer"
+
+
+def readiness(world, agent_name):
+    """The HTTP status of a local agent's /readyz, or None while it does not answer."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+    port = json.loads((world.run_dir / agent_name / "state.json").read_text())["health_port"]
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return response.status
+    except HTTPError as error:
+        return error.code
+    except URLError:
+        return None
+
+
+def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, agents, control_plane):
+    world, app, cp = agents, agents.app, agents.cp
+    namespace = "away"
+    app.apply(NAMESPACES, {"metadata": {"name": namespace}})
+    for index in range(10):
+        app.write("POST", MANGODBS, instance(f"kept-{index}", namespace=namespace, tier="Shared"))
+    eventually("the first ten instances upstream",
+               lambda: len(cp.list(MANGODBS, world.mapped(namespace))[0]) == 10, timeout=60)
+
+    away = threading.Thread(target=lab.restart, args=(control_plane.name, "kube-apiserver"), kwargs={"downtime": 60})
+    away.start()
+    # While the control plane is away: five deleted, five changed, ten new on the app cluster.
+    for index in range(5):
+        app.delete(MANGODBS, f"kept-{index}", namespace)
+        app.write("PATCH", MANGODBS, {"metadata": {"name": f"kept-{index + 5}", "namespace": namespace},
+                                      "spec": {"tier": "Dedicated"}})
+    for index in range(10):
+        app.write("POST", MANGODBS, instance(f"new-{index}", namespace=namespace))
+    eventually("the konnector not ready while the control plane is away",
+               lambda: readiness(world, "konnector") == 503, timeout=45)
+    away.join()
+    returned = time.monotonic()
+
+    expected = dict({f"kept-{index}": "Dedicated" for index in range(5, 10)},
+                    **{f"new-{index}": "Dedicated" for index in range(10)})
+
+    def tiers(client, ns):
+        return {obj["metadata"]["name"]: obj["spec"]["tier"] for obj in client.list(MANGODBS, ns)[0]}
+
+    eventually("both sides hold the same fifteen instances",
+               lambda: tiers(app, namespace) == expected and tiers(cp, world.mapped(namespace)) == expected,
+               timeout=120)
+    print(f"\nfaults: converged {time.monotonic() - returned:.1f} s after a 60 s absence of the control plane",
+          file=sys.stderr)
+    assert all(obj["metadata"].get("deletionTimestamp") is None for obj in app.list(MANGODBS, namespace)[0])
+    assert all(SYNCER_FINALIZER in obj["metadata"]["finalizers"] for obj in app.list(MANGODBS, namespace)[0])
+    eventually("the konnector ready again", lambda: readiness(world, "konnector") == 200, timeout=30)
