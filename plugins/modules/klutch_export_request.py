@@ -93,8 +93,9 @@ attributes:
     support: full
     details: Secrets are redacted.
 notes:
-  - The returned RV(kubeconfig) holds the consumer's token; run the task with C(no_log=true) and
-    hand it to M(klutch.bind.klutch_binding) only.
+  - The returned RV(kubeconfig) holds the consumer's token. The module's action hides every result that
+    carries it from output, as C(no_log=true) would (register it to use it); hand it to
+    M(klutch.bind.klutch_binding) only.
 seealso:
   - module: klutch.bind.klutch_template
   - module: klutch.bind.klutch_binding
@@ -114,7 +115,6 @@ EXAMPLES = r"""
         resource: postgresqlinstances
     external_address: https://control-plane.example.com:6443
   delegate_to: localhost
-  no_log: true
   register: exported
 
 - name: Remove the consumer, its namespaces and everything in them
@@ -143,7 +143,8 @@ request:
   type: dict
   sample: {"postgresqlinstances.samples.klutch.bind": {"phase": "Succeeded"}}
 kubeconfig:
-  description: The consumer's kubeconfig (YAML text); secret, so run the task with C(no_log).
+  description: The consumer's kubeconfig (YAML text); secret, so the result that holds it is hidden from
+    output.
   returned: with O(state=present), not in check mode for a new consumer
   type: str
 results:

@@ -105,22 +105,31 @@ def test_bad_input_fails_clearly_and_writes_nothing(exported, run_task, audit, c
     assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
 
 
-def test_the_token_never_shows_in_verbose_output_or_diff(exported, run_task, run_playbook):
+def test_the_token_never_shows_in_verbose_output_or_diff_yet_the_registered_result_holds_it(
+        exported, run_task, run_playbook, tmp_path):
     result, _output = run_task("klutch.bind.klutch_export_request", exported("app-one"))
     token = yaml.safe_load(result["kubeconfig"])["users"][0]["user"]["token"]
-    args = exported("app-one")
+    kept = tmp_path / "kubeconfig"
     run = run_playbook(f"""\
-        - name: Export with no_log, as the docs say
+        - name: Export without no_log, at -vvv and with diff
           hosts: localhost
           connection: local
           gather_facts: false
           tasks:
             - name: Export
-              klutch.bind.klutch_export_request: {json.dumps(args)}
+              klutch.bind.klutch_export_request: {json.dumps(exported("app-one"))}
+              register: export
+            - name: Keep the registered kubeconfig for the test
+              ansible.builtin.copy:
+                content: "{{{{ export.kubeconfig }}}}"
+                dest: {kept}
+                mode: "0600"
               no_log: true
         """, diff=True, env={"ANSIBLE_VERBOSITY": "3"})
     assert run.returncode == 0, run.stdout + run.stderr
     assert token not in run.stdout + run.stderr
+    assert "the output has been hidden" in run.stdout
+    assert yaml.safe_load(kept.read_text())["users"][0]["user"]["token"] == token
 
 
 def test_check_mode_for_a_new_consumer_writes_nothing_and_reports_the_plan(exported, run_task, audit, control_plane):
