@@ -244,3 +244,77 @@ def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plan
                    for cluster in (app, control_plane))
     print(f"\nbad input: {len(cases)} cases across {len(set(module for module, _a, _e in cases))} modules, "
           f"all refused by name; 0 writes on both clusters ({dry_runs} dry runs asked the server)")
+
+
+def role_cases(app, control_plane):
+    """Variables of both roles as a tired operator sets them: empty (an undefined variable), zero, typos."""
+    konnector = ("klutch.bind.konnector", {"konnector_kubeconfig": str(app)})
+    cp = ("klutch.bind.control_plane", {"control_plane_kubeconfig": str(control_plane)})
+    deployment, local = {"control_plane_backend": "deployment"}, {"control_plane_backend": "local"}
+    cases = [
+        (konnector, {"konnector_mode": ""}, "konnector_mode"),
+        (konnector, {"konnector_mode": "Deployment"}, "konnector_mode"),
+        (konnector, {"konnector_state": "gone"}, "konnector_state"),
+        (konnector, {"konnector_resync": 0}, "konnector_resync is 0"),
+        (konnector, {"konnector_resync": ""}, "konnector_resync"),
+        (konnector, {"konnector_replicas": 0}, "konnector_replicas is 0"),
+        (konnector, {"konnector_replicas": "two"}, "konnector_replicas"),
+        (konnector, {"konnector_rollout_timeout": 0}, "konnector_rollout_timeout is 0"),
+        (konnector, {"konnector_python_image": ""}, "konnector_python_image is empty"),
+        (konnector, {"konnector_agent_delivery": "image"}, "set konnector_image"),
+        (konnector, {"konnector_agent_delivery": ""}, "konnector_agent_delivery"),
+        (konnector, {"konnector_image_pull_secrets": [""]}, "konnector_image_pull_secrets holds an empty name"),
+        (konnector, {"konnector_mode": "local", "konnector_agent_name": "Konnector_1"}, "konnector_agent_name"),
+        (konnector, {"konnector_mode": "local", "konnector_agent_name": ""}, "konnector_agent_name"),
+        (cp, {"control_plane_backend": ""}, "control_plane_backend"),
+        (cp, {"control_plane_backend_consumer_scope": "Everything"}, "control_plane_backend_consumer_scope"),
+        (cp, dict(deployment, control_plane_backend_replicas=0), "control_plane_backend_replicas is 0"),
+        (cp, dict(deployment, control_plane_backend_rollout_timeout=-1), "control_plane_backend_rollout_timeout is -1"),
+        (cp, dict(deployment, control_plane_backend_python_image=""), "control_plane_backend_python_image is empty"),
+        (cp, dict(deployment, control_plane_backend_agent_delivery="image"), "set control_plane_backend_image"),
+        (cp, dict(deployment, control_plane_backend_image_pull_secrets=[""]), "control_plane_backend_image_pull_secrets"),
+        (cp, dict(local, control_plane_backend_resync=0), "control_plane_backend_resync is 0"),
+        (cp, dict(local, control_plane_backend_agent_name=""), "control_plane_backend_agent_name"),
+        (cp, {"control_plane_template_namespace": ""}, "control_plane_template_namespace"),
+        (cp, {"control_plane_templates": [{"name": "", "group": "bar.io", "resource": "foos"}]},
+         'control_plane_templates holds a template named ""'),
+        (cp, {"control_plane_templates": [{"name": "Foos", "group": "bar.io", "resource": "foos"}]},
+         'control_plane_templates holds a template named "Foos"'),
+        (cp, {"control_plane_templates": [{"group": "bar.io", "resource": "foos"}]}, "name"),
+        (cp, {"control_plane_templates": [{"name": "foos", "resource": "foos"}]}, 'template "foos" has no group'),
+        (cp, {"control_plane_templates": [{"name": "foos", "group": "bar.io", "resource": ""}]},
+         'template "foos" has no resource'),
+        (cp, {"control_plane_templates": "foos"}, "control_plane_templates"),
+        (cp, {"control_plane_dataservices": [{"name": ""}]}, "control_plane_dataservices holds an item without a name"),
+        (cp, {"control_plane_dataservices": [{"name": "x", "state": "gone"}]}, "state"),
+    ]
+    return [(role, dict(common, **variables), expected) for (role, common), variables, expected in cases]
+
+
+def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(app, control_plane, klutch_apis, audit,
+                                                                      run_playbook, tmp_path):
+    cases = role_cases(app.admin_kubeconfig, control_plane.admin_kubeconfig)
+    outcomes = tmp_path / "outcomes.json"
+    tasks = [{"name": f"Case {index}", "block": [
+        {"name": "Run the role", "ansible.builtin.include_role": {"name": role}, "vars": variables},
+        {"name": "Keep a success", "ansible.builtin.set_fact": {"outcomes": "{{ outcomes + [{'failed': false}] }}"}}],
+        "rescue": [{"name": "Keep the failure",
+                    "ansible.builtin.set_fact": {"outcomes": "{{ outcomes + [ansible_failed_result] }}"}}]}
+        for index, (role, variables, _expected) in enumerate(cases)]
+    tasks.append({"name": "Save the outcomes", "ansible.builtin.copy": {
+        "content": "{{ outcomes | to_json }}", "dest": str(outcomes), "mode": "0600"}})
+    start = now()
+    completed = run_playbook(json.dumps([{"name": "Bad role variables", "hosts": "localhost", "connection": "local",
+                                          "gather_facts": False, "vars": {"outcomes": []}, "tasks": tasks}]))
+    output = completed.stdout + completed.stderr
+    assert outcomes.exists(), output[-3000:]
+    wrong = []
+    for (role, variables, expected), result in zip(cases, json.loads(outcomes.read_text())):
+        message = result.get("msg", "")
+        if not result.get("failed") or expected not in message or "Traceback" in json.dumps(result):
+            wrong.append(f"{role} {json.dumps(variables)[-160:]}: expected {expected!r}, got {message!r}"[:600])
+    assert not wrong, "\n".join(wrong)
+    writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
+                             audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
+    assert writes == {app.name: [], control_plane.name: []}
+    print(f"\nbad input: {len(cases)} role variables across 2 roles, all refused by name; 0 writes on both clusters")
