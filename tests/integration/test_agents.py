@@ -3,6 +3,7 @@ the app cluster, a second app cluster bound later, and faults (the konnector kil
 control plane's kube-apiserver restarted, or away for a minute while instances come and go: after both
 come back nothing is lost or duplicated)."""
 
+import base64
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS, API_SERVICE_EXPORTS, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
@@ -262,3 +264,17 @@ def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, ag
     assert all(obj["metadata"].get("deletionTimestamp") is None for obj in app.list(MANGODBS, namespace)[0])
     assert all(SYNCER_FINALIZER in obj["metadata"]["finalizers"] for obj in app.list(MANGODBS, namespace)[0])
     eventually("the konnector ready again", lambda: readiness(world, "konnector") == 200, timeout=30)
+
+
+def test_the_agents_logs_hold_no_secret_value_or_token(agents):
+    world, app = agents, agents.app
+    values = [f"secret-{index}" for index in range(5)]  # the Secrets synced down by the tests above
+    values += [base64.b64encode(value.encode()).decode() for value in values]
+    for stored in app.list(SECRETS, "klutch-bind")[0]:
+        if "kubeconfig" in (stored.get("data") or {}):
+            config = yaml.safe_load(base64.b64decode(stored["data"]["kubeconfig"]))
+            values += [user["user"]["token"] for user in config["users"] if user["user"].get("token")]
+    assert len(values) > 10, "the consumer's token was found"
+    logs = {path.parent.name: path.read_text(errors="replace") for path in world.run_dir.glob("*/agent.log")}
+    assert {"konnector", "backend"} <= set(logs) and all(logs.values())
+    assert [(name, value[:8]) for name, log in logs.items() for value in values if value in log] == []

@@ -8,11 +8,13 @@ of cases tried and held is printed for the reliability figures.
 import base64
 import json
 import socket
+import sys
 
 import pytest
 
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
+from playbook_runner import ROOT, ansible_playbook
 
 SECRET_VALUE = "do-not-show-me-0a1b2c"
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-input", "namespace": "default"},
@@ -224,8 +226,10 @@ def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plan
     tasks.append({"name": "Save the outcomes", "ansible.builtin.copy": {
         "content": "{{ outcomes | to_json }}", "dest": str(outcomes), "mode": "0600"}})
     start = now()
+    # At -vvv, where Ansible shows each task's arguments and result: secret values must stay hidden there too.
     completed = run_playbook(json.dumps([{"name": "Bad input", "hosts": "localhost", "connection": "local",
-                                          "gather_facts": False, "vars": {"outcomes": []}, "tasks": tasks}]))
+                                          "gather_facts": False, "vars": {"outcomes": []}, "tasks": tasks}]),
+                             env={"ANSIBLE_VERBOSITY": "3"})
     output = completed.stdout + completed.stderr
     assert outcomes.exists(), output[-3000:]
     results = json.loads(outcomes.read_text())
@@ -291,8 +295,8 @@ def role_cases(app, control_plane):
     return [(role, dict(common, **variables), expected) for (role, common), variables, expected in cases]
 
 
-def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(app, control_plane, klutch_apis, audit,
-                                                                      run_playbook, tmp_path):
+def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(
+        app, control_plane, klutch_apis, audit, run_playbook, tmp_path):
     cases = role_cases(app.admin_kubeconfig, control_plane.admin_kubeconfig)
     outcomes = tmp_path / "outcomes.json"
     tasks = [{"name": f"Case {index}", "block": [
@@ -318,3 +322,59 @@ def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(app, cont
                              audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
     assert writes == {app.name: [], control_plane.name: []}
     print(f"\nbad input: {len(cases)} role variables across 2 roles, all refused by name; 0 writes on both clusters")
+
+
+def playbook_cases():
+    """(playbook, extra variables, what the inventory lacks, expected): the playbooks' own variables."""
+    service = {"group": "samples.klutch.bind", "resource": "postgresqlinstances"}
+    return [
+        ("bind-app-cluster.yml", {}, "control_plane", "hosts in group control_plane"),
+        ("bind-app-cluster.yml", {"klutch_services": ""}, None, "klutch_services of app is not a list"),
+        ("bind-app-cluster.yml", {"klutch_services": service}, None, "klutch_services of app is not a list"),
+        ("bind-app-cluster.yml", {"klutch_services": ["postgresqlinstances"]}, None, "without a group or resource"),
+        ("bind-app-cluster.yml", {"klutch_services": [{"group": "samples.klutch.bind"}]}, None,
+         "without a group or resource"),
+        ("bind-app-cluster.yml", {"klutch_services": [dict(service, resource="")]}, None, "without a group or resource"),
+        ("bind-app-cluster.yml", {"klutch_services": [dict(service, accept_claims="secrets")]}, None,
+         "accept_claims that is not a list"),
+        ("bind-app-cluster.yml", {"klutch_consumer_scope": "namespaced"}, None, "klutch_consumer_scope of app"),
+        ("bind-app-cluster.yml", {"klutch_external_address": "control-plane.example.com:6443"}, None,
+         "klutch_external_address of control-plane"),
+        ("bind-app-cluster.yml", {"klutch_external_address": ""}, None, "klutch_external_address of control-plane"),
+        ("unbind-app-cluster.yml", {"klutch_unbind_control_plane": "all"}, None, "klutch_unbind_control_plane is \"all\""),
+        ("unbind-app-cluster.yml", {"klutch_services": ""}, None, "klutch_services of app is not a list"),
+        ("unbind-app-cluster.yml", {}, "control_plane", "hosts in group control_plane"),
+        ("publish-service.yml", {"control_plane_templates": [{"name": "pg", "group": "samples.klutch.bind"}]}, None,
+         'template "pg" has no resource'),
+        ("publish-service.yml", {"control_plane_backend": "Deployment"}, None, "control_plane_backend"),
+    ]
+
+
+def test_every_bad_playbook_variable_is_refused_by_name_and_writes_nothing(
+        app, control_plane, klutch_apis, audit, tmp_path):
+    cases = playbook_cases()
+    wrong, start = [], now()
+    for index, (playbook, variables, left_out, expected) in enumerate(cases):
+        hosts = {"control_plane": {"control-plane": {"kubeconfig": str(control_plane.admin_kubeconfig)}},
+                 "app_clusters": {"app": {"kubeconfig": str(app.admin_kubeconfig)}}}
+        groups = {group: {"hosts": members} for group, members in hosts.items() if group != left_out}
+        if left_out == "control_plane":  # the app clusters' tasks need a control plane's connection from somewhere
+            variables = dict(variables, klutch_control_plane_kubeconfig=str(control_plane.admin_kubeconfig))
+        inventory = tmp_path / f"inventory-{index}.json"
+        inventory.write_text(json.dumps({"all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                     "konnector_mode": "none", "control_plane_backend": "none",
+                     "klutch_services": [{"group": "samples.klutch.bind", "resource": "postgresqlinstances"}]},
+            "children": groups}}))
+        extra = tmp_path / f"extra-{index}.json"
+        extra.write_text(json.dumps(variables))
+        completed = ansible_playbook(ROOT / "playbooks" / playbook, "-i", str(inventory), "-e", f"@{extra}")
+        output = completed.stdout + completed.stderr
+        if completed.returncode == 0 or expected not in output or "Traceback" in output:
+            wrong.append(f"{playbook} {json.dumps(variables)[:160]}: expected {expected!r}, got "
+                         f"{output[-600:]!r}")
+    assert not wrong, "\n".join(wrong)
+    writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
+                             audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
+    assert writes == {app.name: [], control_plane.name: []}
+    print(f"\nbad input: {len(cases)} playbook variables across 3 playbooks, all refused by name; 0 writes")
