@@ -222,6 +222,16 @@ class Recorder:
             return self.client.wait(resource, item.name, item.namespace, awaited[0], definition_wait, awaited[1])
         return change.after
 
+    def preflight(self, objects):
+        """Dry-run `objects` (of known kinds) before the first of them is written: refused whole, or the
+        server's refusal of access (a right the caller may not grant) raised before any write. The
+        server's answer per object, for apply(answer=) to skip asking again (None in check mode)."""
+        if self.check_mode:  # every apply is a dry run already
+            return [None] * len(objects)
+        answers = preflight(self.client, [Planned(obj, KNOWN[(obj["apiVersion"], obj["kind"])],
+                                                  obj["metadata"].get("namespace")) for obj in objects], False)
+        return [answers.get(index) for index in range(len(objects))]
+
     def create(self, obj, resource=None):
         """Create `obj`; the server's 409 when it exists, for a name that two writers may race for."""
         resource = resource or KNOWN[(obj["apiVersion"], obj["kind"])]

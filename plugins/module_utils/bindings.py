@@ -106,6 +106,11 @@ def planned_binding(recorder, name):
         recorder.planned({"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE}})
 
 
+def unsaved_binding(name):
+    """A binding not written yet, as the owner of a CRD that is only dry-run: the server checks no owner's uid."""
+    return {"metadata": {"name": name, "uid": "00000000-0000-0000-0000-000000000000"}}
+
+
 def present(client, recorder, params, client_for):
     """Bind params["name"] (klutch_binding's options); `client_for(kubeconfig)` reaches the provider."""
     config, server, namespace = provider_config(params["provider_kubeconfig"])
@@ -124,13 +129,18 @@ def present(client, recorder, params, client_for):
     problem = plan.foreign_crd_problem(crd, params["name"])
     if problem:
         raise ConfigError(problem)
-    for role in plan.konnector_roles(params["name"], export["spec"], claims):
-        recorder.apply(role)
+    roles = plan.konnector_roles(params["name"], export["spec"], claims)
+    existing = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+    # The rights and the schema asked of the server first: a claimed kind the caller may not grant, or a
+    # schema the app cluster refuses, must not leave the first ClusterRole written.
+    answers = recorder.preflight(roles + ([plan.crd_from_export(export, existing or unsaved_binding(params["name"]))]
+                                          if params["sync_crd"] else []))
+    for role, answer in zip(roles, answers):
+        recorder.apply(role, answer=answer)
     recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.BIND_NAMESPACE}})
     if recorder.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
         planned_binding(recorder, params["name"])
         return {"conditions": []}
-    existing = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
     name = secret_name(client, existing, server, namespace)
     text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
     recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -141,7 +151,8 @@ def present(client, recorder, params, client_for):
     if params["sync_crd"]:
         wanted = plan.crd_from_export(export, bound)
         before = len(recorder.results)
-        recorder.apply(wanted, definition_wait=params["wait_timeout"])
+        # The dry run's answer stands for the write only when it had the real owner.
+        recorder.apply(wanted, definition_wait=params["wait_timeout"], answer=answers[-1] if existing else None)
         result["crd"] = {"name": params["name"], "action": recorder.results[before]["action"],
                          "versions": [version["name"] for version in wanted["spec"]["versions"]]}
     status = plan.binding_status(pretty_name, now(), bound.get("status"))

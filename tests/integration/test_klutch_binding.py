@@ -443,3 +443,55 @@ def test_klutch_bind_in_check_mode_plans_a_new_service_of_a_bound_consumer_witho
     assert list(planned["synced"]) == [NAME], "check mode syncs the bindings there are"
     assert audit(other_app).count_writes(since=start, user=ADMIN_USER) == 0
     assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+@pytest.fixture
+def fresh_app(lab, export_for):
+    """A new app cluster with the Klutch CRDs, klutch-bind and its export: each test's writes are its own."""
+    lab.up(list(lab.state["clusters"]) + ["app-partial"])
+    cluster = lab.cluster("app-partial")
+    cluster.exported = export_for(cluster)
+    yield cluster
+    lab.down(["app-partial"])
+
+
+def test_a_caller_who_may_not_grant_a_claimed_kind_leaves_no_clusterrole_written(fresh_app, run_task, audit):
+    admin = ClusterClient.from_params({"kubeconfig": str(fresh_app.admin_kubeconfig)}, environ={})
+    # The binder may manage RBAC, CRDs, Klutch objects and the bound kind, but holds no right on Secrets or
+    # ConfigMaps, the claimed kinds, so it may not grant them (RBAC refuses the escalation).
+    admin.apply(Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", namespaced=False), {
+        "metadata": {"name": "limited-binder"}, "rules": [
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],  # not escalate
+             "verbs": ["get", "list", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["*"]},
+            {"apiGroups": ["klutch.anynines.com"], "resources": ["*"], "verbs": ["*"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch"]},
+            {"apiGroups": [GROUP], "resources": ["*"], "verbs": ["*"]}]})
+    admin.apply(Resource("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False), {
+        "metadata": {"name": "limited-binder"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "limited-binder"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "limited-binder"}]})
+    start = now()
+    refused, output = run_task("klutch.bind.klutch_binding", {
+        "kubeconfig": str(fresh_app.mint_identity("limited-binder")), "name": NAME,
+        "provider_kubeconfig": fresh_app.exported["kubeconfig"]})
+    assert refused.get("failed") and "403" in refused["msg"], output
+    assert [(event["verb"], event["requestURI"]) for event in
+            audit(fresh_app).writes(since=start, user="limited-binder")] == [], refused["msg"]
+    assert admin.get(API_SERVICE_BINDINGS, NAME, "klutch-bind") is None
+
+
+def test_an_export_schema_the_app_cluster_refuses_leaves_nothing_written(fresh_app, klutch_apis, run_task, audit):
+    consumer = ClusterClient.from_params({"kubeconfig": yaml.safe_load(fresh_app.exported["kubeconfig"])}, environ={})
+    namespace = fresh_app.exported["consumer_namespace"]
+    export = consumer.get(API_SERVICE_EXPORTS, NAME, namespace)
+    # No version is the storage version: the CRD it describes is invalid on any cluster.
+    versions = [dict(version, storage=False) for version in export["spec"]["versions"]]
+    klutch_apis.write("PATCH", API_SERVICE_EXPORTS, {"metadata": {"name": NAME, "namespace": namespace},
+                                                     "spec": {"versions": versions}})
+    start = now()
+    refused, output = run_task("klutch.bind.klutch_binding", {
+        "kubeconfig": str(fresh_app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": fresh_app.exported["kubeconfig"]})
+    assert refused.get("failed") and "CustomResourceDefinition " + NAME in refused["msg"], output
+    assert "storage version" in refused["msg"]
+    assert audit(fresh_app).count_writes(since=start, user=ADMIN_USER) == 0
