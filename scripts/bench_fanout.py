@@ -1,12 +1,12 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fan-out benchmark of playbooks/bind-app-cluster.yml on a lab of its own; prints a table.
+"""Fan-out benchmark of playbooks/bind_app_cluster.yml on a lab of its own; prints a table.
 
     .venv/bin/python scripts/bench_fanout.py [--clusters 10] [--forks 10]
 
 On one control plane with a published API (MangoDB) it times, in the same run:
-  one     bind-app-cluster.yml for 1 new app cluster
-  fan     bind-app-cluster.yml for N new app clusters in one run (goal: at most 3x `one`)
+  one     bind_app_cluster.yml for 1 new app cluster
+  fan     bind_app_cluster.yml for N new app clusters in one run (goal: at most 3x `one`)
   rerun   the same N again (changed=0)
   k8s     a kubernetes.core.k8s playbook that applies the objects `fan` left on the N app clusters
           and on the control plane, precomputed, to the same clusters made new again (goal: `fan`
@@ -41,7 +41,7 @@ from klutch_lab import Lab  # noqa: E402
 
 MANGODB_CRD = ROOT / "tests" / "integration" / "files" / "mangodb-crd.yaml"
 DEPLOYMENTS = r.Resource("apps/v1", "Deployment", "deployments")
-# What bind-app-cluster.yml writes on an app cluster, and for each consumer on the control plane.
+# What bind_app_cluster.yml writes on an app cluster, and for each consumer on the control plane.
 APP_KINDS = [r.NAMESPACES, r.CUSTOM_RESOURCE_DEFINITIONS, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS,
              r.CLUSTER_ROLES, r.CLUSTER_ROLE_BINDINGS, DEPLOYMENTS, r.API_SERVICE_BINDINGS]
 CONTROL_PLANE_KINDS = [r.NAMESPACES, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS, r.CLUSTER_ROLES,
@@ -136,7 +136,7 @@ def consumer_namespaces(cp_client, consumers):
 
 
 K8S_PLAYBOOK = """\
-- name: Apply the precomputed objects of bind-app-cluster.yml with kubernetes.core.k8s
+- name: Apply the precomputed objects of bind_app_cluster.yml with kubernetes.core.k8s
   hosts: fan
   gather_facts: false
   tasks:
@@ -187,9 +187,9 @@ def main():
                        capture_output=True)
         cp_client = client(cp)
         cp_client.apply(r.CUSTOM_RESOURCE_DEFINITIONS, yaml.safe_load(MANGODB_CRD.read_text()))
-        bind = ROOT / "playbooks" / "bind-app-cluster.yml"
+        bind = ROOT / "playbooks" / "bind_app_cluster.yml"
         forks = f"--forks={args.forks}"
-        playbook(ROOT / "playbooks" / "publish-service.yml", inventory, forks)  # the control plane, once
+        playbook(ROOT / "playbooks" / "publish_service.yml", inventory, forks)  # the control plane, once
 
         fan_limit = ",".join(["control-plane", *fan])
         # What the runs make from here on, on the fan clusters and for them on the control plane.

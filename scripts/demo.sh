@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: playbooks/bind-app-cluster.yml.
+# The main job: playbooks/bind_app_cluster.yml.
 #   scripts/demo.sh                  starts a local lab (control-plane with Crossplane + app, each with a
 #                                    node), publishes the sample data services, binds the app cluster
 #                                    with both agents as Deployments, creates a sample instance there
@@ -25,13 +25,13 @@ for arg in "$@"; do
 done
 set -- ${playbook_args[@]+"${playbook_args[@]}"}
 if $inventory_given; then
-  exec "$venv/bin/ansible-playbook" "$root/playbooks/bind-app-cluster.yml" "$@"
+  exec "$venv/bin/ansible-playbook" "$root/playbooks/bind_app_cluster.yml" "$@"
 fi
 
 # No inventory: the lab, with Crossplane on its control plane and the sample data services.
 (cd "$root" && "$venv/bin/python" -m klutch_lab up --nodes "$nodes")
 lab_inventory=$(cd "$root" && "$venv/bin/python" -c 'from klutch_lab import Lab; print(Lab().inventory)')
 "$venv/bin/ansible-playbook" -i "$lab_inventory" -e "@$root/playbooks/vars/lab.yml" \
-  "$root/playbooks/bind-app-cluster.yml" "$@"
-"$venv/bin/ansible-playbook" -i "$lab_inventory" "$root/playbooks/lab-sample-instance.yml"
+  "$root/playbooks/bind_app_cluster.yml" "$@"
+"$venv/bin/ansible-playbook" -i "$lab_inventory" "$root/playbooks/lab_sample_instance.yml"
 "$venv/bin/python" "$root/scripts/lab_next_steps.py"

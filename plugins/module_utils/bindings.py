@@ -187,6 +187,8 @@ def bind_app_cluster(app, control_plane, check_mode, params, client_for):
     """klutch_bind: export params["services"] to this app cluster on the control plane, bind each with the
     consumer's kubeconfig, then sync once. (result, the sync's write errors); the result's `results` name
     each object of either cluster (`cluster`: control_plane or app_cluster)."""
+    if not params["services"]:
+        raise ConfigError("services is empty: name the APIs (group and resource) to bind.")
     require_binding_api(app)
     namespace = app.get(NAMESPACES, plan.BIND_NAMESPACE)
     if namespace is None:
@@ -222,3 +224,34 @@ def bind_app_cluster(app, control_plane, check_mode, params, client_for):
     result["diff"] = run.diffs + recorder.diffs
     result["changed"] = run.changed or recorder.changed or written > 0 or (check_mode and bool(result["operations"]))
     return result, errors
+
+
+def unbind_app_cluster(app, control_plane, check_mode, params):
+    """klutch_bind state=absent: each service's binding goes from the app cluster (all of them when
+    params["services"] is empty), its CRD and with it every local instance only with delete_crds; on
+    the control plane nothing goes unless control_plane_cleanup asks: this consumer's exports and
+    requests of those services (exports), or its namespaces with everything in them (everything).
+    The result's `results` name each object of either cluster, as bind_app_cluster's do."""
+    namespace = app.get(NAMESPACES, plan.BIND_NAMESPACE)
+    names = [api_name(service["group"], service["resource"]) for service in params["services"]]
+    if not names and app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is not None:
+        names = [item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0]]
+    recorder = Recorder(app, check_mode)
+    for name in names:
+        absent(app, recorder, {"name": name, "delete_crd": params["delete_crds"]})
+    result = {"cluster": app.label, "unbound": names, "consumer_namespace": None, "exports": []}
+    run = None
+    if params["control_plane_cleanup"] != "none" and namespace is not None:
+        everything = params["control_plane_cleanup"] == "everything"
+        cluster_id = plan.cluster_id(namespace["metadata"]["uid"])
+        withdrawn, run = exports.export(control_plane, check_mode, dict(
+            params, cluster_id=cluster_id, state="absent", delete_namespace=everything,
+            resources=[] if everything else [{"group": service["group"], "resource": service["resource"]}
+                                             for service in params["services"]]))
+        result.update(cluster_id=cluster_id, consumer_namespace=withdrawn["consumer_namespace"],
+                      exports=withdrawn["exports"])
+    result["results"] = ([dict(entry, cluster="control_plane") for entry in (run.results if run else [])]
+                         + [dict(entry, cluster="app_cluster") for entry in recorder.results])
+    result["diff"] = (run.diffs if run else []) + recorder.diffs
+    result["changed"] = recorder.changed or bool(run and run.changed)
+    return result

@@ -175,9 +175,8 @@ claim_names = each(claim_name)
 
 
 def services(option, items):
-    """A check for klutch_bind's services: APIs, each with its accept_claims."""
-    if not items:
-        raise ConfigError("%s is empty: name the APIs (group and resource) to bind." % option)
+    """A check for klutch_bind's services: APIs, each with its accept_claims (binding needs one at least,
+    which bindings.bind_app_cluster checks: unbinding takes none as all)."""
     apis(option, items)
     for index, item in enumerate(items):
         claim_names("%s[%d].accept_claims" % (option, index), item.get("accept_claims") or [])

@@ -25,9 +25,11 @@ description:
     does (so the export is read with the consumer's own rights), then runs one sync pass over these
     bindings as M(klutch.bind.klutch_claim_sync) does (O(sync)).
   - The consumer's kubeconfig stays inside the module; only the app cluster's kubeconfig Secret holds it.
-  - Everything the single modules check is checked before their first write. To unbind, use
-    M(klutch.bind.klutch_binding) and M(klutch.bind.klutch_export_request) with O(klutch.bind.klutch_binding#module:state=absent)
-    (C(playbooks/unbind-app-cluster.yml) does).
+  - Everything the single modules check is checked before their first write.
+  - With O(state=absent), unbinds in one task what it bound: each service's binding, its konnector
+    ClusterRoles and kubeconfig Secret go from the app cluster and its instances are released; the CRD,
+    and with it every local instance, only with O(delete_crds). The control plane keeps everything unless
+    O(control_plane_cleanup) asks (C(playbooks/unbind_app_cluster.yml) runs it).
 options:
   control_plane_kubeconfig:
     description:
@@ -39,10 +41,13 @@ options:
     description: The context of O(control_plane_kubeconfig) to use.
     type: str
   services:
-    description: The APIs to bind, each a CRD C(<resource>.<group>) on the control plane that an export template exports.
+    description:
+      - The APIs to bind, each a CRD C(<resource>.<group>) on the control plane that an export template exports.
+      - Required, and not empty, with O(state=present). With O(state=absent), the APIs to unbind; empty
+        unbinds every binding of the app cluster.
     type: list
     elements: dict
-    required: true
+    default: []
     suboptions:
       group:
         description: The API group.
@@ -65,6 +70,28 @@ options:
     description: Seconds to wait for the consumer's token and for each CRD to be Established.
     type: int
     default: 60
+  state:
+    description:
+      - V(present) exports, binds and syncs O(services); V(absent) unbinds them.
+    type: str
+    choices: [present, absent]
+    default: present
+  delete_crds:
+    description:
+      - With O(state=absent), also delete each unbound CRD from the app cluster, and with it every instance of
+        it there. The instances on the control plane are not touched.
+    type: bool
+    default: false
+  control_plane_cleanup:
+    description:
+      - With O(state=absent), what goes on the control plane. V(none) keeps everything, so that binding
+        again finds the instances and their data.
+      - V(exports) removes this consumer's exports and requests of O(services) (all of them when O(services)
+        is empty) and the rights they gave; its namespaces and instances stay.
+      - V(everything) also deletes the consumer's namespaces, and with them its instances and their data.
+    type: str
+    choices: [none, exports, everything]
+    default: none
 extends_documentation_fragment:
   - klutch.bind.export
   - klutch.bind.k8s_auth
@@ -99,6 +126,17 @@ EXAMPLES = r"""
         accept_claims: [secrets]
   register: bound
 
+- name: Unbind it again, keeping the CRD and the local instances, and withdraw the export on the control plane
+  klutch.bind.klutch_bind:
+    kubeconfig: /etc/klutch/app-eu-1.kubeconfig
+    control_plane_kubeconfig: /etc/klutch/control-plane.kubeconfig
+    consumer: app-eu-1
+    services:
+      - group: samples.klutch.bind
+        resource: postgresqlinstances
+    state: absent
+    control_plane_cleanup: exports
+
 - name: Bind through two contexts of one kubeconfig, with the control plane's address as app clusters reach it
   klutch.bind.klutch_bind:
     kubeconfig: ~/.kube/config
@@ -123,27 +161,35 @@ cluster_id:
   type: str
   sample: 3fK9aQ
 consumer_namespace:
-  description: The consumer's namespace on the control plane; null in check mode for a new consumer.
+  description:
+    - The consumer's namespace on the control plane; null in check mode for a new consumer, and with
+      O(state=absent) unless O(control_plane_cleanup) reached the control plane.
   returned: always
   type: str
   sample: cluster-x7k2p
 exports:
-  description: Each export's name, spec hash and action on the control plane.
+  description: Each export's name, spec hash and action on the control plane (with O(state=absent), those deleted).
   returned: always
   type: list
   elements: dict
   sample: [{"name": "postgresqlinstances.samples.klutch.bind", "hash": "3b1f...", "action": "created"}]
+unbound:
+  description: With O(state=absent), the bindings (C(<resource>.<group>)) that were asked to go.
+  returned: with O(state=absent)
+  type: list
+  elements: str
+  sample: ["postgresqlinstances.samples.klutch.bind"]
 bindings:
   description:
     - Per service C(<resource>.<group>), its CRD (name, action and served versions, as RV(klutch.bind.klutch_binding#module:crd))
       and its binding's conditions.
-  returned: always
+  returned: with O(state=present)
   type: dict
   sample: {"postgresqlinstances.samples.klutch.bind": {"crd": {"name": "postgresqlinstances.samples.klutch.bind",
            "action": "created", "versions": ["v1"]}, "conditions": [{"type": "Ready", "status": "True"}]}}
 synced:
   description: Per binding, the writes of the sync pass by direction and kind, as in M(klutch.bind.klutch_claim_sync).
-  returned: always
+  returned: with O(state=present)
   type: dict
 removals_withheld:
   description: >-
@@ -155,7 +201,7 @@ removals_withheld:
   sample: {"postgresqlinstances.samples.klutch.bind": "Binding ...: nothing was removed ..."}
 operations:
   description: Each write of the sync pass, as in M(klutch.bind.klutch_claim_sync).
-  returned: always
+  returned: with O(state=present)
   type: list
   elements: dict
 results:
@@ -183,21 +229,31 @@ def main():
             exports.EXPORT_ARG_SPEC,
             control_plane_kubeconfig=dict(type="raw", no_log=False),  # its secrets are hidden by input_secrets
             control_plane_context=dict(type="str"),
-            services=dict(type="list", elements="dict", required=True, options=dict(
+            services=dict(type="list", elements="dict", default=[], options=dict(
                 exports.API_SPEC, accept_claims=dict(type="list", elements="str", default=["*"]))),
             sync=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=60),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            delete_crds=dict(type="bool", default=False),
+            control_plane_cleanup=dict(type="str", choices=["none", "exports", "everything"], default="none"),
         ),
-        required_one_of=[("control_plane_kubeconfig", "control_plane_context")],
+        # The control plane is reached to bind, and to unbind only when something goes there.
+        required_if=[(option, value, ("control_plane_kubeconfig", "control_plane_context"), True) for option, value in
+                     (("state", "present"), ("control_plane_cleanup", "exports"), ("control_plane_cleanup", "everything"))],
         checks=dict(exports.EXPORT_CHECKS, services=validate.services),
         supports_check_mode=True,
     )
     params = module.params
     try:
+        reaches_control_plane = params["state"] == "present" or params["control_plane_cleanup"] != "none"
         control_plane = module.client({"kubeconfig": params["control_plane_kubeconfig"],
-                                       "context": params["control_plane_context"]}, kubeconfig_from_environment=True)
-        result, errors = bindings.bind_app_cluster(module.client(), control_plane, module.check_mode, params,
-                                                   lambda config: module.client({"kubeconfig": config}))
+                                       "context": params["control_plane_context"]},
+                                      kubeconfig_from_environment=True) if reaches_control_plane else None
+        if params["state"] == "absent":
+            result, errors = bindings.unbind_app_cluster(module.client(), control_plane, module.check_mode, params), []
+        else:
+            result, errors = bindings.bind_app_cluster(module.client(), control_plane, module.check_mode, params,
+                                                       lambda config: module.client({"kubeconfig": config}))
     except ClusterError as error:
         module.fail(error)
     diff = result.pop("diff")

@@ -71,8 +71,8 @@ def holder(client, agent):
 @pytest.fixture(scope="module")
 def bound(pods_lab, clients):
     """The demo's path: publish and bind with both agents as Deployments, then the sample instance."""
-    first = playbook(pods_lab, "bind-app-cluster.yml")
-    sample = ansible_playbook("playbooks/lab-sample-instance.yml", "-i", str(pods_lab.inventory))
+    first = playbook(pods_lab, "bind_app_cluster.yml")
+    sample = ansible_playbook("playbooks/lab_sample_instance.yml", "-i", str(pods_lab.inventory))
     assert sample.returncode == 0, (sample.stdout + sample.stderr)[-6000:]
     return first
 
@@ -87,7 +87,7 @@ def test_scenario_a_runs_through_agents_in_pods(pods_lab, clients, bound):
         assert len(pods) == 2 and all(ready(pod) for pod in pods), [pod["status"] for pod in pods]
         assert holder(client, agent) in [pod["metadata"]["name"] for pod in pods]
     assert not list(pods_lab.agents_dir.glob("*/state.json")), "no agent runs as a local process"
-    again = playbook(pods_lab, "bind-app-cluster.yml")
+    again = playbook(pods_lab, "bind_app_cluster.yml")
     assert all(counts["changed"] == 0 for counts in recaps(again).values()), again.stdout[-4000:]
 
 
@@ -136,7 +136,7 @@ def test_readiness_follows_the_control_planes_credentials(pods_lab, clients, bou
                lambda: any(not ready(pod) and pod["metadata"]["name"] == holder(app, KONNECTOR)
                            for pod in agent_pods(app, KONNECTOR)), timeout=90)
     # Bound again: a new token, the binding's kubeconfig Secret rewritten; the Pods are ready again.
-    playbook(pods_lab, "bind-app-cluster.yml")
+    playbook(pods_lab, "bind_app_cluster.yml")
     eventually("both konnector Pods ready again",
                lambda: all(ready(pod) for pod in agent_pods(app, KONNECTOR)) and len(agent_pods(app, KONNECTOR)) == 2,
                timeout=90)

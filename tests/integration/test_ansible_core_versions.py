@@ -55,7 +55,7 @@ def test_bind_app_cluster_runs_on_ansible_core(version, lab, cores_inventory):
                               env=environ, check=True)
     assert f"core {version}." in reported.stdout.splitlines()[0]
     run = subprocess.run([core_tool(version, "ansible-playbook"), "-i", str(cores_inventory), "-e",
-                          json.dumps(BIND_VARIABLES), "playbooks/bind-app-cluster.yml"], capture_output=True, text=True,
+                          json.dumps(BIND_VARIABLES), "playbooks/bind_app_cluster.yml"], capture_output=True, text=True,
                          env=environ, cwd=ROOT, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     # Its summary: bound through klutch_bind, with no problems.

@@ -2,6 +2,7 @@
 types inject (their injectors rendered as AWX renders them), an inventory without kubeconfigs."""
 
 import jinja2
+import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
@@ -32,22 +33,30 @@ def inject(credential_type, inputs, directory):
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
 
 
-def test_without_the_control_plane_credential_no_playbook_writes_anything(app, control_plane, audit, tmp_path):
-    # A job with only the app clusters' credential: the control plane's tasks must not fall back to
-    # K8S_AUTH_KUBECONFIG, which points at an app cluster.
-    app_env = inject("klutch-app-cluster.yml", {"kubeconfig": app.admin_kubeconfig.read_text()}, tmp_path)[0]
+@pytest.mark.parametrize("credential", ["klutch app cluster", "built-in bearer token"])
+def test_without_the_control_plane_credential_no_playbook_writes_anything(
+        app, control_plane, audit, tmp_path, token, credential):
+    # A job with only the app clusters' credential: the control plane's tasks must not fall back to the
+    # K8S_AUTH_* variables it sets (a kubeconfig file; or, AWX's built-in Kubernetes bearer token type,
+    # a host and token), which point at an app cluster.
+    if credential == "klutch app cluster":
+        app_env = inject("klutch-app-cluster.yml", {"kubeconfig": app.admin_kubeconfig.read_text()}, tmp_path)[0]
+    else:
+        app_env = {"K8S_AUTH_HOST": app.server, "K8S_AUTH_API_KEY": token, "K8S_AUTH_VERIFY_SSL": "True",
+                   "K8S_AUTH_SSL_CA_CERT": str(app.ca_cert)}
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {
         "control_plane": {"hosts": {"control-plane": LOCAL}}, "app_clusters": {"hosts": {"app": LOCAL}}}}}))
     start = now()
-    for playbook, extra in (("publish-service.yml", []), ("bind-app-cluster.yml", ["-e", f"@{LAB_VARS}"]),
-                            ("unbind-app-cluster.yml", ["-e", "klutch_unbind_control_plane=exports"])):
+    for playbook, extra in (("publish_service.yml", []), ("bind_app_cluster.yml", ["-e", f"@{LAB_VARS}"]),
+                            ("unbind_app_cluster.yml", ["-e", "klutch_unbind_control_plane=exports"])):
         run = ansible_playbook(f"playbooks/{playbook}", "-i", str(inventory), *extra, env=app_env)
         assert run.returncode != 0, playbook
         assert "control-plane has no kubeconfig of its own" in run.stdout, run.stdout
         assert "klutch_control_plane_kubeconfig" in run.stdout
     for cluster in (app, control_plane):
         assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0, cluster.name
+    assert audit(app).count_writes(since=start, user="system:serviceaccount:default:token-holder") == 0
 
 
 def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, control_plane, sample_dataservices,
@@ -76,13 +85,13 @@ def test_each_playbook_runs_with_only_what_the_credential_types_inject(lab, cont
     environment = dict(app_env, **cp_env)
     app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
     try:
-        for playbook in ("publish-service.yml", "bind-app-cluster.yml"):
+        for playbook in ("publish_service.yml", "bind_app_cluster.yml"):
             run = ansible_playbook(f"playbooks/{playbook}", *options, env=environment)
             assert run.returncode == 0, run.stdout + run.stderr
         assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is not None
-        again = ansible_playbook("playbooks/bind-app-cluster.yml", *options, env=environment)
+        again = ansible_playbook("playbooks/bind_app_cluster.yml", *options, env=environment)
         assert all(counts["changed"] == 0 for counts in recaps(again).values()), again.stdout
-        unbound = ansible_playbook("playbooks/unbind-app-cluster.yml", *options, env=environment)
+        unbound = ansible_playbook("playbooks/unbind_app_cluster.yml", *options, env=environment)
         assert unbound.returncode == 0, unbound.stdout + unbound.stderr
         assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is None
         for secret in (cluster.admin_kubeconfig.read_text(), control_plane.admin_kubeconfig.read_text()):

@@ -495,3 +495,36 @@ def test_an_export_schema_the_app_cluster_refuses_leaves_nothing_written(fresh_a
     assert refused.get("failed") and "CustomResourceDefinition " + NAME in refused["msg"], output
     assert "storage version" in refused["msg"]
     assert audit(fresh_app).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_klutch_bind_absent_unbinds_in_one_task_and_keeps_the_control_plane_unless_asked(
+        template, other_app, control_plane, klutch_apis, run_task, audit, client_for):
+    app = client_for(other_app.admin_kubeconfig)
+    bound, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane))
+    assert not bound.get("failed"), output
+    namespace = bound["consumer_namespace"]
+    unbind = dict(bind_args(other_app, control_plane), state="absent")
+
+    start = now()
+    planned, output = run_task("klutch.bind.klutch_bind", unbind, check=True)
+    assert planned["changed"] is True and planned["unbound"] == [NAME], output
+    unbound, output = run_task("klutch.bind.klutch_bind", unbind)
+    assert unbound["changed"] is True and unbound["unbound"] == [NAME], output
+    assert app.get(API_SERVICE_BINDINGS, NAME, "klutch-bind") is None
+    assert app.get(CUSTOM_RESOURCE_DEFINITIONS, NAME) is not None, "the CRD and local instances stay unless asked"
+    assert klutch_apis.get(API_SERVICE_EXPORTS, NAME, namespace) is not None, "the control plane keeps its data"
+    assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
+
+    start = now()
+    again, output = run_task("klutch.bind.klutch_bind", unbind)
+    assert again["changed"] is False, output
+    assert audit(other_app).count_writes(since=start, user=ADMIN_USER) == 0
+
+    withdrawn, output = run_task("klutch.bind.klutch_bind", dict(unbind, control_plane_cleanup="exports",
+                                                                 delete_crds=True))
+    assert withdrawn["exports"] == [{"name": NAME, "action": "deleted"}], output
+    assert withdrawn["consumer_namespace"] == namespace
+    assert klutch_apis.get(API_SERVICE_EXPORTS, NAME, namespace) is None
+    assert klutch_apis.get(NAMESPACES, namespace) is not None, "the consumer's namespace goes only with everything"
+    crd = app.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)
+    assert crd is None or crd["metadata"].get("deletionTimestamp"), "asked: the CRD goes"

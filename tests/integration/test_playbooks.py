@@ -36,12 +36,12 @@ def test_bind_app_cluster_binds_syncs_and_runs_again_without_changes(lab, contro
     cp = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     try:
         start = now()
-        checked = ansible_playbook("playbooks/bind-app-cluster.yml", "--check", *options)
+        checked = ansible_playbook("playbooks/bind_app_cluster.yml", "--check", *options)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0, "check mode wrote to the app cluster"
         assert "not yet (check mode on a new app cluster)" in checked.stdout
 
-        first = ansible_playbook("playbooks/bind-app-cluster.yml", *options)
+        first = ansible_playbook("playbooks/bind_app_cluster.yml", *options)
         assert first.returncode == 0, first.stdout + first.stderr
         binding = app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind")
         assert condition_holds("Ready")(binding)
@@ -49,29 +49,29 @@ def test_bind_app_cluster_binds_syncs_and_runs_again_without_changes(lab, contro
         assert "'problems': []" in first.stdout or '"problems": []' in first.stdout
 
         start = now()
-        second = ansible_playbook("playbooks/bind-app-cluster.yml", *options)
+        second = ansible_playbook("playbooks/bind_app_cluster.yml", *options)
         assert second.returncode == 0, second.stdout + second.stderr
         assert all(counts["changed"] == 0 for counts in recaps(second).values()), second.stdout
         assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
 
-        sample = ansible_playbook("playbooks/lab-sample-instance.yml", "-i", str(inventory))
+        sample = ansible_playbook("playbooks/lab_sample_instance.yml", "-i", str(inventory))
         assert sample.returncode == 0, sample.stdout + sample.stderr
         creds = app.get(SECRETS, "orders-creds", "demo")
         assert set(creds["data"]) >= {"host", "port", "username", "password"}, "the connection Secret arrived"
 
-        published = ansible_playbook("playbooks/publish-service.yml", *options)
+        published = ansible_playbook("playbooks/publish_service.yml", *options)
         assert recaps(published)["control-plane"]["changed"] == 0, published.stdout
 
-        unbound = ansible_playbook("playbooks/unbind-app-cluster.yml", *options)
+        unbound = ansible_playbook("playbooks/unbind_app_cluster.yml", *options)
         assert unbound.returncode == 0, unbound.stdout + unbound.stderr
         assert app.get(API_SERVICE_BINDINGS, "postgresqlinstances.samples.klutch.bind", "klutch-bind") is None
         assert app.get(INSTANCES, "orders", "demo") is not None, "the CRD and instances stay unless asked"
         consumer_namespace = first_consumer_namespace(first)
         assert cp.get(NAMESPACES, consumer_namespace) is not None, "control-plane data stays unless asked"
         assert cp.get(INSTANCES, "orders", f"{consumer_namespace}-demo") is not None
-        again = ansible_playbook("playbooks/unbind-app-cluster.yml", *options)
+        again = ansible_playbook("playbooks/unbind_app_cluster.yml", *options)
         assert recaps(again)["app-playbook"]["changed"] == 0, again.stdout
-        everything = ansible_playbook("playbooks/unbind-app-cluster.yml", *options,
+        everything = ansible_playbook("playbooks/unbind_app_cluster.yml", *options,
                                       "-e", "klutch_unbind_control_plane=everything")
         assert everything.returncode == 0, everything.stdout + everything.stderr
         gone = cp.get(NAMESPACES, consumer_namespace)
@@ -95,7 +95,7 @@ def test_bind_app_cluster_names_the_host_that_cannot_be_reached(lab, tmp_path):
     inventory.write_text(lab.inventory.read_text().replace(str(lab.cluster("app").admin_kubeconfig),
                                                            str(tmp_path / "missing.kubeconfig")))
     # No agents: the lab inventory would leave local ones running on the shared control plane.
-    run = ansible_playbook("playbooks/bind-app-cluster.yml", "-i", str(inventory),
+    run = ansible_playbook("playbooks/bind_app_cluster.yml", "-i", str(inventory),
                            "-e", "control_plane_backend=none", "-e", "konnector_mode=none")
     assert run.returncode != 0
     assert f"The kubeconfig file {tmp_path / 'missing.kubeconfig'} does not exist" in run.stdout + run.stderr
