@@ -1,0 +1,44 @@
+"""klutch_info's reading of a consumer as the control plane holds it, and its summary of a pending pass."""
+
+import datetime
+
+from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
+from ansible_collections.klutch.bind.plugins.module_utils import info
+from ansible_collections.klutch.bind.plugins.module_utils.backend import Consumer
+
+MOMENT = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
+NAME = "postgresqlinstances.samples.klutch.bind"
+
+
+def consumer(heartbeat=None, phase="Succeeded", mapped=True, cluster_binding=True):
+    held = Consumer("cluster-ab12c", {"cluster-ab12c": {"metadata": {
+        "name": "cluster-ab12c", "uid": "u", "annotations": {plan.IDENTITY_ANNOTATION: "app-eu-1#X1y2Z3"}}}})
+    held.exports = {NAME: {"metadata": {"name": NAME, "annotations": {plan.SPEC_HASH_ANNOTATION: "h1"}}}}
+    held.requests = {NAME: {"metadata": {"name": NAME}, "status": {"phase": phase} if phase else {}}}
+    held.service_namespaces = [{"metadata": {"name": "shop"}, "status": {"namespace": "cluster-ab12c-shop"} if mapped else {}}]
+    status = {"lastHeartbeatTime": heartbeat, "heartbeatInterval": "5m0s"} if heartbeat else {}
+    held.cluster_binding = {"metadata": {"name": "cluster"}, "status": status} if cluster_binding else None
+    return held
+
+
+def test_a_healthy_consumer_has_no_problems():
+    report = info.consumer_report(consumer(heartbeat="2026-12-07T11:58:00Z"), MOMENT)
+    assert report == {"consumer": "app-eu-1", "cluster_id": "X1y2Z3", "namespace": "cluster-ab12c",
+                      "exports": [{"name": NAME, "hash": "h1"}], "requests": {NAME: "Succeeded"},
+                      "mapped_namespaces": ["cluster-ab12c-shop"], "unmapped_namespaces": [],
+                      "last_heartbeat": "2026-12-07T11:58:00Z", "healthy": True, "problems": []}
+
+
+def test_each_thing_to_act_on_is_one_problem():
+    report = info.consumer_report(consumer(heartbeat="2026-12-07T11:00:00Z", phase=None, mapped=False), MOMENT)
+    assert report["healthy"] is False and report["unmapped_namespaces"] == ["shop"]
+    assert report["problems"][:2] == [f"request {NAME} is not served yet", "APIServiceNamespace shop is not mapped yet"]
+    assert report["problems"][2].startswith("its konnector is not healthy (")
+    assert info.consumer_report(consumer(cluster_binding=False), MOMENT)["problems"] == [
+        "it has no ClusterBinding cluster in cluster-ab12c"]
+
+
+def test_a_pending_pass_is_summed_up_by_direction_and_kind():
+    assert info.pending_summary({"up": {"instances": 3}, "down": {"secrets": 1, "instances": 2}}) == \
+        "down 2 instances, 1 secrets, up 3 instances"
+    assert info.pending_summary({"up": {}, "down": {"secrets": 1}}) == "down 1 secrets"
