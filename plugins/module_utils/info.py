@@ -34,8 +34,9 @@ def control_plane_report(client, moment=None):
     heartbeat and problems."""
     moment = moment or datetime.datetime.now(datetime.timezone.utc)
     templates = [{"namespace": item["metadata"]["namespace"], "name": item["metadata"]["name"],
-                  "exports": "%(resource)s.%(group)s" % item["spec"]["APIServiceSelector"]}
-                 for item in client.list(EXPORT_TEMPLATES)[0]]
+                  "exports": "%s.%s" % (selector.get("resource"), selector.get("group"))}
+                 for item in client.list(EXPORT_TEMPLATES)[0]
+                 for selector in [(item.get("spec") or {}).get("APIServiceSelector") or {}]]
     consumers = [consumer_report(consumer.read(client), moment) for consumer in backend.Consumer.all(client)]
     return {"side": "control_plane", "templates": templates, "consumers": consumers,
             "problems": ["consumer %s: %s" % (consumer["consumer"], problem)
@@ -136,7 +137,10 @@ def orphaned_instances(client, binding_names):
         version = next((item["name"] for item in spec["versions"] if item.get("storage")), spec["versions"][0]["name"])
         kind = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
                         namespaced=spec["scope"] == "Namespaced")
-        held = [obj for obj in client.list(kind)[0] if sync.has_finalizer(obj)]
+        try:
+            held = [obj for obj in client.list(kind)[0] if sync.has_finalizer(obj)]
+        except ClusterError:  # a CRD not served (yet, or any more) holds no instance to read
+            continue
         if held:
             found.append({"crd": crd["metadata"]["name"], "count": len(held)})
     return found
