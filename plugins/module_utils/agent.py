@@ -392,7 +392,7 @@ class Konnector:
 
     @staticmethod
     def keep_crd(app, bound):
-        """The binding's CRD follows its export, as Klutch's konnector keeps it (ref §3.5)."""
+        """The binding's CRD follows its export, as Klutch's konnector keeps it."""
         current = app.get(CUSTOM_RESOURCE_DEFINITIONS, bound.name)
         problem = app_cluster.foreign_crd_problem(current, bound.name)
         if problem:
@@ -447,7 +447,7 @@ class Konnector:
 
 
 class Backend:
-    """On the control plane: the backend controllers for every consumer namespace (ref §2.4-2.8)."""
+    """On the control plane: the backend controllers for every consumer namespace."""
 
     WATCHED = (API_SERVICE_EXPORT_REQUESTS, API_SERVICE_EXPORTS, API_SERVICE_NAMESPACES, CUSTOM_RESOURCE_DEFINITIONS,
                EXPORT_TEMPLATES)

@@ -201,7 +201,7 @@ def failed_for_good(request, moment):
 
 
 def reconcile(recorder, consumer, catalog, default_scope, moment):
-    """The backend controllers for one consumer namespace (ref §2.4-2.8): requests, drift, mapping, RBAC."""
+    """The backend controllers for one consumer namespace: requests, drift, mapping, RBAC."""
     namespace = consumer.namespace
     scope = plan.consumer_scope(consumer.exports.values(), default_scope)
     for name, request in sorted(consumer.requests.items()):
@@ -241,7 +241,7 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
 
 
 def report_health(recorder, consumer, moment):
-    """The ClusterBinding's Healthy and Ready conditions from the konnector's heartbeat (ref §2.7)."""
+    """The ClusterBinding's Healthy and Ready conditions from the konnector's heartbeat."""
     binding = consumer.cluster_binding
     if binding is None:
         return

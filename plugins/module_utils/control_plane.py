@@ -412,7 +412,7 @@ def parse_time(text):
 
 
 def heartbeat_health(status, moment):
-    """The ClusterBinding's Healthy condition from the konnector's heartbeat (Klutch's table, ref §2.7).
+    """The ClusterBinding's Healthy condition from the konnector's heartbeat (Klutch's table).
 
     The consumer writes the heartbeat, so it is read as untrusted input: a time that is not RFC 3339,
     or one far in the future, is reported instead of believed. Klutch also reports a heartbeat younger

@@ -43,7 +43,7 @@ CONCURRENCY = 8  # objects written at the same time, by default
 
 
 class Unbound(ConfigError):
-    """A binding that cannot be served; `condition` and `reason` are what its status says (ref §3.4-3.5)."""
+    """A binding that cannot be served; `condition` and `reason` are what its status says."""
 
     def __init__(self, message, condition, reason):
         super(Unbound, self).__init__(message)

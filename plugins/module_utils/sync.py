@@ -124,7 +124,7 @@ class Mapping:
 
 
 def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
-    """Operations that bring a namespaced bound kind's instances in step (ref §3.7-3.10, §3.13).
+    """Operations that bring a namespaced bound kind's instances in step.
 
     Without `prune`, bound upstream objects whose consumer object is gone are left alone.
     """
@@ -150,13 +150,13 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
 
 
 def plan_namespace_removals(mapping, consumer_namespaces):
-    """An APIServiceNamespace whose consumer namespace is gone is deleted (ref §3.7); the backend then removes <P>-N."""
+    """An APIServiceNamespace whose consumer namespace is gone is deleted; the backend then removes <P>-N."""
     return [Operation(PROVIDER, "unmap_namespace", "instances", name, name, None)
             for name in sorted(mapping.known) if name not in consumer_namespaces]
 
 
 def plan_cluster_instances(consumer_objects, provider_objects, provider_namespace, namespace_uid, prune=True):
-    """The same for a cluster-scoped kind (ref §3.11): consumer object N is `<P>-N` upstream.
+    """The same for a cluster-scoped kind: consumer object N is `<P>-N` upstream.
 
     Upstream copies carry the annotation cluster-namespace: <P> and an ownerReference to the
     Namespace <P>, so removing the consumer's namespace on the control plane removes them too.
@@ -305,7 +305,7 @@ def _content(obj):
 
 
 def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=True):
-    """Operations for one accepted claim in every mapped namespace pair (owner side wins, ref §3.12-3.13).
+    """Operations for one accepted claim in every mapped namespace pair (the owner's side wins).
 
     Without `prune`, copies whose owner's object is gone are left alone.
     """

@@ -1,4 +1,4 @@
-"""Klutch's own end-to-end scenarios (ref §7.1 A-D) on the lab, each run twice: once driven by
+"""Klutch's own end-to-end scenarios A to D on the lab, each run twice: once driven by
 klutch_claim_sync (with klutch_export_request doing the backend's work), once by the agents that the
 roles run as local processes under their least-privilege ServiceAccounts, with no playbook between.
 
