@@ -26,13 +26,21 @@ def run(command, **options):
 
 def test_a_virtualenv_with_only_the_requirements_installs_the_collection_and_binds_by_playbook_name(
         lab, control_plane, sample_dataservices, audit, tmp_path):
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
-    run([str(venv / "bin" / "pip"), "install", "--quiet", "ansible-core>=2.17", "-r", str(ROOT / "requirements.txt")])
-    run([str(venv / "bin" / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(ROOT)])
+    venv, collections = tmp_path / "venv", tmp_path / "collections"
+    # Nothing of this run's environment: no Ansible settings, no collections path, no Python path.
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith(("K8S_AUTH_", "ANSIBLE_", "PYTHON"))}
+    environ.update(ANSIBLE_COLLECTIONS_PATH=str(collections), PATH=f"{venv / 'bin'}:{environ['PATH']}",
+                   ANSIBLE_NOCOLOR="1")
+    run([sys.executable, "-m", "venv", str(venv)], env=environ)
+    run([str(venv / "bin" / "pip"), "install", "--quiet", "ansible-core>=2.17", "-r", str(ROOT / "requirements.txt")],
+        env=environ)
+    run([str(venv / "bin" / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(ROOT)],
+        env=environ)
     tarball = next(tmp_path.glob("klutch-bind-*.tar.gz"))
-    collections = tmp_path / "collections"
-    run([str(venv / "bin" / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(collections)])
+    run([str(venv / "bin" / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(collections)],
+        env=environ, cwd=tmp_path)
+    assert (collections / "ansible_collections" / "klutch" / "bind" / "playbooks" / "bind_app_cluster.yml").exists()
 
     lab.up(list(lab.state["clusters"]) + ["app-install"])
     try:
@@ -44,10 +52,6 @@ def test_a_virtualenv_with_only_the_requirements_installs_the_collection_and_bin
         assert app_clusters["app-install"]["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
         path = tmp_path / "inventory.yml"
         path.write_text(yaml.safe_dump(inventory))
-        environ = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("K8S_AUTH_", "ANSIBLE_", "PYTHON"))}
-        environ.update(ANSIBLE_COLLECTIONS_PATH=str(collections), PATH=f"{venv / 'bin'}:{environ['PATH']}",
-                       ANSIBLE_NOCOLOR="1")
         command = [str(venv / "bin" / "ansible-playbook"), "-i", str(path), "-e", f"@{LAB_VARS}",
                    "-e", "konnector_mode=none", "-e", "control_plane_backend=none", "klutch.bind.bind_app_cluster"]
         first = run(command, env=environ, cwd=tmp_path)

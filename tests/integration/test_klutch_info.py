@@ -71,8 +71,9 @@ def test_the_control_plane_reports_each_consumer_with_its_exports_namespaces_and
     assert consumer["healthy"] or any("konnector is not healthy" in problem for problem in consumer["problems"])
 
     # A namespace the consumer asked for that nobody mapped yet (the backend's work) is named.
-    world.cp.write("POST", API_SERVICE_NAMESPACES, {"metadata": {"name": "unmapped-one", "namespace": world.namespace},
-                                                    "spec": {}})
+    world.cp.write("POST", API_SERVICE_NAMESPACES, {
+        "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
+        "metadata": {"name": "unmapped-one", "namespace": world.namespace}, "spec": {}})
     [consumer] = [item for item in info(world, control_plane, control_plane, run_task, audit)["consumers"]
                   if item["namespace"] == world.namespace]
     assert consumer["unmapped_namespaces"] == ["unmapped-one"]
