@@ -5,6 +5,7 @@ import signal
 import sys
 import textwrap
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,24 @@ def control_plane_play(control_plane, crossplane):
         return role_play("klutch.bind.control_plane", variables)
 
     return play
+
+
+@pytest.fixture(scope="session")
+def bound_world(lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
+    """with bound_world(driver, name, agent_names=...) as world: an app cluster `name` bound to the MangoDB
+    API (sync_world.make_world); after the block its agents stop and the cluster goes."""
+    from sync_world import end_world, make_world
+
+    @contextmanager
+    def bound(driver, name, agent_names=("konnector", "backend")):
+        world = make_world(driver, name, lab, control_plane, control_plane_play, run_playbook, run_task,
+                           tmp_path_factory.mktemp(name))
+        try:
+            yield world
+        finally:
+            end_world(world, lab, run_task, agent_names=agent_names)
+
+    return bound
 
 
 class Publication:

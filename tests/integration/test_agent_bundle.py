@@ -33,7 +33,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_NAMESPACES, CONFIG_MAPS, DEPLOYMENTS, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
 from klutch_lab.cluster import free_port
 from playbook_runner import recap
-from sync_world import MANGODBS, end_world, eventually, instance, konnector_play, make_world
+from sync_world import MANGODBS, eventually, instance, konnector_play
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = "ansible_collections.klutch.bind.plugins.module_utils.agent"
@@ -44,12 +44,10 @@ IDENTITY = "konnector-from-bundle"
 
 
 @pytest.fixture(scope="module")
-def world(lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
+def world(bound_world):
     """An app cluster bound to the MangoDB API, with the konnector role in mode none: no agent yet."""
-    bound = make_world("module", "app-bundle", lab, control_plane, control_plane_play, run_playbook, run_task,
-                       tmp_path_factory.mktemp("agents"))
-    yield bound
-    end_world(bound, lab, run_task, agent_names=())
+    with bound_world("module", "app-bundle", agent_names=()) as bound:
+        yield bound
 
 
 def deployment_play(world, **variables):

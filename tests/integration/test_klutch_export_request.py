@@ -161,7 +161,7 @@ def test_absent_removes_exports_and_rights_and_the_namespaces_only_when_asked(
 
 
 def test_cluster_scope_never_lists_a_namespaced_kind_or_secrets_cluster_wide(
-        exported, run_task, client_for, klutch_apis):
+        exported, run_task, client_for, klutch_apis, audit, control_plane):
     bound, output = run_task("klutch.bind.klutch_export_request", exported("cluster-wide", consumer_scope="Cluster"))
     assert not bound.get("failed"), output
     consumer = client_for(kubeconfig=yaml.safe_load(bound["kubeconfig"]))
@@ -174,3 +174,4 @@ def test_cluster_scope_never_lists_a_namespaced_kind_or_secrets_cluster_wide(
     changed, output = run_task("klutch.bind.klutch_export_request", exported("cluster-wide"))
     assert changed.get("failed"), output
     assert "informerScope Cluster, which cannot change" in changed["msg"]
+    assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0

@@ -7,17 +7,15 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES)
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
-from sync_world import MANGODBS, end_world, instance, make_world
+from sync_world import MANGODBS, instance
 
 NAME = "mangodbs.mangodb.com"
 
 
 @pytest.fixture(scope="module")
-def world(lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
-    bound = make_world("module", "app-info", lab, control_plane, control_plane_play, run_playbook, run_task,
-                       tmp_path_factory.mktemp("info"))
-    yield bound
-    end_world(bound, lab, run_task)
+def world(bound_world):
+    with bound_world("module", "app-info") as bound:
+        yield bound
 
 
 def info(world, control_plane, cluster, run_task, audit, check=False):

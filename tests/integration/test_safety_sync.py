@@ -39,11 +39,9 @@ Deletes = namedtuple("Deletes", ["instances", "namespaces", "mappings"])
 
 
 @pytest.fixture(scope="module")
-def world(lab, control_plane, klutch_apis, control_plane_play, run_playbook, run_task, tmp_path_factory):
-    bound = make_world("module", "app-safe", lab, control_plane, control_plane_play, run_playbook, run_task,
-                       tmp_path_factory.mktemp("agents"))
-    yield bound
-    end_world(bound, lab, run_task)
+def world(bound_world):
+    with bound_world("module", "app-safe") as bound:
+        yield bound
 
 
 def sync(world, cluster=None):
