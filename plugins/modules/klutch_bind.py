@@ -26,7 +26,7 @@ description:
     bindings as M(klutch.bind.klutch_claim_sync) does (O(sync)).
   - The consumer's kubeconfig stays inside the module; only the app cluster's kubeconfig Secret holds it.
   - Everything the single modules check is checked before their first write.
-  - With O(state=absent), unbinds in one task what it bound: each service's binding, its konnector
+  - With O(state=absent), unbinds in one task what it bound. Each service's binding, its konnector
     ClusterRoles and kubeconfig Secret go from the app cluster and its instances are released; the CRD,
     and with it every local instance, only with O(delete_crds). The control plane keeps everything unless
     O(control_plane_cleanup) asks (C(playbooks/unbind_app_cluster.yml) runs it).
