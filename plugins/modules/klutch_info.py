@@ -19,7 +19,7 @@ description:
     hashes), requests, mapped and unmapped namespaces, the konnector's last heartbeat and whether it is healthy.
   - On an app cluster, its cluster id and each binding with its claims, conditions, its CRD (present, in step
     with the export, the export's spec hash), the number of local instances, and what its next sync pass would
-    write (RV(bindings[].pending)); a binding whose next pass would write something is drifting. Also instances
+    write (C(pending) in RV(bindings)); a binding whose next pass would write something is drifting. Also instances
     that the syncer's finalizer holds after their binding went.
   - Each report has RV(problems), one sentence per thing to act on; an empty list means all is well, which a
     playbook can C(assert).
