@@ -60,12 +60,12 @@ def shipped_zip(world):
     return base64.b64decode(configmap["binaryData"]["agent.zip"])
 
 
-def test_deployment_mode_ships_the_bundle_in_a_configmap_and_a_second_run_changes_nothing(world, run_playbook):
+def test_deployment_mode_ships_the_bundle_in_a_configmap_and_a_second_run_changes_nothing(world, run_playbook, figure):
     applied = run_playbook(deployment_play(world))
     assert applied.returncode == 0, applied.stdout
     data = shipped_zip(world)
     assert len(data) < 512 * 1024, "well under a ConfigMap's 1 MiB"
-    print(f"\nbundle: {len(data)} bytes, {len(base64.b64encode(data))} in the ConfigMap", file=sys.stderr)
+    figure(f"bundle: {len(data)} bytes, {len(base64.b64encode(data))} in the ConfigMap")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert ENTRY.replace(".", "/") + ".py" in names and "urllib3/__init__.py" in names and "yaml/__init__.py" in names
 
@@ -96,7 +96,6 @@ def python_for_the_image():
     version = PYTHON_IMAGE.rpartition(":")[2].split("-")[0]
     candidate = Path(sys.executable).parent.parent / "pythons" / f"python{version}"
     python = Path(os.path.realpath(candidate if candidate.exists() else sys.executable))
-    print(f"\nbundle: runs on {python}", file=sys.stderr)
     return python
 
 
@@ -154,8 +153,10 @@ def health(port):
         return {}
 
 
-def test_the_shipped_bundle_runs_in_cluster_as_uid_65532_on_a_read_only_root_and_syncs(world, pod_files, run_task):
+def test_the_shipped_bundle_runs_in_cluster_as_uid_65532_on_a_read_only_root_and_syncs(world, pod_files, run_task,
+                                                                                       figure):
     python = python_for_the_image()
+    figure(f"bundle: runs on {python}")
     environ = pod_environment(world, pod_files, python)
     # What that Python finds: the zip's packages, and neither kubernetes nor ansible-core.
     probe = ("import importlib.util; print(sorted(name for name in ('kubernetes', 'ansible', 'urllib3', 'yaml') "

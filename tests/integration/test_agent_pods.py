@@ -30,12 +30,12 @@ BACKEND = ("klutch-bind-system", "klutch-bind-backend", "klutch-bind-backend")
 
 
 @pytest.fixture(scope="module")
-def pods_lab():
+def pods_lab(figure):
     # A short directory: the kubelet's Unix sockets live below it.
     lab = Lab(Path(tempfile.mkdtemp(prefix="klp-")) / "lab", progress=lambda line: print(line, file=sys.stderr))
     started = time.monotonic()
     lab.up(DEFAULT_CLUSTERS, nodes=DEFAULT_CLUSTERS)
-    print(f"\npods: lab with two nodes up in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    figure(f"pods: lab with two nodes up in {time.monotonic() - started:.1f} s")
     try:
         yield lab
     finally:
@@ -109,7 +109,7 @@ def test_the_pods_run_as_non_root_on_a_read_only_root_with_their_service_account
         assert f"system:serviceaccount:{agent[0]}:{agent[2]}" in users
 
 
-def test_the_other_replica_leads_within_a_lease_term_when_the_leader_goes(pods_lab, clients, bound):
+def test_the_other_replica_leads_within_a_lease_term_when_the_leader_goes(pods_lab, clients, bound, figure):
     app = clients["app"]
     leader = holder(app, KONNECTOR)
     deleted = time.monotonic()
@@ -117,7 +117,7 @@ def test_the_other_replica_leads_within_a_lease_term_when_the_leader_goes(pods_l
     successor = eventually("another konnector Pod holds the Lease",
                            lambda: (holder(app, KONNECTOR) or leader) != leader and holder(app, KONNECTOR), timeout=60)
     took = time.monotonic() - deleted
-    print(f"\npods: konnector leadership moved from {leader} to {successor} in {took:.1f} s", file=sys.stderr)
+    figure(f"pods: konnector leadership moved from {leader} to {successor} in {took:.1f} s")
     assert took < 15, "within a lease term"
     # Nothing lost: an instance created now still goes up and its Secret comes down.
     app.apply(INSTANCES, {"metadata": {"name": "after-failover", "namespace": "demo"},

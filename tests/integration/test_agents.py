@@ -50,7 +50,7 @@ def health(result):
         return {}
 
 
-def test_a_standby_takes_over_at_once_when_the_leader_stops(agents):
+def test_a_standby_takes_over_at_once_when_the_leader_stops(agents, figure):
     leader = local_agent(agents, "konnector")
     assert leader["action"] == "unchanged", "the role started it with the same arguments"
     standby = local_agent(agents, "standby")
@@ -67,7 +67,7 @@ def test_a_standby_takes_over_at_once_when_the_leader_stops(agents):
     local_agent(agents, "konnector", state="absent")
     # Released on SIGTERM: the standby takes over on its next renewal instead of after a whole term.
     eventually("the standby leading", lambda: health(standby).get("leading"), timeout=10)
-    print(f"\nagents: standby leading {time.monotonic() - stopped:.1f} s after the leader stopped", file=sys.stderr)
+    figure(f"agents: standby leading {time.monotonic() - stopped:.1f} s after the leader stopped")
     agents.app.apply(MANGODBS, instance("handed-over"))
     eventually("the standby syncs", lambda: agents.cp.get(MANGODBS, "handed-over", agents.mapped()))
     agents.app.delete(MANGODBS, "handed-over", "default")
@@ -147,7 +147,7 @@ def contents(client, namespaces):
     return instances, secrets
 
 
-def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(lab, agents, control_plane):
+def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(lab, agents, control_plane, figure):
     world, app, cp = agents, agents.app, agents.cp
     local_agent(world, "konnector", state="absent")
     namespaces = [f"load-{index}" for index in range(NAMESPACE_COUNT)]
@@ -168,7 +168,7 @@ def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(l
         time.sleep(0.02)
     os.kill(konnector_pid(world), signal.SIGKILL)
     at_kill = upstream_count()
-    print(f"\nfaults: konnector killed with {at_kill} of {total} instances upstream", file=sys.stderr)
+    figure(f"faults: konnector killed with {at_kill} of {total} instances upstream")
     assert 0 < at_kill < total, "the kill was not mid-sync"
 
     # While the konnector is dead: the control plane's API server goes away and comes back, and both
@@ -204,7 +204,7 @@ def test_killed_mid_sync_and_a_restarted_api_server_lose_and_duplicate_nothing(l
     while not converged():
         assert time.monotonic() < deadline, "the clusters did not converge within 120 s"
         time.sleep(0.5)
-    print(f"faults: converged {time.monotonic() - started:.1f} s after the konnector came back", file=sys.stderr)
+    figure(f"faults: converged {time.monotonic() - started:.1f} s after the konnector came back")
     instances, secrets = contents(app, namespaces)
     assert len(instances) == total, "10 deleted, 10 added"
     assert sum(1 for tier in instances.values() if tier == "Dedicated") == 10 + 10  # patched + the late ones
@@ -227,7 +227,7 @@ def readiness(world, agent_name):
         return None
 
 
-def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, agents, control_plane):
+def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, agents, control_plane, figure):
     world, app, cp = agents, agents.app, agents.cp
     namespace = "away"
     app.apply(NAMESPACES, {"metadata": {"name": namespace}})
@@ -259,8 +259,8 @@ def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, ag
     eventually("both sides hold the same fifteen instances",
                lambda: tiers(app, namespace) == expected and tiers(cp, world.mapped(namespace)) == expected,
                timeout=120)
-    print(f"\nfaults: converged {time.monotonic() - returned:.1f} s after a 60 s absence of the control plane",
-          file=sys.stderr)
+    figure(f"faults: converged {time.monotonic() - returned:.1f} s after a 60 s absence of the control plane",
+           file=sys.stderr)
     assert all(obj["metadata"].get("deletionTimestamp") is None for obj in app.list(MANGODBS, namespace)[0])
     assert all(SYNCER_FINALIZER in obj["metadata"]["finalizers"] for obj in app.list(MANGODBS, namespace)[0])
     eventually("the konnector ready again", lambda: readiness(world, "konnector") == 200, timeout=30)

@@ -26,7 +26,7 @@ def config_maps(namespace, value):
 
 
 def test_a_playbook_rides_out_an_api_server_restart_and_a_rerun_writes_nothing(lab, app, admin, namespace,
-                                                                               run_playbook, tmp_path, audit):
+                                                                               run_playbook, tmp_path, audit, figure):
     marker = tmp_path / "first-task-done"
     kubeconfig = str(app.admin_kubeconfig)
     playbook = f"""\
@@ -70,7 +70,7 @@ def test_a_playbook_rides_out_an_api_server_restart_and_a_rerun_writes_nothing(l
     restarter.join()
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert restart["down"] < finished < restart["up"] + 60, "the API server was not away during the run"
-    print(f"\nfaults: the second apply waited out {restart['up'] - restart['down']:.1f} s of API server restart")
+    figure(f"faults: the second apply waited out {restart['up'] - restart['down']:.1f} s of API server restart")
     values = {item["metadata"]["name"]: item["data"]["value"] for item in admin.list(CONFIG_MAPS, namespace)[0]
               if item["metadata"]["name"].startswith("fault-")}
     assert values == {f"fault-{index:03d}": "second" for index in range(OBJECTS)}
@@ -105,7 +105,7 @@ def writes_of(name):
     return lambda request: request.method in ("POST", "PATCH", "PUT") and request.path.endswith("/" + name)
 
 
-def test_a_module_waits_as_long_as_429_and_503_ask_and_then_applies(proxy, run_task, admin, namespace):
+def test_a_module_waits_as_long_as_429_and_503_ask_and_then_applies(proxy, run_task, admin, namespace, figure):
     objects = config_maps(namespace, "slow")[:3]
     target = objects[1]["metadata"]["name"]
     proxy.inject(writes_of(target), 429, "TooManyRequests", "Too many requests, please try again later.",
@@ -119,7 +119,7 @@ def test_a_module_waits_as_long_as_429_and_503_ask_and_then_applies(proxy, run_t
     assert [code for _request, code, _when in attempts] == [429, 429, 503, None]
     waits = [later[2] - earlier[2] for earlier, later in zip(attempts, attempts[1:])]
     assert [round(wait) for wait in waits] >= [2, 2, 1] and all(wait < 8.5 for wait in waits), waits
-    print(f"\nfaults: 429, 429, 503 answered after {', '.join(f'{wait:.1f}' for wait in waits)} s")
+    figure(f"faults: 429, 429, 503 answered after {', '.join(f'{wait:.1f}' for wait in waits)} s")
     assert {item["metadata"]["name"] for item in admin.list(CONFIG_MAPS, namespace)[0]} >= {
         obj["metadata"]["name"] for obj in objects}
     rerun, output = run_task("klutch.bind.klutch_manifest", {"kubeconfig": proxy.kubeconfig(), "definition": objects})

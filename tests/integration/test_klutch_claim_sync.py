@@ -169,7 +169,7 @@ def health(port):
         return None
 
 
-def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, agent):
+def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, agent, figure):
     process, port = agent
     app, cp = bound.app, bound.cp
     eventually("healthy and leading", lambda: (health(port) or {}).get("leading"))
@@ -182,7 +182,7 @@ def test_the_agent_syncs_without_a_playbook_and_stops_cleanly_on_sigterm(bound, 
                           "spec": {"service": "postgresql-15", "plan": "postgresql-single-small",
                                    "writeConnectionSecretToRef": {"name": "invoices-creds"}}})
     eventually("the instance upstream", lambda: cp.get(INSTANCES, "invoices", mapped))
-    print(f"\nagent: instance upstream {time.monotonic() - started:.2f} s after it was created", file=sys.stderr)
+    figure(f"agent: instance upstream {time.monotonic() - started:.2f} s after it was created")
     eventually("its connection Secret on the app cluster", lambda: app.get(SECRETS, "invoices-creds", "shop"), 90)
     eventually("Ready on the app cluster", lambda: condition_holds("Ready")(app.get(INSTANCES, "invoices", "shop")))
     assert cp.get(Resource("klutch.anynines.com/v1alpha1", "ClusterBinding", "clusterbindings"), "cluster",

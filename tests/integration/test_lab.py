@@ -18,12 +18,12 @@ def quiet(_line):
     pass
 
 
-def test_up_then_down_leaves_no_process_port_or_state(tmp_path):
+def test_up_then_down_leaves_no_process_port_or_state(tmp_path, figure):
     lab = Lab(tmp_path / "lab", progress=quiet)
     started = time.monotonic()
     lab.up(["first", "second"])
     elapsed = time.monotonic() - started
-    print(f"warm `up` of two clusters: {elapsed:.1f} s")
+    figure(f"warm `up` of two clusters: {elapsed:.1f} s")
     records = [record for c in lab.clusters.values() for record in c.processes.values()]
     ports = [port for c in lab.clusters.values() for port in c.record["ports"].values()]
     assert len(records) == 6 and all(process.alive(record) for record in records)

@@ -43,11 +43,11 @@ def progress(line):
 
 
 @pytest.fixture(scope="module")
-def node_lab(tmp_path_factory):
+def node_lab(tmp_path_factory, figure):
     lab = Lab(tmp_path_factory.mktemp("node-lab") / "state", progress=progress)
     started = time.monotonic()
     lab.up(CLUSTERS, crossplane=[], nodes=CLUSTERS)
-    print(f"`up` of two clusters with nodes: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    figure(f"`up` of two clusters with nodes: {time.monotonic() - started:.1f} s")
     try:
         yield lab
     finally:
