@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading package manifests from an OCI registry, to check a package before a cluster pulls it."""
+"""Reading package manifests from an OCI registry, to check a package before a cluster pulls it.
+
+The registry protocol (token exchange, Docker credential stores and helpers) is oras's; this file
+reads references as Crossplane does and says what to do when a registry refuses."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,26 +12,33 @@ __metaclass__ = type
 
 import ipaddress
 import json
+import os
 import re
-import ssl
 import tarfile
+import traceback
 
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
 
 try:
+    import oras.provider
+    import requests
+    import requests.adapters
     import urllib3
-except ImportError:  # reported by the module's import check of kubernetes, which needs it
-    urllib3 = None
 
+    ORAS_IMPORT_ERROR = None
+except ImportError:  # reported by klutch_dataservice, the one module that reads registries
+    oras = requests = urllib3 = None
+    ORAS_IMPORT_ERROR = traceback.format_exc()
+
+TIMEOUT = 30  # seconds for one request to a registry
 # Crossplane 1.x resolves references without a registry against this one.
 DEFAULT_REGISTRY = "xpkg.upbound.io"
-MANIFEST_TYPES = ", ".join((
+MANIFEST_TYPES = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
-))
-_RFC1918 = [ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+]
 
 
 class Reference:
@@ -56,73 +66,104 @@ class Reference:
         return self.digest or self.tag
 
     @property
-    def scheme(self):
-        """Plain HTTP for local and private registries, as Crossplane's registry client does."""
+    def loopback(self):
+        """Whether the registry is on this machine, which Docker and Crossplane reach over plain HTTP."""
         host = self.registry.rsplit(":", 1)[0] if self.registry.count(":") == 1 else self.registry
         host = host.strip("[]")
-        if host == "localhost" or host.endswith((".local", ".localhost")):
-            return "http"
+        if host == "localhost":
+            return True
         try:
-            address = ipaddress.ip_address(host)
+            return ipaddress.ip_address(host).is_loopback
         except ValueError:
-            return "https"
-        private = address.is_loopback or any(address in network for network in _RFC1918)
-        return "http" if private else "https"
+            return False
 
-    def manifest_url(self):
-        return "%s://%s/v2/%s/manifests/%s" % (self.scheme, self.registry, self.repository, self.version)
+    def scheme(self, insecure=False):
+        """HTTPS, unless the registry is on this machine or `insecure` says it serves plain HTTP."""
+        return "http" if insecure or self.loopback else "https"
+
+    def manifest_url(self, insecure=False):
+        return "%s://%s/v2/%s/manifests/%s" % (self.scheme(insecure), self.registry, self.repository, self.version)
 
 
-def _bearer_challenge(header):
-    """realm, service and scope of a `WWW-Authenticate: Bearer ...` challenge, or None."""
-    if not header or not header.lower().startswith("bearer "):
-        return None
-    return dict(re.findall(r'(\w+)="([^"]*)"', header))
+def docker_config_path(environ):
+    """The Docker configuration the registry credentials come from by default: $DOCKER_CONFIG/config.json,
+    else ~/.docker/config.json, as the Docker CLI and crank read it; None when there is none."""
+    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    path = os.path.join(directory, "config.json")
+    return path if os.path.exists(path) else None
+
+
+class _BoundedAdapter(requests.adapters.HTTPAdapter if requests else object):
+    """Every request to a registry gives up after TIMEOUT seconds."""
+
+    def send(self, request, **kwargs):  # pylint: disable=arguments-differ
+        kwargs["timeout"] = kwargs.get("timeout") or TIMEOUT
+        return super(_BoundedAdapter, self).send(request, **kwargs)
 
 
 class Registry:
-    """Anonymous read access to registries, with the token dance public registries ask for."""
+    """Read access to a registry through oras (its token dance, Docker credential stores and helpers).
 
-    def __init__(self, timeout=30):
-        context = ssl.create_default_context()
-        self.http = urllib3.PoolManager(ssl_context=context, timeout=timeout, retries=urllib3.Retry(
-            total=3, backoff_factor=0.5, status_forcelist=(429, 502, 503, 504)))
+    `config` is a Docker configuration file to take credentials from; `username` and `password`
+    take precedence over it. `ca_path` is a CA bundle for the registry's TLS; `insecure` means it
+    serves plain HTTP.
+    """
 
-    def _get(self, url, reference, headers=None, fields=None):
-        try:
-            return self.http.request("GET", url, headers=headers, fields=fields, redirect=True)
-        except urllib3.exceptions.HTTPError as error:
-            raise ConfigError("Cannot reach the registry %s to check package %s (%s). Check the address, or set "
-                              "verify_package=false when only the cluster can reach the registry."
-                              % (reference.registry, reference.text, error.__class__.__name__))
+    def __init__(self, config=None, username=None, password=None, ca_path=None, insecure=False):
+        self.config, self.username, self.password = config, username, password
+        self.ca_path, self.insecure = ca_path, insecure
+
+    def _client(self, reference):
+        client = oras.provider.Registry(hostname=reference.registry, insecure=reference.scheme(self.insecure) == "http",
+                                        tls_verify=self.ca_path or True)
+        # Bounded: oras's session waits without a timeout, and its own retries take two minutes to give up.
+        adapter = _BoundedAdapter(max_retries=urllib3.Retry(total=3, backoff_factor=0.5, allowed_methods=None,
+                                                            status_forcelist=(429, 502, 503, 504)))
+        for prefix in ("http://", "https://"):
+            client.session.mount(prefix, adapter)
+        if self.username:
+            client.auth.set_basic_auth(self.username, self.password or "")
+        else:
+            client.auth.load_configs(client.get_container(reference.text), [self.config] if self.config else [])
+        return client
+
+    def _refused(self, reference, status):
+        return ConfigError(
+            "The registry %s refuses to let package %s be read (%s) with %s. Give credentials that may read it: "
+            "registry_config (a Docker config.json, as docker login or crossplane xpkg login write it), or "
+            "registry_username and registry_password." % (
+                reference.registry, reference.text, status,
+                "the credentials given" if self.username or self.config else "no credentials"))
 
     def manifest(self, reference):
         """The package's manifest (dict), or None when the registry does not have it."""
-        headers = {"Accept": MANIFEST_TYPES}
-        response = self._get(reference.manifest_url(), reference, headers)
-        challenge = _bearer_challenge(response.headers.get("WWW-Authenticate")) if response.status == 401 else None
-        if challenge and challenge.get("realm"):
-            fields = dict((key, challenge[key]) for key in ("service", "scope") if challenge.get(key))
-            token = self._get(challenge["realm"], reference, fields=fields)
-            if token.status == 200:
-                body = _json(token, "a token for package %s from %s" % (reference.text, challenge["realm"]))
-                headers["Authorization"] = "Bearer " + (body.get("token") or body.get("access_token") or "")
-                response = self._get(reference.manifest_url(), reference, headers)
-        if response.status == 404:
+        try:
+            client = self._client(reference)
+            # The request as oras makes it (credentials, token exchange), without its retry decorator.
+            request = getattr(type(client).do_request, "__wrapped__", type(client).do_request)
+            response = request(client, reference.manifest_url(self.insecure), "GET",
+                               headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        except ValueError:  # oras found no credentials to answer the registry's challenge with
+            raise self._refused(reference, 401)
+        except requests.exceptions.RequestException as error:
+            raise ConfigError("Cannot read package %s from the registry %s (%s). Check the address; give "
+                              "registry_ca_path when its certificate is not signed by a CA this machine trusts, "
+                              "registry_insecure when it serves plain HTTP, or credentials (registry_config, "
+                              "registry_username); or set verify_package=false when only the cluster can reach the "
+                              "registry." % (reference.text, reference.registry, error.__class__.__name__))
+        if response.status_code == 404:
             return None
-        if response.status in (401, 403):
-            raise ConfigError("The registry %s does not let package %s be read without credentials. Set "
-                              "verify_package=false and give package_pull_secrets for the cluster to pull it."
-                              % (reference.registry, reference.text))
-        if response.status != 200:
+        if response.status_code in (401, 403):
+            raise self._refused(reference, response.status_code)
+        if response.status_code != 200:
             raise ConfigError("The registry %s answered %s for package %s. Check the reference and the registry."
-                              % (reference.registry, response.status, reference.text))
+                              % (reference.registry, response.status_code, reference.text))
         return _json(response, "the manifest of package %s from %s" % (reference.text, reference.registry))
 
 
 def _json(response, what):
     try:
-        body = json.loads(response.data.decode("utf-8"))
+        body = json.loads(response.content.decode("utf-8"))
     except ValueError:
         body = None
     if not isinstance(body, dict):

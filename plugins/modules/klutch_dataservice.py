@@ -18,7 +18,7 @@ description:
     Compositions) on a control-plane cluster in one of three ways.
   - With O(package) alone, installs that Configuration package (C(pkg.crossplane.io/v1
     Configuration) named O(name)), after checking that the registry has it, and waits until the
-    package's revision is Installed and Healthy.
+    package's revision is Installed and Healthy and each XRD it installed is Established and Offered.
   - With O(src) and O(package), builds the package source directory with C(crank xpkg build),
     pushes it to O(package) unless the registry already holds the same content, and installs it.
   - With O(src) alone, applies the XRDs and Compositions directly (the package's
@@ -85,14 +85,41 @@ options:
     description:
       - The path of Crossplane's C(crank) CLI (or the C(crossplane) CLI) to build packages with;
         default C(crank), then C(crossplane), on the PATH.
-      - It pushes with the registry credentials of C(crossplane xpkg login) or the Docker configuration.
+      - It pushes with the registry credentials of O(registry_config) (by default the Docker configuration) or
+        O(registry_username).
     type: path
   verify_package:
     description:
-      - Check that the registry holds O(package) before installing it. Set V(false) when only the
-        cluster can reach or read the registry.
+      - Check that the registry holds O(package) before installing it, and with O(src), whether it holds
+        this content already. Set V(false) when only the cluster can reach or read the registry; with
+        O(src) the package is then pushed on every run, which reports a change each time.
     type: bool
     default: true
+  registry_config:
+    description:
+      - A Docker configuration file with the registry's credentials (C(auths), C(credHelpers) or
+        C(credsStore)), as C(docker login) or C(crossplane xpkg login) write it. The package is read and
+        pushed with them.
+      - Default C($DOCKER_CONFIG/config.json), else C(~/.docker/config.json), when it exists.
+    type: path
+  registry_username:
+    description: A user name for the registry, instead of O(registry_config); needs O(registry_password).
+    type: str
+  registry_password:
+    description:
+      - The password or token of O(registry_username). It is handed to C(crank) in a Docker configuration
+        that lives in the module's private work directory for the push only.
+    type: str
+  registry_ca_path:
+    description: A CA bundle (PEM) for the registry's TLS certificate, when this host does not trust its CA.
+    type: path
+  registry_insecure:
+    description:
+      - The registry serves plain HTTP. Registries on this host (C(localhost), loopback addresses) are always
+        reached over plain HTTP, as Docker and Crossplane do; every other one over HTTPS unless this is set.
+      - C(crank) itself pushes over plain HTTP only to local and private addresses.
+    type: bool
+    default: false
   package_pull_secrets:
     description: Secrets in C(crossplane-system) that Crossplane pulls the package with.
     type: list
@@ -112,7 +139,8 @@ options:
     default: false
   wait:
     description:
-      - Wait until the package is Installed and Healthy, or each XRD is Established and Offered; with
+      - Wait until the package is Installed and Healthy and each of its XRDs is Established and Offered (or,
+        without O(package), each XRD of O(src)); with
         O(state=absent), until the objects are gone. XRDs that changed are always waited for.
     type: bool
     default: true
@@ -132,6 +160,7 @@ attributes:
     support: full
 requirements:
   - C(crank) or C(crossplane) CLI on the PATH to build packages from O(src) with O(package).
+  - oras (Python) to read the registry with O(package).
 seealso:
   - module: klutch.bind.klutch_template
   - module: klutch.bind.klutch_manifest
@@ -220,9 +249,13 @@ diff:
   elements: dict
 """
 
+import base64
+import json
 import os
 import shutil
 import tempfile
+
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci, validate
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
@@ -298,8 +331,40 @@ def crank_path(module):
     return path
 
 
-def run_crank(module, argv, action):
-    code, _out, err = module.ansible.run_command([crank_path(module)] + argv)
+def registry(module):
+    """The registry client of the package options: credentials, CA and plain HTTP as given."""
+    params = module.params
+    if oci.oras is None:
+        module.ansible.fail_json(msg=missing_required_lib("oras"), exception=oci.ORAS_IMPORT_ERROR)
+    return oci.Registry(config=params["registry_config"] or oci.docker_config_path(os.environ),
+                        username=params["registry_username"], password=params["registry_password"],
+                        ca_path=params["registry_ca_path"], insecure=params["registry_insecure"])
+
+
+def crank_environment(module, reference, workdir):
+    """crank's environment for a push: the registry credentials as a Docker configuration of its own (in the
+    private work directory) when they are variables, and the registry's CA."""
+    params = module.params
+    environment = {}
+    if params["registry_username"]:
+        docker = os.path.join(workdir, "docker")
+        os.mkdir(docker, 0o700)
+        secret = ("%s:%s" % (params["registry_username"], params["registry_password"] or "")).encode("utf-8")
+        with os.fdopen(os.open(os.path.join(docker, "config.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+            json.dump({"auths": {reference.registry: {"auth": base64.b64encode(secret).decode("ascii")}}}, handle)
+        environment["DOCKER_CONFIG"] = docker
+    elif params["registry_config"]:
+        docker = os.path.join(workdir, "docker")
+        os.mkdir(docker, 0o700)
+        os.symlink(os.path.abspath(params["registry_config"]), os.path.join(docker, "config.json"))
+        environment["DOCKER_CONFIG"] = docker
+    if params["registry_ca_path"]:
+        environment["SSL_CERT_FILE"] = params["registry_ca_path"]
+    return environment
+
+
+def run_crank(module, argv, action, environment=None):
+    code, _out, err = module.ansible.run_command([crank_path(module)] + argv, environ_update=environment or {})
     if code != 0:
         raise ConfigError("crank could not %s (exit %d): %s" % (action, code, err.strip()[-800:]))
 
@@ -325,12 +390,14 @@ def build_and_push(module, metadata, objects):
         run_crank(module, ["xpkg", "build", "--package-root", root, "--examples-root", examples, "-o", package_file],
                   "build " + params["src"])
         digest = oci.package_file_config_digest(package_file)
-        held = oci.config_digest(oci.Registry().manifest(reference), reference)
+        # Without verify_package the registry is not read: the package is pushed on every run.
+        held = oci.config_digest(registry(module).manifest(reference), reference) if params["verify_package"] else None
         if held and held != digest:
             raise ConfigError("%s already holds a different package. Crossplane does not pull a tag again, so give the "
                               "changed source a new tag." % reference.text)
         if not held and not module.check_mode:
-            run_crank(module, ["xpkg", "push", "-f", package_file, reference.text], "push to " + reference.text)
+            run_crank(module, ["xpkg", "push", "-f", package_file, reference.text], "push to " + reference.text,
+                      crank_environment(module, reference, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {"reference": reference.text, "config_digest": digest, "pushed": not held}
@@ -348,6 +415,17 @@ def configuration_status(obj, name, package):
     ready, _description = readiness(configuration({"name": name, "package": package}))
     return {"name": name, "package": package, "revision": ((obj or {}).get("status") or {}).get("currentRevision"),
             "healthy": bool(obj) and ready(obj)}
+
+
+def wait_for_package_apis(client, installed, timeout):
+    """Each XRD the installed revision put on the cluster, once it serves its kinds: Crossplane calls a
+    package Healthy before its XRDs are Established and Offered, and a template needs their CRDs."""
+    revision = client.get(CONFIGURATION_REVISIONS, installed["status"]["currentRevision"]) or {}
+    for ref in (revision.get("status") or {}).get("objectRefs") or []:
+        if (ref.get("apiVersion"), ref.get("kind")) == dataservices.XRD_KIND:
+            xrd = client.get(COMPOSITE_RESOURCE_DEFINITIONS, ref["name"])
+            ready, description = readiness(xrd or {"apiVersion": ref["apiVersion"], "kind": ref["kind"]})
+            client.wait(COMPOSITE_RESOURCE_DEFINITIONS, ref["name"], None, ready, timeout, description)
 
 
 def run(module):
@@ -369,7 +447,7 @@ def run(module):
             result["package"] = build_and_push(module, metadata, objects)
         elif present and params["verify_package"]:
             reference = oci.Reference(params["package"])
-            if oci.Registry().manifest(reference) is None:
+            if registry(module).manifest(reference) is None:
                 raise ConfigError("Configuration %s: the registry %s has no package %s. Push it first, fix the "
                                   "reference, or give src to build and push it."
                                   % (params["name"], reference.registry, reference.text))
@@ -379,8 +457,10 @@ def run(module):
         results, diffs, final = apply.apply_planned(client, planned, module.check_mode, force=params["force_conflicts"],
                                                     wait=params["wait"], wait_timeout=params["wait_timeout"])
         if params["package"]:
-            result["configuration"] = configuration_status(final.get(("Configuration", params["name"])),
-                                                           params["name"], params["package"])
+            installed = final.get(("Configuration", params["name"]))
+            result["configuration"] = configuration_status(installed, params["name"], params["package"])
+            if params["wait"] and not module.check_mode:
+                wait_for_package_apis(client, installed, params["wait_timeout"])
     else:
         results, diffs = apply.delete_planned(client, planned, module.check_mode, params["wait"], params["wait_timeout"])
     result.update(changed=apply.changed(results) or bool((result.get("package") or {}).get("pushed")),
@@ -407,6 +487,11 @@ def main():
             )),
             crank=dict(type="path"),
             verify_package=dict(type="bool", default=True),
+            registry_config=dict(type="path"),
+            registry_username=dict(type="str"),
+            registry_password=dict(type="str", no_log=True),
+            registry_ca_path=dict(type="path"),
+            registry_insecure=dict(type="bool", default=False),
             package_pull_secrets=dict(type="list", elements="str", default=[], no_log=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             force_conflicts=dict(type="bool", default=False),
@@ -414,6 +499,7 @@ def main():
             wait_timeout=dict(type="int", default=300),
         ),
         required_one_of=[("package", "src")],
+        required_together=[("registry_username", "registry_password")],
         checks={"name": validate.kubernetes_name("a Crossplane Configuration"), "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )

@@ -11,8 +11,10 @@ import json
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tls_server import TlsServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate", "host", "content-length"}
@@ -50,30 +52,18 @@ class Request:
         return self.query.get("watch") in ("true", "1")
 
 
-class FaultProxy:
+class FaultProxy(TlsServer):
     def __init__(self, cluster):
         self.cluster = cluster
         self.upstream = urlsplit(cluster.server)
         self.faults, self.log = [], []  # log: (Request, the fault's code or None when forwarded, when)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        serving.load_cert_chain(str(cluster.pki_dir / "apiserver.crt"), str(cluster.pki_dir / "apiserver.key"))
-        self.server.socket = serving.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__("127.0.0.1", self._handler(), cluster.pki_dir / "apiserver.crt",
+                         cluster.pki_dir / "apiserver.key")
 
     @property
     def url(self):
-        return "https://127.0.0.1:%d" % self.server.server_address[1]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc):
-        self.server.shutdown()
-        self.server.server_close()
+        return "https://" + self.address
 
     def kubeconfig(self):
         """The cluster's admin kubeconfig, pointing at the proxy."""

@@ -11,14 +11,15 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigEr
     ("acme/db:v1", oci.DEFAULT_REGISTRY, "acme/db", "v1", "https"),
     ("localhost:5000/acme/db:v1", "localhost:5000", "acme/db", "v1", "http"),
     ("127.0.0.1:5000/db@sha256:abc", "127.0.0.1:5000", "db", "sha256:abc", "http"),
-    ("10.1.2.3/team/db:v2", "10.1.2.3", "team/db", "v2", "http"),
+    ("10.1.2.3/team/db:v2", "10.1.2.3", "team/db", "v2", "https"),  # private is not local: say registry_insecure
     ("registry.example.com:8443/a/b/c:v3", "registry.example.com:8443", "a/b/c", "v3", "https"),
 ])
 def test_references(text, registry, repository, version, scheme):
     reference = oci.Reference(text)
-    assert (reference.registry, reference.repository, reference.version, reference.scheme) == (
+    assert (reference.registry, reference.repository, reference.version, reference.scheme()) == (
         registry, repository, version, scheme)
     assert reference.manifest_url() == f"{scheme}://{registry}/v2/{repository}/manifests/{version}"
+    assert reference.scheme(insecure=True) == "http"
 
 
 @pytest.mark.parametrize("text", ["acme/db", "localhost:5000/acme/db", "Acme/DB:v1", ""])
