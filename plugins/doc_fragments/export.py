@@ -49,4 +49,29 @@ options:
         changes nothing and may stay set.
       - Not used to remove a consumer (O(klutch.bind.klutch_export_request#module:state=absent)).
     type: str
+  rotate_after:
+    description:
+      - Rotate the consumer's token once it is this old, in days, hours, minutes and seconds (V(30d),
+        V(12h), V(1h30m)). A new token Secret is issued and the consumer's kubeconfig rewritten with it;
+        the old token keeps working for O(rotation_grace) seconds, then it is deleted and refused.
+      - Konnectors pick the new kubeconfig up without a restart, from the app cluster's Secret, which
+        M(klutch.bind.klutch_bind) rewrites at once, or from the control plane, which they copy it from
+        whenever it changes. Run it on a schedule (an AWX schedule, say) to rotate every consumer in
+        turn; a run before the token is that old changes nothing.
+      - Without it, tokens do not expire (Klutch's tokens do not either).
+    type: str
+  rotation_grace:
+    description:
+      - Seconds the token that a rotation replaces keeps working, so that konnectors holding it can take
+        the new one without a failed sync. V(0) refuses it at once, for a token that leaked.
+      - The old token Secret is deleted by the first run of this module or the backend agent after that.
+    type: int
+    default: 300
+  reinstate:
+    description:
+      - Issue new credentials to a consumer whose credentials were revoked
+        (O(klutch.bind.klutch_export_request#module:state=revoked)). Without it, a revoked consumer is
+        refused before anything is written, so that a rerun of a scheduled job does not undo a revocation.
+    type: bool
+    default: false
 """

@@ -31,6 +31,7 @@ import time
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
 from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import KUBECONFIG_SECRET
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
@@ -42,6 +43,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     EXPORT_TEMPLATES,
     NAMESPACES,
     ROLE_BINDINGS,
+    SECRETS,
     Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
@@ -344,9 +346,18 @@ class Konnector:
         except konnector.Unbound as problem:  # the binding's status says why
             return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
         except ClusterError as error:  # the control plane refuses this consumer's credentials, or cannot be reached
-            reason = "ProviderUnauthorized" if error.status in (401, 403) else "ProviderUnreachable"
+            if error.status == 401:
+                return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
+                    "The control plane refuses this consumer's credentials: they were revoked, or rotated out "
+                    "before this app cluster had the new ones. Ask the control plane's operators to reinstate or "
+                    "rotate them, then bind again. (%s)" % error))), False
+            reason = "ProviderUnauthorized" if error.status == 403 else "ProviderUnreachable"
             return self.unserved(app, binding, ("Connected", reason, str(error))), False
-        written = self.keep_status(app, binding, None)
+        written = 0
+        if konnector.follow_rotation(app, bound, self.connect):
+            log("info", "kubeconfig copied from the control plane", binding=name)
+            written += 1
+        written += self.keep_status(app, binding, None)
         written += self.keep_crd(app, bound)
         operations, resources = konnector.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
         if bound.removals_withheld and self.withheld.get(name) != bound.removals_withheld:
@@ -407,11 +418,14 @@ class Konnector:
     @staticmethod
     def watched(app, bound, resources):
         """Watches for one binding: its kinds on the app cluster, and in its mapped namespaces upstream."""
-        provider_key = bound.namespace
+        # Keyed by the client too: once a rotation brought new credentials, watches restart with them.
+        provider_key = (bound.namespace, id(bound.provider))
         wanted = {("provider", provider_key, "apiservicenamespaces"): (bound.provider, API_SERVICE_NAMESPACES,
                                                                        bound.namespace),
                   ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
-                                                                    bound.namespace)}
+                                                                    bound.namespace),
+                  ("provider", provider_key, "kubeconfig"): (bound.provider, SECRETS, bound.namespace,
+                                                             konnector.name_selector(KUBECONFIG_SECRET))}
         for resource in resources.values():
             if resource is bound.instances:
                 wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)

@@ -173,9 +173,12 @@ def changed(results):
     return any(entry["action"] in ("created", "updated", "deleted") for entry in results)
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as Kubernetes writes times in conditions
+
+
 def now():
     """The time as Kubernetes writes it in conditions."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.timezone.utc).strftime(TIME_FORMAT)
 
 
 class LeadershipLost(Exception):

@@ -26,9 +26,11 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
     NAMESPACES,
+    SECRETS,
 )
 
 FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it
+REQUEST_TTL = datetime.timedelta(minutes=10)  # and deletes a finished request this long after its creation
 # The konnector writes the ClusterBinding's heartbeat, the backend its conditions: two appliers.
 FIELD_MANAGER = "klutch.bind-backend"
 # Objects that are the consumer's by name (its RBAC, credentials, ClusterBinding spec, exports) are
@@ -48,6 +50,7 @@ class Consumer:
         self.namespaces = namespaces  # {name: Namespace} of the whole cluster
         self.namespace = namespace
         self.exports, self.requests, self.service_namespaces, self.cluster_binding = {}, {}, [], None
+        self.secrets = {}  # the kubeconfig Secret and the token Secrets
         self.unmapped = {}  # {APIServiceNamespace name: why it could not be mapped} in this pass
 
     def read(self, client):
@@ -56,6 +59,7 @@ class Consumer:
             self.exports = by_name(client.list(API_SERVICE_EXPORTS, self.namespace)[0])
             self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, self.namespace)[0])
             self.service_namespaces = client.list(API_SERVICE_NAMESPACES, self.namespace)[0]
+            self.secrets = by_name(client.list(SECRETS, self.namespace)[0])
         return self
 
     @classmethod
@@ -74,6 +78,16 @@ class Consumer:
     def mapped(self):
         return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces
                 if item["metadata"]["name"] not in self.unmapped]
+
+    def current_token(self):
+        """The name of the token Secret the consumer's kubeconfig carries."""
+        return plan.current_token_secret(self.secrets.get(plan.KUBECONFIG_SECRET))
+
+    def token_secrets(self):
+        return [secret for secret in self.secrets.values() if secret.get("type") == plan.TOKEN_SECRET_TYPE]
+
+    def revoked_at(self):
+        return plan.revoked_at(self.namespaces.get(self.namespace))
 
     def uid(self):
         return self.namespaces[self.namespace]["metadata"]["uid"]
@@ -127,14 +141,14 @@ class Catalog:
 
 
 def map_namespaces(recorder, consumer):
-    """Namespace <P>-N, recorded in the status, for each APIServiceNamespace N the consumer created;
-    a mapped namespace whose APIServiceNamespace is gone is deleted (its consumer namespace is).
+    """Namespace <P>-N for each APIServiceNamespace N the consumer created; a mapped namespace whose
+    APIServiceNamespace is gone is deleted (its consumer namespace is).
 
     One that cannot be mapped (the server refuses its name, say) is noted in consumer.unmapped and
-    left out of the RBAC; the others are mapped all the same. Returns the namespaces that were (or in
-    check mode would be) created.
+    left out of the RBAC; the others are mapped all the same. Returns {APIServiceNamespace name: its
+    namespace} for those mapped.
     """
-    new = []
+    mapped = {}
     for service_namespace in consumer.service_namespaces:
         target = plan.mapped_namespace(consumer.namespace, service_namespace)
         name = service_namespace["metadata"]["name"]
@@ -147,24 +161,31 @@ def map_namespaces(recorder, consumer):
             recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
                 "name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
                 before=consumer.namespaces.get(target))
-            if (service_namespace.get("status") or {}).get("namespace") != target:
-                recorder.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version,
-                                "kind": API_SERVICE_NAMESPACES.kind,
-                                "metadata": {"name": name, "namespace": consumer.namespace},
-                                "status": {"namespace": target}}, API_SERVICE_NAMESPACES, subresource="status",
-                               before=service_namespace)
         except ClusterError as error:
             consumer.unmapped[name] = str(error)
             continue
-        if target not in consumer.namespaces:
-            new.append(target)
+        mapped[name] = target
     wanted = set("%s/%s" % (consumer.namespace, item["metadata"]["name"]) for item in consumer.service_namespaces)
     for name, namespace in sorted(consumer.namespaces.items()):
         source = (namespace["metadata"].get("annotations") or {}).get(plan.API_SERVICE_NAMESPACE_ANNOTATION, "")
         if source.startswith(consumer.namespace + "/") and source not in wanted \
                 and not namespace["metadata"].get("deletionTimestamp"):
             recorder.delete(NAMESPACES, name, before=namespace)
-    return new
+    return mapped
+
+
+def announce_namespaces(recorder, consumer, mapped):
+    """Each mapped namespace in its APIServiceNamespace's status."""
+    for service_namespace in consumer.service_namespaces:
+        name = service_namespace["metadata"]["name"]
+        if name in mapped and (service_namespace.get("status") or {}).get("namespace") != mapped[name]:
+            try:
+                recorder.apply({"apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
+                                "metadata": {"name": name, "namespace": consumer.namespace},
+                                "status": {"namespace": mapped[name]}}, API_SERVICE_NAMESPACES, subresource="status",
+                               before=service_namespace)
+            except ClusterError as error:
+                consumer.unmapped[name] = str(error)
 
 
 def write_request_status(recorder, consumer, name, stored, failures=()):
@@ -174,6 +195,15 @@ def write_request_status(recorder, consumer, name, stored, failures=()):
                         "metadata": {"name": name, "namespace": consumer.namespace}, "status": status},
                        API_SERVICE_EXPORT_REQUESTS, subresource="status", before=stored)
     return status["phase"]
+
+
+def grant_namespaces(recorder, consumer, exports, default_scope):
+    """Map the consumer's namespaces, grant the RBAC, then announce the namespaces in the statuses: the
+    konnector starts writing into a namespace as soon as the status names it."""
+    mapped = map_namespaces(recorder, consumer)
+    rbac(recorder, consumer, exports, default_scope, [target for target in mapped.values()
+                                                      if target not in consumer.namespaces])
+    announce_namespaces(recorder, consumer, mapped)
 
 
 def rbac(recorder, consumer, exports, default_scope, new_namespaces=()):
@@ -204,8 +234,12 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
     """The backend controllers for one consumer namespace: requests, drift, mapping, RBAC."""
     namespace = consumer.namespace
     scope = plan.consumer_scope(consumer.exports.values(), default_scope)
+    served = []
     for name, request in sorted(consumer.requests.items()):
         if (request.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            created = plan.parse_time(request["metadata"].get("creationTimestamp"))
+            if created is not None and moment - created >= REQUEST_TTL:
+                recorder.delete(API_SERVICE_EXPORT_REQUESTS, name, namespace, before=request)
             continue
         failures = []
         for entry in request["spec"].get("resources") or []:
@@ -220,7 +254,7 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
                 recorder.apply(export, API_SERVICE_EXPORTS, before=None, **OURS)
                 consumer.exports[api] = export
         if not failures or failed_for_good(request, moment):
-            write_request_status(recorder, consumer, name, request, failures)
+            served.append((name, request, failures))
     for name, export in sorted(consumer.exports.items()):
         crd = catalog.crd(name)
         if crd is None:  # the provider removed the API: its export goes (Klutch's export controller)
@@ -232,12 +266,21 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
                                          existing=export)
         if plan.export_differs(export, wanted):
             recorder.apply(wanted, API_SERVICE_EXPORTS, before=export, **OURS)
-    new = map_namespaces(recorder, consumer)
-    remaining = [export for name, export in consumer.exports.items() if catalog.crd(name) is not None]
-    rbac(recorder, consumer, remaining, default_scope, new)
+    grant_namespaces(recorder, consumer, [export for name, export in consumer.exports.items()
+                                          if catalog.crd(name) is not None], default_scope)
+    for name, request, failures in served:  # Succeeded once the consumer may use what it asked for
+        write_request_status(recorder, consumer, name, request, failures)
+    retire_tokens(recorder, consumer, consumer.current_token(), moment)
     report_health(recorder, consumer, moment)
     if consumer.unmapped:
         raise consumer.unmapped_error()
+
+
+def retire_tokens(recorder, consumer, current, moment):
+    """Delete the token Secrets that a rotation replaced, once their grace is over: the old token stops working."""
+    for name in plan.retired_tokens(consumer.token_secrets(), current, moment):
+        recorder.delete(SECRETS, name, consumer.namespace, before=consumer.secrets[name])
+        del consumer.secrets[name]
 
 
 def report_health(recorder, consumer, moment):

@@ -143,9 +143,10 @@ def present(client, recorder, params, client_for):
         return {"conditions": []}
     name = secret_name(client, existing, server, namespace)
     text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
+    # Forced: the konnector copies a rotated kubeconfig into the same key, and this run's is the newer.
     recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
-                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}})
+                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}}, force=True)
     bound = recorder.apply(plan.binding(params["name"], name, claims), API_SERVICE_BINDINGS)
     result = {}
     if params["sync_crd"]:

@@ -443,6 +443,57 @@ def heartbeat_health(status, moment):
     return {"status": "True"}
 
 
+# Consumer credentials. A consumer's token lives in a service-account token Secret of klutch-binder;
+# the kubeconfig Secret names the one it carries, a rotated-out one says when it is deleted, and a
+# revoked consumer's namespace says since when it is revoked.
+TOKEN_SECRET_TYPE = "kubernetes.io/service-account-token"
+TOKEN_SECRET_ANNOTATION = "klutch.bind/token-secret"
+RETIRE_ANNOTATION = "klutch.bind/retire-at"
+REVOKED_ANNOTATION = "klutch.bind/revoked-at"
+
+
+def token_secret(name, namespace, retire_at=None):
+    """A service-account token Secret of the consumer's klutch-binder, retiring at `retire_at` when given."""
+    annotations = {"kubernetes.io/service-account.name": BINDER}
+    if retire_at:
+        annotations[RETIRE_ANNOTATION] = retire_at
+    return {"apiVersion": "v1", "kind": "Secret", "type": TOKEN_SECRET_TYPE,
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations}}
+
+
+def current_token_secret(kubeconfig_secret):
+    """The token Secret the consumer's kubeconfig carries: the one it names, else Klutch's klutch-binder."""
+    annotations = ((kubeconfig_secret or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(TOKEN_SECRET_ANNOTATION) or BINDER
+
+
+def rotation_due(secret, rotate_after, moment):
+    """Whether the token Secret is `rotate_after` seconds old or older at `moment`."""
+    created = parse_time(((secret or {}).get("metadata") or {}).get("creationTimestamp"))
+    return created is not None and (moment - created).total_seconds() >= rotate_after
+
+
+def retired_tokens(secrets, current, moment):
+    """Names of the consumer's token Secrets that rotation replaced and whose time is up: every binder token
+    but the current one that says when it retires (an unreadable time counts as up)."""
+    due = []
+    for secret in secrets:
+        metadata = secret.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        if metadata.get("name") == current or RETIRE_ANNOTATION not in annotations \
+                or annotations.get("kubernetes.io/service-account.name") != BINDER:
+            continue
+        retire_at = parse_time(annotations[RETIRE_ANNOTATION])
+        if retire_at is None or retire_at <= moment:
+            due.append(metadata["name"])
+    return sorted(due)
+
+
+def revoked_at(namespace):
+    """When the consumer's credentials were revoked, or None."""
+    return (((namespace or {}).get("metadata") or {}).get("annotations") or {}).get(REVOKED_ANNOTATION)
+
+
 def cluster_binding_conditions(status, moment, now):
     """Healthy and the Ready summary, with transition times kept while they hold."""
     health = heartbeat_health(status, moment)

@@ -10,11 +10,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import datetime
 import itertools
+import random
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.apply import TIME_FORMAT, Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORT_REQUESTS,
@@ -24,6 +26,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     CLUSTER_ROLES,
     NAMESPACES,
     SECRETS,
+    SERVICE_ACCOUNTS,
 )
 
 try:
@@ -54,6 +57,9 @@ EXPORT_ARG_SPEC = dict(
     external_server_name=dict(type="str"),
     provider_pretty_name=dict(type="str", default="klutch.bind"),
     previous_cluster_id=dict(type="str"),
+    rotate_after=dict(type="str"),
+    rotation_grace=dict(type="int", default=300),
+    reinstate=dict(type="bool", default=False),
 )
 # Checks of those options, run by the modules before they connect.
 EXPORT_CHECKS = {
@@ -61,13 +67,16 @@ EXPORT_CHECKS = {
     "external_server_name": validate.server_name, "provider_pretty_name": validate.text,
     "consumer": validate.consumer_name,
     "wait_timeout": validate.positive(),
+    "rotate_after": validate.age, "rotation_grace": validate.positive(least=0),
 }
 NAME_ATTEMPTS = 20  # candidates for a new consumer namespace's name before giving up
 
 
-def namespace_object(name, identity):
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "annotations": {plan.IDENTITY_ANNOTATION: identity}}}
+def namespace_object(name, identity, revoked_at=None):
+    annotations = {plan.IDENTITY_ANNOTATION: identity}
+    if revoked_at:
+        annotations[plan.REVOKED_ANNOTATION] = revoked_at
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "annotations": annotations}}
 
 
 def find_earlier(run, consumer):
@@ -127,10 +136,11 @@ def create_namespace(run, consumer, identity):
 
 
 def ensure_consumer(run, consumer, identity, adopted=False):
-    """The consumer namespace, ServiceAccount and token Secret; the token Secret once issued.
+    """The consumer namespace, ServiceAccount and current token Secret; the token Secret once issued.
 
     A namespace found by the identity is as it should be; an `adopted` one, found under the consumer's
     earlier cluster id, takes the new identity (by force: Klutch's backend may own the annotation).
+    A token older than rotate_after is replaced by a new one, and the old one kept for rotation_grace.
     None for the token in check mode when it is not there yet: nothing that needs it can be planned.
     """
     is_new = consumer.namespace is None
@@ -138,27 +148,45 @@ def ensure_consumer(run, consumer, identity, adopted=False):
         namespace, created = create_namespace(run, consumer, identity)
     else:
         namespace, created = consumer.namespace, consumer.namespaces[consumer.namespace]
-        if adopted:
+        if adopted or consumer.revoked_at():  # reinstated: the revocation mark goes
             created = run.apply(namespace_object(namespace, identity), before=created, force=True)
     consumer.namespace, consumer.namespaces[namespace] = namespace, created
-    in_namespace = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": plan.BINDER, "namespace": namespace}},
-        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-         "metadata": {"name": plan.BINDER, "namespace": namespace,
-                      "annotations": {"kubernetes.io/service-account.name": plan.BINDER}}},
-    ]
+    current = consumer.current_token()
+    in_namespace = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": plan.BINDER, "namespace": namespace}},
+                    plan.token_secret(current, namespace)]
     if is_new and run.check_mode:
         for obj in in_namespace:
             run.planned(obj)
         return None
     for obj in in_namespace:
         run.apply(obj, **backend.OURS)
+    rotate_after = validate.age_seconds(run.params.get("rotate_after"))
+    moment = datetime.datetime.now(datetime.timezone.utc)
+    if rotate_after is not None and plan.rotation_due(consumer.secrets.get(current), rotate_after, moment):
+        current = rotate_token(run, consumer, current, moment)
+    backend.retire_tokens(run, consumer, current, moment)
+    return issued_token(run, namespace, current)
+
+
+def issued_token(run, namespace, name):
+    """The token Secret once the token controller filled it in (in check mode: as it is, or None)."""
     if run.check_mode:
-        token_secret = run.client.get(SECRETS, plan.BINDER, namespace)
+        token_secret = run.client.get(SECRETS, name, namespace)
         return token_secret if ((token_secret or {}).get("data") or {}).get("token") else None
-    return run.client.wait(SECRETS, plan.BINDER, namespace,
-                           lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
+    return run.client.wait(SECRETS, name, namespace, lambda obj: bool(((obj or {}).get("data") or {}).get("token")),
                            run.params["wait_timeout"], "issued a token by the token controller")
+
+
+def rotate_token(run, consumer, old, moment):
+    """A new token Secret for the consumer; the old one retires after rotation_grace (at once for 0), so that
+    konnectors that still hold it keep working until they have the new kubeconfig. Returns the new name."""
+    namespace = consumer.namespace
+    new = "%s-%s" % (plan.BINDER, "".join(random.choice(plan.NAME_CHARACTERS) for _ in range(5)))
+    run.apply(plan.token_secret(new, namespace), **backend.OURS)
+    retire_at = moment + datetime.timedelta(seconds=run.params["rotation_grace"])
+    retiring = run.apply(plan.token_secret(old, namespace, retire_at.strftime(TIME_FORMAT)), **backend.OURS)
+    consumer.secrets[old] = retiring
+    return new
 
 
 def consumer_kubeconfig(run, namespace, token_secret):
@@ -189,6 +217,11 @@ def serve_request(run, consumer, name, request):
 def present(run, identity):
     params = run.params
     consumer = backend.Consumer.by_identity(run.client, identity)
+    if consumer.revoked_at() and not params["reinstate"]:
+        raise ConfigError("Consumer %s was revoked at %s (namespace %s on %s): its credentials were deleted, its "
+                          "data kept. Nothing was written. Set reinstate: true to issue new credentials, or leave "
+                          "it revoked." % (params["consumer"], consumer.revoked_at(), consumer.namespace,
+                                           run.client.label))
     adopted = consumer.namespace is None and find_earlier(run, consumer)
     catalog = backend.Catalog(run.client)
     apis = dict((plan.api_name(item["group"], item["resource"]),
@@ -214,19 +247,22 @@ def present(run, identity):
             run.planned(obj)
         return result
     kubeconfig = consumer_kubeconfig(run, namespace, token_secret)
+    carried = token_secret["metadata"]["name"]
     run.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": {"name": plan.KUBECONFIG_SECRET, "namespace": namespace},
+               "metadata": dict({"name": plan.KUBECONFIG_SECRET, "namespace": namespace}, **(
+                   {"annotations": {plan.TOKEN_SECRET_ANNOTATION: carried}} if carried != plan.BINDER else {})),
                "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}}, **backend.OURS)
     run.apply(cluster_binding, CLUSTER_BINDINGS, **backend.OURS)
-    for (name, (crd, claims)), entry in zip(apis.items(), result["exports"]):
-        request = plan.export_request(name, namespace, crd["spec"]["group"], crd["spec"]["names"]["plural"], claims)
-        result["request"][name] = {"phase": serve_request(run, consumer, name, request)}
+    for name, entry in zip(apis, result["exports"]):
         before = len(run.results)
         run.apply(exports[name], API_SERVICE_EXPORTS, before=consumer.exports.get(name), **backend.OURS)
         entry["action"] = run.results[before]["action"]
     consumer.exports.update(exports)
-    new = backend.map_namespaces(run, consumer)
-    backend.rbac(run, consumer, consumer.exports.values(), params["consumer_scope"], new)
+    backend.grant_namespaces(run, consumer, consumer.exports.values(), params["consumer_scope"])
+    # A request is marked Succeeded once its export and the consumer's rights to it exist.
+    for name, (crd, claims) in apis.items():
+        request = plan.export_request(name, namespace, crd["spec"]["group"], crd["spec"]["names"]["plural"], claims)
+        result["request"][name] = {"phase": serve_request(run, consumer, name, request)}
     if consumer.unmapped:
         raise consumer.unmapped_error()
     result["kubeconfig"] = kubeconfig
@@ -260,6 +296,23 @@ def absent(run, identity):
     return result
 
 
+def revoke(run, identity):
+    """Revoke the consumer's credentials: its ServiceAccount and every token Secret of it go, so every
+    token it holds is refused from now on; its namespace is marked revoked and all its data is kept."""
+    consumer = backend.Consumer.by_identity(run.client, identity)
+    namespace = consumer.namespace
+    if namespace is None:
+        raise ConfigError("Consumer %s (identity %s) has no namespace on %s: there is nothing to revoke. Check "
+                          "consumer and cluster_id." % (run.params["consumer"], identity, run.client.label))
+    if not consumer.revoked_at():
+        run.apply(namespace_object(namespace, identity, now()), before=consumer.namespaces[namespace], force=True)
+    for secret in consumer.token_secrets():
+        run.delete(SECRETS, secret["metadata"]["name"], namespace, before=secret)
+    run.delete(SERVICE_ACCOUNTS, plan.BINDER, namespace)
+    return {"consumer_namespace": namespace, "exports": [], "revoked_at": plan.revoked_at(run.client.get(
+        NAMESPACES, namespace)) if not run.check_mode else consumer.revoked_at()}
+
+
 def export(client, check_mode, params):
     """Export params["resources"] to the consumer (state present) or withdraw them (absent); (result, run)."""
     if params["state"] == "present" and not params["resources"]:
@@ -274,4 +327,4 @@ def export(client, check_mode, params):
     backend.require_klutch_apis(client)
     run = Run(client, check_mode, params)
     identity = plan.consumer_identity(params["consumer"], params["cluster_id"])
-    return (present(run, identity) if params["state"] == "present" else absent(run, identity)), run
+    return {"present": present, "absent": absent, "revoked": revoke}[params["state"]](run, identity), run

@@ -54,7 +54,10 @@ def consumer_report(consumer, moment):
     problems = ["request %s is %s" % (request_name, phase or "not served yet")
                 for request_name, phase in sorted(phases.items()) if phase != "Succeeded"]
     problems += ["APIServiceNamespace %s is not mapped yet" % item for item in unmapped]
-    if consumer.cluster_binding is None:
+    credentials = credentials_report(consumer)
+    if credentials["revoked_at"]:
+        problems.append("its credentials were revoked at %s" % credentials["revoked_at"])
+    elif consumer.cluster_binding is None:
         problems.append("it has no ClusterBinding cluster in %s" % consumer.namespace)
     elif health["status"] != "True":
         problems.append("its konnector is not healthy (%s): %s" % (health["reason"], health["message"]))
@@ -67,7 +70,22 @@ def consumer_report(consumer, moment):
                                         if item["metadata"]["name"] not in unmapped),
             "unmapped_namespaces": unmapped,
             "last_heartbeat": ((consumer.cluster_binding or {}).get("status") or {}).get("lastHeartbeatTime"),
-            "healthy": health["status"] == "True", "problems": problems}
+            "healthy": health["status"] == "True", "credentials": credentials, "problems": problems}
+
+
+def credentials_report(consumer):
+    """The consumer's token: the Secret its kubeconfig carries and since when, tokens a rotation replaced and
+    when they go, and whether it was revoked."""
+    current = consumer.current_token()
+    tokens = consumer.token_secrets()
+    created = next((item["metadata"].get("creationTimestamp") for item in tokens
+                    if item["metadata"]["name"] == current), None)
+    return {"token_secret": current if created else None, "issued": created,
+            "retiring": [{"name": item["metadata"]["name"], "at": item["metadata"]["annotations"][plan.RETIRE_ANNOTATION]}
+                         for item in sorted(tokens, key=lambda token: token["metadata"]["name"])
+                         if item["metadata"]["name"] != current
+                         and plan.RETIRE_ANNOTATION in (item["metadata"].get("annotations") or {})],
+            "revoked_at": consumer.revoked_at()}
 
 
 def app_cluster_report(client, connect):

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, sync
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import (
     IDENTITY_ANNOTATION,
+    KUBECONFIG_SECRET,
     claimed_names,
     group_version,
 )
@@ -27,6 +28,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
@@ -64,11 +66,10 @@ class BoundApi:
             raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
                           "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")),
                           "SecretValid", "ProviderSecretInvalid")
-        try:
-            config = yaml.safe_load(base64.b64decode(encoded))
-        except (ValueError, TypeError, yaml.YAMLError):
-            config = None  # the parser's message would quote the kubeconfig, token included
-        self.namespace = app_cluster.kubeconfig_target(config)[1] if isinstance(config, dict) else None
+        self.secret = (ref["name"], ref.get("namespace") or app_cluster.BIND_NAMESPACE,
+                       ref.get("key") or app_cluster.KUBECONFIG_KEY, encoded)
+        config = decoded_kubeconfig(encoded)
+        self.namespace = app_cluster.kubeconfig_target(config)[1] if config else None
         if not self.namespace:
             raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s does not hold a kubeconfig whose context "
                           "names the consumer's namespace. Bind it again with klutch.bind.klutch_binding."
@@ -125,6 +126,33 @@ class BoundApi:
                                   % (self.name, claim["resource"], api_version))
             found.append((claim, resource))
         return found
+
+
+def decoded_kubeconfig(encoded):
+    """The kubeconfig dict of a Secret's base64 value, or None."""
+    try:
+        config = yaml.safe_load(base64.b64decode(encoded))
+    except (ValueError, TypeError, yaml.YAMLError):
+        return None  # the parser's message would quote the kubeconfig, token included
+    return config if isinstance(config, dict) else None
+
+
+def follow_rotation(app, bound, connect):
+    """Copy the consumer's kubeconfig down when the control plane holds another one, as Klutch's konnector
+    does: that is how a rotated token reaches the app cluster. From then on the pass uses it. Whether it
+    was copied; one that names another consumer namespace is not taken."""
+    cluster_binding = bound.provider.get(CLUSTER_BINDINGS, "cluster", bound.namespace) or {}
+    ref = (cluster_binding.get("spec") or {}).get("kubeconfigSecretRef") or {}
+    held = bound.provider.get(SECRETS, ref.get("name") or KUBECONFIG_SECRET, bound.namespace)
+    encoded = ((held or {}).get("data") or {}).get(ref.get("key") or app_cluster.KUBECONFIG_KEY)
+    name, namespace, key, current = bound.secret
+    config = decoded_kubeconfig(encoded) if encoded and encoded != current else None
+    if not config or app_cluster.kubeconfig_target(config)[1] != bound.namespace:
+        return False
+    app.write("PATCH", SECRETS, {"metadata": {"name": name, "namespace": namespace}, "data": {key: encoded}})
+    bound.secret = (name, namespace, key, encoded)
+    bound.provider = connect(config)
+    return True
 
 
 def provider_listing(bound, resource, mapping, names=None):

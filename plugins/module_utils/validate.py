@@ -114,9 +114,29 @@ def positive(least=1, unit="seconds"):
     """A check for a count or a duration in `unit` that must be at least `least`."""
     def check(option, value):
         if value < least:
-            raise ConfigError("%s is %s: it must be at least %s %s (0 would mean no wait, or a busy loop). Set %s to a "
-                              "larger number, or leave it out for the default." % (option, value, least, unit, option))
+            raise ConfigError("%s is %s: it must be at least %s %s%s. Set %s to a larger number, or leave it out for "
+                              "the default." % (option, value, least, unit,
+                                                " (0 would mean no wait, or a busy loop)" if least > 0 else "", option))
     return check
+
+
+_AGE = re.compile(r"^(?:(\d{1,5})d)?(?:(\d{1,6})h)?(?:(\d{1,7})m)?(?:(\d{1,9})s)?$")
+
+
+def age_seconds(text):
+    """Seconds of an age such as "30d", "12h", "1h30m" or "45s"; None when it is not one."""
+    match = _AGE.match(text) if isinstance(text, str) and text else None
+    if not match:
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def age(option, value):
+    """A check for an age given in days, hours, minutes and seconds."""
+    if not age_seconds(value):
+        raise ConfigError("%s is %r, not an age of at least one second: write it as days, hours, minutes and seconds, "
+                          "for example 30d, 12h or 1h30m." % (option, value))
 
 
 def text(option, value):

@@ -65,8 +65,12 @@ options:
     description:
       - V(absent) removes the listed exports and requests (all of the consumer's when O(resources) is
         empty) and recomputes the RBAC; instances and Secrets stay.
+      - V(revoked) deletes the consumer's ServiceAccount and token Secrets, so that every token it holds is
+        refused from then on, and marks its namespace revoked. Its exports, namespaces, instances and
+        Secrets stay; its app cluster reports the binding as not connected. Later runs with
+        O(state=present) are refused until O(reinstate) is set.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, revoked]
     default: present
   delete_namespace:
     description:
@@ -117,6 +121,22 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: exported
 
+- name: Rotate the consumer's token once it is 30 days old (run daily); the old one works 5 more minutes
+  klutch.bind.klutch_export_request:
+    consumer: app-1
+    cluster_id: X1y2Z3
+    resources:
+      - group: samples.klutch.bind
+        resource: postgresqlinstances
+    rotate_after: 30d
+    rotation_grace: 300
+
+- name: Lock a consumer out at once and keep its data
+  klutch.bind.klutch_export_request:
+    consumer: app-1
+    cluster_id: X1y2Z3
+    state: revoked
+
 - name: Remove the consumer, its namespaces and everything in them
   klutch.bind.klutch_export_request:
     consumer: app-1
@@ -147,6 +167,11 @@ kubeconfig:
     output.
   returned: with O(state=present), not in check mode for a new consumer
   type: str
+revoked_at:
+  description: When the consumer's credentials were revoked.
+  returned: with O(state=revoked)
+  type: str
+  sample: "2026-12-07T20:15:00Z"
 results:
   description: What happened to each object, as in M(klutch.bind.klutch_manifest).
   returned: always
@@ -170,7 +195,7 @@ def main():
             exports.EXPORT_ARG_SPEC,
             cluster_id=dict(type="str", required=True),
             resources=dict(type="list", elements="dict", default=[], options=exports.API_SPEC),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=["present", "absent", "revoked"], default="present"),
             delete_namespace=dict(type="bool", default=False),
             wait_timeout=dict(type="int", default=30),
         ),

@@ -90,7 +90,9 @@ consumers:
   description:
     - The control plane's consumers, each with C(consumer), C(cluster_id), C(namespace), C(exports) (name and
       hash), C(requests) (phase by name), C(mapped_namespaces), C(unmapped_namespaces), C(last_heartbeat),
-      C(healthy) and its C(problems).
+      C(healthy), C(credentials) and its C(problems).
+    - C(credentials) has C(token_secret) (the token Secret its kubeconfig carries), C(issued) (when),
+      C(retiring) (tokens a rotation replaced, with the time they are deleted) and C(revoked_at).
   returned: on a control plane
   type: list
   elements: dict

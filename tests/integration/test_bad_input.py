@@ -149,6 +149,11 @@ def export_cases(control_plane):
         ({"cluster_id": "abc-def!"}, "cluster_id"),
         ({"previous_cluster_id": "x y"}, "previous_cluster_id"),
         ({"consumer_scope": "cluster"}, "consumer_scope"),
+        ({"rotate_after": "monthly"}, "rotate_after is 'monthly'"),
+        ({"rotate_after": "0s"}, "rotate_after is '0s'"),
+        ({"rotate_after": ""}, "rotate_after is ''"),
+        ({"rotation_grace": -1}, "rotation_grace is -1"),
+        ({"state": "revoked"}, "has no namespace"),
     ]]
 
 
@@ -211,7 +216,7 @@ def busy_port():
 
 
 def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plane, klutch_apis, audit,
-                                                               run_playbook, busy_port, tmp_path):
+                                                               run_playbook, busy_port, tmp_path, figure):
     cases = (manifest_cases(app.admin_kubeconfig) + connection_cases(app.admin_kubeconfig)
              + template_cases(control_plane.admin_kubeconfig) + export_cases(control_plane.admin_kubeconfig)
              + app_side_cases(app.admin_kubeconfig, control_plane.admin_kubeconfig)
@@ -246,8 +251,8 @@ def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plan
     assert writes == {app.name: [], control_plane.name: []}
     dry_runs = sum(audit(cluster).count_writes(since=start, user=ADMIN_USER, include_dry_run=True)
                    for cluster in (app, control_plane))
-    print(f"\nbad input: {len(cases)} cases across {len(set(module for module, _a, _e in cases))} modules, "
-          f"all refused by name; 0 writes on both clusters ({dry_runs} dry runs asked the server)")
+    figure(f"bad input: {len(cases)} cases across {len(set(module for module, _a, _e in cases))} modules, "
+           f"all refused by name; 0 writes on both clusters ({dry_runs} dry runs asked the server)")
 
 
 def role_cases(app, control_plane):
@@ -296,7 +301,7 @@ def role_cases(app, control_plane):
 
 
 def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(
-        app, control_plane, klutch_apis, audit, run_playbook, tmp_path):
+        app, control_plane, klutch_apis, audit, run_playbook, tmp_path, figure):
     cases = role_cases(app.admin_kubeconfig, control_plane.admin_kubeconfig)
     outcomes = tmp_path / "outcomes.json"
     tasks = [{"name": f"Case {index}", "block": [
@@ -321,7 +326,7 @@ def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(
     writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
                              audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
     assert writes == {app.name: [], control_plane.name: []}
-    print(f"\nbad input: {len(cases)} role variables across 2 roles, all refused by name; 0 writes on both clusters")
+    figure(f"bad input: {len(cases)} role variables across 2 roles, all refused by name; 0 writes on both clusters")
 
 
 def playbook_cases():
@@ -341,6 +346,10 @@ def playbook_cases():
         ("bind_app_cluster.yml", {"klutch_external_address": "control-plane.example.com:6443"}, None,
          "klutch_external_address of control-plane"),
         ("bind_app_cluster.yml", {"klutch_external_address": ""}, None, "klutch_external_address of control-plane"),
+        ("bind_app_cluster.yml", {"klutch_rotate_after": "monthly"}, None, "klutch_rotate_after of app"),
+        ("bind_app_cluster.yml", {"klutch_rotate_after": "0d"}, None, "klutch_rotate_after of app"),
+        ("bind_app_cluster.yml", {"klutch_rotation_grace": "5m"}, None, "klutch_rotation_grace of app"),
+        ("bind_app_cluster.yml", {"klutch_reinstate": "maybe"}, None, "klutch_reinstate of app"),
         ("unbind_app_cluster.yml", {"klutch_unbind_control_plane": "all"}, None, "klutch_unbind_control_plane is \"all\""),
         ("unbind_app_cluster.yml", {"klutch_services": ""}, None, "klutch_services of app is not a list"),
         ("unbind_app_cluster.yml", {}, "control_plane", "hosts in group control_plane"),
@@ -351,7 +360,7 @@ def playbook_cases():
 
 
 def test_every_bad_playbook_variable_is_refused_by_name_and_writes_nothing(
-        app, control_plane, klutch_apis, audit, tmp_path):
+        app, control_plane, klutch_apis, audit, tmp_path, figure):
     cases = playbook_cases()
     wrong, start = [], now()
     for index, (playbook, variables, left_out, expected) in enumerate(cases):
@@ -377,4 +386,4 @@ def test_every_bad_playbook_variable_is_refused_by_name_and_writes_nothing(
     writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
                              audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
     assert writes == {app.name: [], control_plane.name: []}
-    print(f"\nbad input: {len(cases)} playbook variables across 3 playbooks, all refused by name; 0 writes")
+    figure(f"bad input: {len(cases)} playbook variables across 3 playbooks, all refused by name; 0 writes")

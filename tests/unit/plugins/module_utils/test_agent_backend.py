@@ -10,7 +10,7 @@ from ansible_collections.klutch.bind.plugins.module_utils import control_plane a
 from ansible_collections.klutch.bind.plugins.module_utils.agent import Backend
 from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CLUSTER_BINDINGS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES
 
 OPTIONS = argparse.Namespace(consumer_scope="Namespaced")
 
@@ -22,8 +22,8 @@ def now():
 class FakeControlPlane:
     """Consumer namespaces with a ClusterBinding each and nothing else; records every write."""
 
-    def __init__(self, heartbeats, unreadable=()):
-        self.heartbeats, self.unreadable = heartbeats, unreadable
+    def __init__(self, heartbeats, unreadable=(), service_namespaces=()):
+        self.heartbeats, self.unreadable, self.service_namespaces = heartbeats, unreadable, service_namespaces
         self.writes, self.bodies = [], []
 
     def list(self, resource, namespace=None, **_options):
@@ -33,6 +33,8 @@ class FakeControlPlane:
             return [{"metadata": {"name": name, "uid": "uid-" + name,
                                   "annotations": {plan.IDENTITY_ANNOTATION: "%s#X1" % name}}}
                     for name in sorted(self.heartbeats)], "1"
+        if resource is API_SERVICE_NAMESPACES:
+            return [{"metadata": {"name": name, "namespace": namespace}} for name in self.service_namespaces], "1"
         return [], "1"
 
     def get(self, resource, name, namespace=None):
@@ -72,6 +74,16 @@ def test_one_consumers_odd_heartbeat_or_unreadable_objects_stop_only_that_consum
     assert healthy(client, "cluster-bbbbb") == ("False", "HeartbeatTimeInvalid")
     assert healthy(client, "cluster-ddddd") == ("True", None)
     assert written == len(client.writes)
+
+
+def test_a_mapped_namespace_is_announced_only_once_the_consumer_may_write_in_it():
+    # The konnector starts writing into a namespace as soon as the status names it.
+    client = FakeControlPlane({"cluster-aaaaa": now()}, service_namespaces=["shop"])
+    Backend.sync(client, OPTIONS, lambda: True)
+    order = [(kind, namespace, name) for _verb, kind, namespace, name in client.writes]
+    announced = order.index(("APIServiceNamespace", "cluster-aaaaa", "shop"))
+    assert order.index(("Namespace", None, "cluster-aaaaa-shop")) < announced
+    assert order.index(("RoleBinding", "cluster-aaaaa-shop", plan.BINDER)) < announced
 
 
 def test_a_replica_that_no_longer_leads_writes_nothing():

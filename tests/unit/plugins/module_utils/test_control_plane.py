@@ -347,3 +347,37 @@ def test_claims_that_name_their_objects_are_granted_on_those_names_only():
     assert ("serviceaccounts", False) in rules and ("serviceaccounts", True) not in rules
     assert ("postgresqlinstances", False) in rules
     assert control_plane.claimed_names(claims + [{"resource": "secrets"}])[("", "secrets")] is None
+
+
+ROTATION_MOMENT = datetime.datetime(2026, 12, 7, 20, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def token(name, created="2026-12-01T00:00:00Z", retire_at=None, account=control_plane.BINDER):
+    secret = control_plane.token_secret(name, "cluster-abcde", retire_at)
+    secret["metadata"].update(creationTimestamp=created)
+    secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] = account
+    return secret
+
+
+def test_the_kubeconfig_names_its_token_secret_and_klutchs_own_carries_klutch_binder():
+    assert control_plane.current_token_secret(None) == control_plane.BINDER
+    assert control_plane.current_token_secret({"metadata": {}}) == control_plane.BINDER
+    assert control_plane.current_token_secret({"metadata": {"annotations": {
+        control_plane.TOKEN_SECRET_ANNOTATION: "klutch-binder-x1y2z"}}}) == "klutch-binder-x1y2z"
+
+
+def test_a_token_is_due_for_rotation_once_it_is_as_old_as_asked():
+    assert control_plane.rotation_due(token("a", "2026-12-07T19:00:00Z"), 3600, ROTATION_MOMENT)
+    assert not control_plane.rotation_due(token("a", "2026-12-07T19:00:01Z"), 3600, ROTATION_MOMENT)
+    assert not control_plane.rotation_due(None, 1, ROTATION_MOMENT), "a Secret not there yet is never rotated"
+
+
+def test_only_replaced_tokens_whose_grace_is_over_retire_and_never_the_current_or_a_foreign_one():
+    secrets = [token("klutch-binder", retire_at="2026-12-07T19:59:59Z"),
+               token("klutch-binder-later", retire_at="2026-12-07T20:05:00Z"),
+               token("klutch-binder-garbled", retire_at="next tuesday"),
+               token("klutch-binder-now"),
+               token("klutch-binder-current", retire_at="2026-12-07T19:00:00Z"),
+               token("someone-elses", retire_at="2026-12-07T19:00:00Z", account="other")]
+    assert control_plane.retired_tokens(secrets, "klutch-binder-current", ROTATION_MOMENT) == [
+        "klutch-binder", "klutch-binder-garbled"]

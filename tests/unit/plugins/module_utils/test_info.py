@@ -18,6 +18,8 @@ def consumer(heartbeat=None, phase="Succeeded", mapped=True, cluster_binding=Tru
     held.service_namespaces = [{"metadata": {"name": "shop"}, "status": {"namespace": "cluster-ab12c-shop"} if mapped else {}}]
     status = {"lastHeartbeatTime": heartbeat, "heartbeatInterval": "5m0s"} if heartbeat else {}
     held.cluster_binding = {"metadata": {"name": "cluster"}, "status": status} if cluster_binding else None
+    held.secrets = {plan.BINDER: dict(plan.token_secret(plan.BINDER, "cluster-ab12c"))}
+    held.secrets[plan.BINDER]["metadata"]["creationTimestamp"] = "2026-11-01T00:00:00Z"
     return held
 
 
@@ -26,7 +28,10 @@ def test_a_healthy_consumer_has_no_problems():
     assert report == {"consumer": "app-eu-1", "cluster_id": "X1y2Z3", "namespace": "cluster-ab12c",
                       "exports": [{"name": NAME, "hash": "h1"}], "requests": {NAME: "Succeeded"},
                       "mapped_namespaces": ["cluster-ab12c-shop"], "unmapped_namespaces": [],
-                      "last_heartbeat": "2026-12-07T11:58:00Z", "healthy": True, "problems": []}
+                      "last_heartbeat": "2026-12-07T11:58:00Z", "healthy": True,
+                      "credentials": {"token_secret": plan.BINDER, "issued": "2026-11-01T00:00:00Z", "retiring": [],
+                                      "revoked_at": None},
+                      "problems": []}
 
 
 def test_each_thing_to_act_on_is_one_problem():
@@ -42,3 +47,25 @@ def test_a_pending_pass_is_summed_up_by_direction_and_kind():
     assert info.pending_summary({"up": {"instances": 3}, "down": {"secrets": 1, "instances": 2}}) == \
         "down 2 instances, 1 secrets, up 3 instances"
     assert info.pending_summary({"up": {}, "down": {"secrets": 1}}) == "down 1 secrets"
+
+
+def test_a_rotation_in_grace_and_a_revocation_are_reported():
+    rotated = consumer(heartbeat="2026-12-07T11:58:00Z")
+    rotated.secrets[plan.BINDER] = plan.token_secret(plan.BINDER, "cluster-ab12c", "2026-12-07T12:05:00Z")
+    rotated.secrets["klutch-binder-n3w00"] = dict(plan.token_secret("klutch-binder-n3w00", "cluster-ab12c"))
+    rotated.secrets["klutch-binder-n3w00"]["metadata"]["creationTimestamp"] = "2026-12-07T12:00:00Z"
+    rotated.secrets[plan.KUBECONFIG_SECRET] = {"metadata": {"name": plan.KUBECONFIG_SECRET, "annotations": {
+        plan.TOKEN_SECRET_ANNOTATION: "klutch-binder-n3w00"}}, "type": "Opaque"}
+    report = info.consumer_report(rotated, MOMENT)
+    assert report["credentials"] == {"token_secret": "klutch-binder-n3w00", "issued": "2026-12-07T12:00:00Z",
+                                     "retiring": [{"name": plan.BINDER, "at": "2026-12-07T12:05:00Z"}],
+                                     "revoked_at": None}
+    assert report["problems"] == []
+
+    revoked = consumer(heartbeat="2026-12-07T11:58:00Z")
+    revoked.namespaces["cluster-ab12c"]["metadata"]["annotations"][plan.REVOKED_ANNOTATION] = "2026-12-07T11:59:00Z"
+    revoked.secrets = {}
+    report = info.consumer_report(revoked, MOMENT)
+    assert report["credentials"] == {"token_secret": None, "issued": None, "retiring": [],
+                                     "revoked_at": "2026-12-07T11:59:00Z"}
+    assert report["problems"] == ["its credentials were revoked at 2026-12-07T11:59:00Z"]

@@ -78,3 +78,16 @@ def test_run_checks_skips_options_left_out():
     seen = []
     validate.run_checks({"a": None, "b": 2}, {"a": lambda o, v: seen.append(o), "b": lambda o, v: seen.append(o)})
     assert seen == ["b"]
+
+
+@pytest.mark.parametrize("text, seconds", [("30d", 2592000), ("12h", 43200), ("1h30m", 5400), ("45s", 45),
+                                           ("1d2h3m4s", 93784)])
+def test_an_age_reads_in_days_hours_minutes_and_seconds(text, seconds):
+    assert validate.age_seconds(text) == seconds
+    validate.age("rotate_after", text)
+
+
+@pytest.mark.parametrize("text", ["", "0s", "30", "1w", "h", "1.5h", "30 d", "-1d"])
+def test_an_unreadable_or_zero_age_is_refused_naming_the_option(text):
+    with pytest.raises(ConfigError, match="rotate_after is .* for example 30d"):
+        validate.age("rotate_after", text)
