@@ -108,6 +108,7 @@ def bind(cp_cluster, app_cluster, cp, app, namespaces):
                 kubeconfig: {app_cluster.admin_kubeconfig}
                 name: gadgets.bench.example
                 provider_kubeconfig: "{{{{ exported.kubeconfig }}}}"
+                accept_claims: [secrets]
         """)
     binding = app.get(API_SERVICE_BINDINGS, "gadgets.bench.example", "klutch-bind")
     bound = konnector.BoundApi(binding, app, lambda config: Counting.from_params({"kubeconfig": config}, environ={}))

@@ -162,8 +162,16 @@ def present(client, recorder, params, client_for):
     else:
         bound = recorder.apply(dict(plan.binding(params["name"], name, claims), status=status), API_SERVICE_BINDINGS,
                                subresource="status")
-    result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [])
+    result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [],
+                  rejected_claims=[plan.claim_name(claim) for claim in claims if claim["state"] == "Rejected"])
     return result
+
+
+def rejected_claims_warning(name, rejected):
+    """What a user who did not list a claim should know: objects of that kind do not cross."""
+    return ("Binding %s rejects the permission claims on %s, which accept_claims does not list: objects of those "
+            "kinds do not cross between the clusters (a claim on secrets owned by the provider brings the "
+            "connection Secrets). List each kind you consent to in accept_claims." % (name, ", ".join(rejected)))
 
 
 def absent(client, recorder, params):
@@ -213,7 +221,8 @@ def bind_app_cluster(app, control_plane, check_mode, params, client_for):
         bound = present(app, recorder, {"name": name, "provider_kubeconfig": kubeconfig, "sync_crd": True,
                                         "accept_claims": service["accept_claims"], "wait_timeout": params["wait_timeout"]},
                         client_for)
-        result["bindings"][name] = {"crd": bound.get("crd"), "conditions": bound["conditions"]}
+        result["bindings"][name] = {"crd": bound.get("crd"), "conditions": bound["conditions"],
+                                    "rejected_claims": bound["rejected_claims"]}
     written, errors = 0, []
     # The bindings there are: in check mode a new one is only a dry run, with nothing to sync yet.
     bound_now = set(item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0])

@@ -58,10 +58,12 @@ options:
         type: str
         required: true
       accept_claims:
-        description: The permission claims to accept, as O(klutch.bind.klutch_binding#module:accept_claims).
+        description:
+          - The permission claims to accept, as O(klutch.bind.klutch_binding#module:accept_claims); none by
+            default, each one consented to by name (or V(*) for all).
         type: list
         elements: str
-        default: ["*"]
+        default: []
   sync:
     description: Run one sync pass over the bindings after binding them.
     type: bool
@@ -181,12 +183,13 @@ unbound:
   sample: ["postgresqlinstances.samples.klutch.bind"]
 bindings:
   description:
-    - Per service C(<resource>.<group>), its CRD (name, action and served versions, as RV(klutch.bind.klutch_binding#module:crd))
-      and its binding's conditions.
+    - Per service C(<resource>.<group>), its CRD (name, action and served versions, as RV(klutch.bind.klutch_binding#module:crd)),
+      its binding's conditions and the claims it rejects (C(rejected_claims), each also a warning).
   returned: with O(state=present)
   type: dict
   sample: {"postgresqlinstances.samples.klutch.bind": {"crd": {"name": "postgresqlinstances.samples.klutch.bind",
-           "action": "created", "versions": ["v1"]}, "conditions": [{"type": "Ready", "status": "True"}]}}
+           "action": "created", "versions": ["v1"]}, "conditions": [{"type": "Ready", "status": "True"}],
+           "rejected_claims": []}}
 synced:
   description: Per binding, the writes of the sync pass by direction and kind, as in M(klutch.bind.klutch_claim_sync).
   returned: with O(state=present)
@@ -230,7 +233,7 @@ def main():
             control_plane_kubeconfig=dict(type="raw", no_log=False),  # its secrets are hidden by input_secrets
             control_plane_context=dict(type="str"),
             services=dict(type="list", elements="dict", default=[], options=dict(
-                exports.API_SPEC, accept_claims=dict(type="list", elements="str", default=["*"]))),
+                exports.API_SPEC, accept_claims=dict(type="list", elements="str", default=[]))),
             sync=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=60),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -261,6 +264,9 @@ def main():
         result["diff"] = diff
     for message in result.get("removals_withheld", {}).values():
         module.warn(message)
+    for name, binding in sorted(result.get("bindings", {}).items()):
+        if binding.get("rejected_claims"):
+            module.warn(bindings.rejected_claims_warning(name, binding["rejected_claims"]))
     if errors:
         module.fail(konnector.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)

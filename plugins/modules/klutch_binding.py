@@ -45,13 +45,16 @@ options:
   accept_claims:
     description:
       - The permission claims to accept, by C(<resource>) for the core group or C(<resource>.<group>);
-        V(*) accepts all. Claims not listed are Rejected; rejecting a claim that the export marks
-        required fails.
+        V(*) accepts all. Claims not listed are Rejected, and a warning names them; rejecting a claim that
+        the export marks required fails.
+      - None is accepted by default. A claim lets the control plane's side read or write objects of its kind
+        in the bound namespaces (with C(owner=Provider), it writes Secrets there), so each one needs the
+        app cluster's consent, as Klutch's CLI asks for it claim by claim with No as its default answer.
       - A name the export does not claim (a typo) fails, and so does an accepted claim on a kind the
         app cluster does not serve, before anything is written.
     type: list
     elements: str
-    default: ["*"]
+    default: []
   sync_crd:
     description: Create or update the CRD from the export. Without it only the binding is written.
     type: bool
@@ -114,6 +117,12 @@ crd:
   returned: with O(state=present) and O(sync_crd), except in check mode on a cluster without the C(klutch-bind) namespace
   type: dict
   sample: {"name": "postgresqlinstances.samples.klutch.bind", "action": "created", "versions": ["v1"]}
+rejected_claims:
+  description: The export's permission claims that this binding rejects, by name as in O(accept_claims).
+  returned: with O(state=present)
+  type: list
+  elements: str
+  sample: [configmaps]
 conditions:
   description: The binding's conditions.
   returned: with O(state=present)
@@ -149,7 +158,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             provider_kubeconfig=dict(type="raw", no_log=False),  # its token is hidden by input_secrets
-            accept_claims=dict(type="list", elements="str", default=["*"]),
+            accept_claims=dict(type="list", elements="str", default=[]),
             sync_crd=dict(type="bool", default=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             delete_crd=dict(type="bool", default=False),
@@ -172,6 +181,8 @@ def main():
             result["cluster_id"] = plan.cluster_id(namespace["metadata"]["uid"])
     except ClusterError as error:
         module.fail(error)
+    if result.get("rejected_claims"):
+        module.warn(bindings.rejected_claims_warning(module.params["name"], result["rejected_claims"]))
     result.update(changed=recorder.changed, results=recorder.results)
     if module.diff_mode:
         result["diff"] = recorder.diffs

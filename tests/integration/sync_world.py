@@ -64,6 +64,8 @@ class World:
         self.run_task, self.run_playbook = run_task, run_playbook
         self.app = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
         self.app_args = {"kubeconfig": str(cluster.admin_kubeconfig)}
+        # Consent to every kind the template claims: the scenarios test what crosses under each claim.
+        self.accept_claims = [claim["resource"] for claim in api.template.get("permission_claims") or []]
         self.namespace = None
 
     def bind(self, check=False):
@@ -79,8 +81,8 @@ class World:
         exported, output = self.run_task("klutch.bind.klutch_export_request", self.export_args, check=check)
         assert not exported.get("failed"), output
         bound, output = self.run_task("klutch.bind.klutch_binding", dict(
-            self.app_args, name="%(resource)s.%(group)s" % template, provider_kubeconfig=exported["kubeconfig"]),
-            check=check)
+            self.app_args, name="%(resource)s.%(group)s" % template, provider_kubeconfig=exported["kubeconfig"],
+            accept_claims=self.accept_claims), check=check)
         assert not bound.get("failed"), output
         self.namespace = exported["consumer_namespace"]
         return exported, bound

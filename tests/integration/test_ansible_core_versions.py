@@ -29,7 +29,7 @@ BIND_VARIABLES = {
     "control_plane_templates": [{"name": "postgresqlinstances", "group": "samples.klutch.bind",
                                  "resource": "postgresqlinstances",
                                  "permission_claims": [{"resource": "secrets", "owner": "Provider"}]}],
-    "klutch_services": [{"group": "samples.klutch.bind", "resource": "postgresqlinstances"}],
+    "klutch_services": [{"group": "samples.klutch.bind", "resource": "postgresqlinstances", "accept_claims": ["secrets"]}],
     # No agent: the lab inventory would run them as local processes, which outlive this test.
     "konnector_mode": "none", "control_plane_backend": "none",
 }

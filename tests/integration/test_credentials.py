@@ -169,7 +169,7 @@ def test_a_revoked_consumer_is_refused_within_seconds_keeps_its_data_and_comes_b
     assert not reinstated.get("failed") and reinstated["changed"], output
     assert reinstated["consumer_namespace"] == world.namespace
     bound, output = run_task("klutch.bind.klutch_binding", dict(
-        world.app_args, name=BINDING, provider_kubeconfig=reinstated["kubeconfig"]))
+        world.app_args, name=BINDING, provider_kubeconfig=reinstated["kubeconfig"], accept_claims=world.accept_claims))
     assert not bound.get("failed"), output
     eventually("the binding connected again", lambda: condition_holds("Connected")(
         world.app.get(API_SERVICE_BINDINGS, BINDING, "klutch-bind")))

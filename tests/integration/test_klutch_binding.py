@@ -88,9 +88,9 @@ def bind(export_for, run_task):
 
     def run(cluster, **binding_args):
         exported = export_for(cluster)
-        bound, output = run_task("klutch.bind.klutch_binding", dict(
+        bound, output = run_task("klutch.bind.klutch_binding", dict(dict(
             {"kubeconfig": str(cluster.admin_kubeconfig)}, name=NAME, provider_kubeconfig=exported["kubeconfig"],
-            **binding_args))
+            accept_claims=["secrets", "configmaps"]), **binding_args))
         return exported, bound, output
 
     return run
@@ -133,12 +133,18 @@ def test_a_rejected_required_claim_and_a_foreign_crd_are_refused_without_writes(
         cluster = lab.cluster("app-foreign")
         client = ClusterClient.from_params({"kubeconfig": str(cluster.admin_kubeconfig)}, environ={})
         args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME,
-                "provider_kubeconfig": export_for(cluster)["kubeconfig"]}
+                "provider_kubeconfig": export_for(cluster)["kubeconfig"], "accept_claims": []}
         start = now()
-        rejected, output = run_task("klutch.bind.klutch_binding", dict(args, accept_claims=["configmaps"]))
-        assert rejected.get("failed"), output
-        assert "requires the permission claim on secrets" in rejected["msg"]
+        for accepted in ([], ["configmaps"]):  # none by default: a required claim needs consent by name
+            rejected, output = run_task("klutch.bind.klutch_binding", dict(args, accept_claims=accepted))
+            assert rejected.get("failed"), output
+            assert "requires the permission claim on secrets" in rejected["msg"]
+            assert "Add secrets to accept_claims" in rejected["msg"]
+        del args["accept_claims"]
+        rejected, output = run_task("klutch.bind.klutch_binding", args)
+        assert rejected.get("failed") and "requires the permission claim on secrets" in rejected["msg"], output
         assert audit(cluster).count_writes(since=start, user=ADMIN_USER) == 0
+        args["accept_claims"] = ["secrets"]
 
         client.apply(CUSTOM_RESOURCE_DEFINITIONS, {
             "metadata": {"name": NAME}, "spec": {
@@ -248,7 +254,8 @@ def test_check_mode_binds_nothing_and_two_app_clusters_are_isolated(
     try:
         cluster = lab.cluster("app-two")
         exported = export_for(cluster)
-        args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"]}
+        args = {"kubeconfig": str(cluster.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"],
+                "accept_claims": ["secrets"]}
         start = now()
         planned, output = run_task("klutch.bind.klutch_binding", args, check=True)
         assert planned["changed"] is True, output
@@ -278,7 +285,8 @@ def test_an_unreachable_control_plane_is_named_and_nothing_is_written(export_for
 def test_no_token_in_verbose_output_or_diff(export_for, app, run_playbook):
     exported = export_for(app)
     token = yaml.safe_load(exported["kubeconfig"])["users"][0]["user"]["token"]
-    args = {"kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"]}
+    args = {"kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": exported["kubeconfig"],
+            "accept_claims": ["secrets", "configmaps"]}
     run = run_playbook(f"""\
         - name: Bind, verbosely and with diff
           hosts: localhost
@@ -364,6 +372,9 @@ def test_klutch_bind_exports_binds_and_syncs_in_one_task_and_again_writes_nothin
     assert klutch_apis.get(API_SERVICE_EXPORTS, NAME, bound["consumer_namespace"]) is not None
     binding = app.get(API_SERVICE_BINDINGS, NAME, "klutch-bind")
     assert [claim["state"] for claim in binding["spec"]["permissionClaims"]] == ["Accepted", "Rejected"]
+    assert bound["bindings"][NAME]["rejected_claims"] == ["configmaps"]
+    assert f"Binding {NAME} rejects the permission claims on configmaps, which accept_claims does not list" in \
+        " ".join(output.split()), "a rejected claim is a warning"
     assert {c["type"]: c["status"] for c in bound["bindings"][NAME]["conditions"]}["Ready"] == "True"
     assert bound["bindings"][NAME]["crd"]["action"] == "created"
     assert app.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)["metadata"]["ownerReferences"][0]["name"] == NAME
@@ -395,7 +406,7 @@ def test_klutch_bind_reaches_the_control_plane_by_a_context_of_the_environments_
     path.write_text(yaml.safe_dump(merged))
     contexts = [context["name"] for context in merged["contexts"]]
     args = {"control_plane_context": contexts[1], "consumer": consumer_name(other_app),
-            "services": [{"group": GROUP, "resource": RESOURCE}]}
+            "services": [{"group": GROUP, "resource": RESOURCE, "accept_claims": ["secrets"]}]}
     bound, output = run_task("klutch.bind.klutch_bind", args,
                              env={"K8S_AUTH_KUBECONFIG": str(path), "K8S_AUTH_CONTEXT": contexts[0]})
     assert not bound.get("failed"), output
@@ -474,7 +485,7 @@ def test_a_caller_who_may_not_grant_a_claimed_kind_leaves_no_clusterrole_written
     start = now()
     refused, output = run_task("klutch.bind.klutch_binding", {
         "kubeconfig": str(fresh_app.mint_identity("limited-binder")), "name": NAME,
-        "provider_kubeconfig": fresh_app.exported["kubeconfig"]})
+        "provider_kubeconfig": fresh_app.exported["kubeconfig"], "accept_claims": ["secrets", "configmaps"]})
     assert refused.get("failed") and "403" in refused["msg"], output
     assert [(event["verb"], event["requestURI"]) for event in
             audit(fresh_app).writes(since=start, user="limited-binder")] == [], refused["msg"]
@@ -491,7 +502,8 @@ def test_an_export_schema_the_app_cluster_refuses_leaves_nothing_written(fresh_a
                                                      "spec": {"versions": versions}})
     start = now()
     refused, output = run_task("klutch.bind.klutch_binding", {
-        "kubeconfig": str(fresh_app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": fresh_app.exported["kubeconfig"]})
+        "kubeconfig": str(fresh_app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": fresh_app.exported["kubeconfig"],
+        "accept_claims": ["secrets"]})
     assert refused.get("failed") and "CustomResourceDefinition " + NAME in refused["msg"], output
     assert "storage version" in refused["msg"]
     assert audit(fresh_app).count_writes(since=start, user=ADMIN_USER) == 0

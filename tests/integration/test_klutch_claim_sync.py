@@ -48,7 +48,7 @@ def bound(lab, control_plane, klutch_apis, sample_dataservices, run_task):
     exported, output = run_task("klutch.bind.klutch_export_request", export_args)
     assert not exported.get("failed"), output
     bound_result, output = run_task("klutch.bind.klutch_binding", dict(
-        app_args, name=NAME, provider_kubeconfig=exported["kubeconfig"]))
+        app_args, name=NAME, provider_kubeconfig=exported["kubeconfig"], accept_claims=["secrets"]))
     assert not bound_result.get("failed"), output
 
     class Bound:

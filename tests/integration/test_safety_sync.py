@@ -76,7 +76,7 @@ def test_a_binding_copied_to_another_cluster_removes_nothing_upstream(world, lab
         assert not exported.get("failed"), output
         bound, output = run_task("klutch.bind.klutch_binding", {
             "kubeconfig": str(copy.admin_kubeconfig), "name": "mangodbs.mangodb.com",
-            "provider_kubeconfig": exported["kubeconfig"]})
+            "provider_kubeconfig": exported["kubeconfig"], "accept_claims": world.accept_claims})
         assert not bound.get("failed"), output
         start = now()
         result = sync(world, copy)
@@ -221,7 +221,8 @@ def two_bindings(lab, control_plane, klutch_apis, control_plane_play, run_playbo
         resources=[{"group": "versions.example.com", "resource": "versioneds"}]))
     assert not exported.get("failed"), output
     binding, output = run_task("klutch.bind.klutch_binding", dict(
-        bound.app_args, name="versioneds.versions.example.com", provider_kubeconfig=exported["kubeconfig"]))
+        bound.app_args, name="versioneds.versions.example.com", provider_kubeconfig=exported["kubeconfig"],
+        accept_claims=["configmaps"]))
     assert not binding.get("failed"), output
     bound.kubeconfig, bound.versions_namespace = exported["kubeconfig"], exported["consumer_namespace"]
     yield bound

@@ -10,7 +10,8 @@ from ansible_collections.klutch.bind.plugins.module_utils import control_plane a
 from ansible_collections.klutch.bind.plugins.module_utils.agent import Backend
 from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.objects import Change
-from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+    API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES)
 
 OPTIONS = argparse.Namespace(consumer_scope="Namespaced")
 
@@ -22,8 +23,9 @@ def now():
 class FakeControlPlane:
     """Consumer namespaces with a ClusterBinding each and nothing else; records every write."""
 
-    def __init__(self, heartbeats, unreadable=(), service_namespaces=()):
+    def __init__(self, heartbeats, unreadable=(), service_namespaces=(), requests=()):
         self.heartbeats, self.unreadable, self.service_namespaces = heartbeats, unreadable, service_namespaces
+        self.requests = requests  # (name, phase, creation time) in every consumer namespace
         self.writes, self.bodies = [], []
 
     def list(self, resource, namespace=None, **_options):
@@ -35,6 +37,10 @@ class FakeControlPlane:
                     for name in sorted(self.heartbeats)], "1"
         if resource is API_SERVICE_NAMESPACES:
             return [{"metadata": {"name": name, "namespace": namespace}} for name in self.service_namespaces], "1"
+        if resource is API_SERVICE_EXPORT_REQUESTS:
+            return [{"metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+                     "spec": {"resources": []}, "status": {"phase": phase}}
+                    for name, phase, created in self.requests], "1"
         return [], "1"
 
     def get(self, resource, name, namespace=None):
@@ -49,7 +55,8 @@ class FakeControlPlane:
         return Change(None, dict(body, metadata=dict(body["metadata"], uid="uid-new")), True)
 
     def delete(self, resource, name, namespace=None, **_options):
-        return Change(None, None, False)
+        self.writes.append(("delete", resource.kind, namespace, name))
+        return Change({"metadata": {"name": name}}, None, True)
 
 
 def healthy(client, namespace):
@@ -84,6 +91,21 @@ def test_a_mapped_namespace_is_announced_only_once_the_consumer_may_write_in_it(
     announced = order.index(("APIServiceNamespace", "cluster-aaaaa", "shop"))
     assert order.index(("Namespace", None, "cluster-aaaaa-shop")) < announced
     assert order.index(("RoleBinding", "cluster-aaaaa-shop", plan.BINDER)) < announced
+
+
+def test_finished_requests_go_ten_minutes_after_their_creation_as_klutchs_backend_deletes_them():
+    moment = datetime.datetime.now(datetime.timezone.utc)
+
+    def ago(minutes):
+        return (moment - datetime.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    client = FakeControlPlane({"cluster-aaaaa": now()}, requests=[
+        ("old-succeeded", "Succeeded", ago(11)), ("old-failed", "Failed", ago(30)),
+        ("young-succeeded", "Succeeded", ago(9)), ("old-pending", "Pending", ago(60))])
+    Backend.sync(client, OPTIONS, lambda: True)
+    deleted = [name for verb, kind, _namespace, name in client.writes
+               if verb == "delete" and kind == "APIServiceExportRequest"]
+    assert deleted == ["old-failed", "old-succeeded"]
 
 
 def test_a_replica_that_no_longer_leads_writes_nothing():
