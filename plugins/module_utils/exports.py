@@ -181,7 +181,7 @@ def rotate_token(run, consumer, old, moment):
     """A new token Secret for the consumer; the old one retires after rotation_grace (at once for 0), so that
     konnectors that still hold it keep working until they have the new kubeconfig. Returns the new name."""
     namespace = consumer.namespace
-    new = "%s-%s" % (plan.BINDER, "".join(random.choice(plan.NAME_CHARACTERS) for _ in range(5)))
+    new = "%s-%s" % (plan.BINDER, "".join(random.choices(plan.NAME_CHARACTERS, k=5)))
     run.apply(plan.token_secret(new, namespace), **backend.OURS)
     retire_at = moment + datetime.timedelta(seconds=run.params["rotation_grace"])
     retiring = run.apply(plan.token_secret(old, namespace, retire_at.strftime(TIME_FORMAT)), **backend.OURS)

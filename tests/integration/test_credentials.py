@@ -153,8 +153,12 @@ def test_a_revoked_consumer_is_refused_within_seconds_keeps_its_data_and_comes_b
     assert world.cp.get(API_SERVICE_EXPORTS, BINDING, world.namespace) is not None
     assert upstream(world, "before-revocation") is not None
     assert "its credentials were revoked at %s" % revoked["revoked_at"] in credentials(world, run_task)["problems"]
-    binding = eventually("the binding reported as refused", lambda: (lambda found: found if condition_holds(
-        "Connected", "False")(found) else None)(world.app.get(API_SERVICE_BINDINGS, BINDING, "klutch-bind")))
+
+    def refused_binding():
+        found = world.app.get(API_SERVICE_BINDINGS, BINDING, "klutch-bind")
+        return found if condition_holds("Connected", "False")(found) else None
+
+    binding = eventually("the binding reported as refused", refused_binding)
     connected = next(item for item in binding["status"]["conditions"] if item["type"] == "Connected")
     assert connected["reason"] == "ProviderUnauthorized" and "revoked" in connected["message"]
 
@@ -168,6 +172,8 @@ def test_a_revoked_consumer_is_refused_within_seconds_keeps_its_data_and_comes_b
     reinstated, output = run_task("klutch.bind.klutch_export_request", dict(world.export_args, reinstate=True))
     assert not reinstated.get("failed") and reinstated["changed"], output
     assert reinstated["consumer_namespace"] == world.namespace
+    settled, output = run_task("klutch.bind.klutch_export_request", world.export_args)
+    assert not settled.get("failed") and not settled["changed"], "reinstated for good, and in step: " + output
     bound, output = run_task("klutch.bind.klutch_binding", dict(
         world.app_args, name=BINDING, provider_kubeconfig=reinstated["kubeconfig"], accept_claims=world.accept_claims))
     assert not bound.get("failed"), output
