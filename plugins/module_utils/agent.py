@@ -300,6 +300,7 @@ class Konnector:
     def __init__(self):
         self.heartbeats = {}
         self.providers = {}  # one client per control-plane kubeconfig, kept across passes
+        self.connected = set()  # the kubeconfigs of self.providers used in this pass
         self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
         self.withheld = {}  # binding -> why its last pass removed nothing upstream (logged when it changes)
 
@@ -308,7 +309,14 @@ class Konnector:
         if key not in self.providers:
             self.providers[key] = ClusterClient.from_params({"kubeconfig": config}, environ={},
                                                             retry_budget=AGENT_RETRY_BUDGET)
+        self.connected.add(key)
         return self.providers[key]
+
+    def forget_unused_connections(self):
+        """Drop the clients no binding used in the pass (credentials rotated out, bindings gone)."""
+        for key in set(self.providers) - self.connected:
+            del self.providers[key]
+        self.connected = set()
 
     def grant(self, app, service_account):
         """before_claims for the pass: the RoleBinding that lets the agent read claimed kinds in a bound namespace."""
@@ -336,6 +344,8 @@ class Konnector:
                     error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
             written += made
             failed += int(not ok)
+        else:  # every binding was seen: the clients none of them used can go
+            self.forget_unused_connections()
         return wanted, written, failed
 
     def sync_binding(self, app, binding, options, proceed, wanted):
