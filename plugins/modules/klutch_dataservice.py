@@ -419,13 +419,16 @@ def configuration_status(obj, name, package):
 
 def wait_for_package_apis(client, installed, timeout):
     """Each XRD the installed revision put on the cluster, once it serves its kinds: Crossplane calls a
-    package Healthy before its XRDs are Established and Offered, and a template needs their CRDs."""
+    package Healthy before its XRDs are Established and Offered, and a template needs their CRDs.
+
+    The revision's objectRefs name its objects but leave their kind empty, so an XRD is one of them
+    by name and uid."""
     revision = client.get(CONFIGURATION_REVISIONS, installed["status"]["currentRevision"]) or {}
-    for ref in (revision.get("status") or {}).get("objectRefs") or []:
-        if (ref.get("apiVersion"), ref.get("kind")) == dataservices.XRD_KIND:
-            xrd = client.get(COMPOSITE_RESOURCE_DEFINITIONS, ref["name"])
-            ready, description = readiness(xrd or {"apiVersion": ref["apiVersion"], "kind": ref["kind"]})
-            client.wait(COMPOSITE_RESOURCE_DEFINITIONS, ref["name"], None, ready, timeout, description)
+    installed_uids = dict((ref.get("name"), ref.get("uid")) for ref in (revision.get("status") or {}).get("objectRefs") or [])
+    for xrd in client.list(COMPOSITE_RESOURCE_DEFINITIONS)[0]:
+        if installed_uids.get(xrd["metadata"]["name"]) == xrd["metadata"]["uid"]:
+            ready, description = readiness(xrd)
+            client.wait(COMPOSITE_RESOURCE_DEFINITIONS, xrd["metadata"]["name"], None, ready, timeout, description)
 
 
 def run(module):

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 
@@ -259,8 +258,7 @@ def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, ag
     eventually("both sides hold the same fifteen instances",
                lambda: tiers(app, namespace) == expected and tiers(cp, world.mapped(namespace)) == expected,
                timeout=120)
-    figure(f"faults: converged {time.monotonic() - returned:.1f} s after a 60 s absence of the control plane",
-           file=sys.stderr)
+    figure(f"faults: converged {time.monotonic() - returned:.1f} s after a 60 s absence of the control plane")
     assert all(obj["metadata"].get("deletionTimestamp") is None for obj in app.list(MANGODBS, namespace)[0])
     assert all(SYNCER_FINALIZER in obj["metadata"]["finalizers"] for obj in app.list(MANGODBS, namespace)[0])
     eventually("the konnector ready again", lambda: readiness(world, "konnector") == 200, timeout=30)

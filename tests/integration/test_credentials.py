@@ -161,6 +161,7 @@ def test_a_revoked_consumer_is_refused_within_seconds_keeps_its_data_and_comes_b
     binding = eventually("the binding reported as refused", refused_binding)
     connected = next(item for item in binding["status"]["conditions"] if item["type"] == "Connected")
     assert connected["reason"] == "ProviderUnauthorized" and "revoked" in connected["message"]
+    world.app.apply(MANGODBS, instance("while-revoked"))  # waits on the app cluster, lost nowhere
 
     again, output = run_task("klutch.bind.klutch_export_request", dict(world.export_args, state="revoked", resources=[]))
     assert not again.get("failed") and not again["changed"], output
@@ -179,7 +180,11 @@ def test_a_revoked_consumer_is_refused_within_seconds_keeps_its_data_and_comes_b
     assert not bound.get("failed"), output
     eventually("the binding connected again", lambda: condition_holds("Connected")(
         world.app.get(API_SERVICE_BINDINGS, BINDING, "klutch-bind")))
+    eventually("the instance made while revoked upstream", lambda: upstream(world, "while-revoked"))
     world.app.apply(MANGODBS, instance("after-reinstatement"))
     eventually("a new instance upstream again", lambda: upstream(world, "after-reinstatement"))
+    # Nothing lost and nothing twice: the app cluster's instances are the control plane's, one for one.
+    assert sorted(item["metadata"]["name"] for item in world.cp.list(MANGODBS, world.mapped())[0]) == sorted(
+        item["metadata"]["name"] for item in world.app.list(MANGODBS, "default")[0])
     figure(f"credentials: the module's revocation took {returned - started:.1f} s; the token was refused "
            f"{refused:.1f} s after it returned")

@@ -63,7 +63,9 @@ def test_the_control_plane_reports_each_consumer_with_its_exports_namespaces_and
     assert any(template["exports"] == NAME for template in report["templates"])
     [consumer] = [item for item in report["consumers"] if item["namespace"] == world.namespace]
     assert consumer["exports"][0]["name"] == NAME and consumer["exports"][0]["hash"]
-    assert consumer["requests"] == {NAME: "Succeeded"}
+    # A backend agent still running on the control plane deletes a finished request ten minutes after its
+    # creation, as Klutch's backend does; the export stays.
+    assert consumer["requests"] in ({NAME: "Succeeded"}, {})
     # Health follows the konnector's heartbeat; without one (the module driver runs no agent) it is a problem.
     assert consumer["healthy"] is (consumer["last_heartbeat"] is not None)
     assert consumer["healthy"] or any("konnector is not healthy" in problem for problem in consumer["problems"])
