@@ -301,6 +301,7 @@ class Konnector:
         self.heartbeats = {}
         self.providers = {}  # one client per control-plane kubeconfig, kept across passes
         self.connected = set()  # the kubeconfigs of self.providers used in this pass
+        self.rotation_checked = set()  # (app-side Secret, consumer namespace) checked for a rotation in this pass
         self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
         self.withheld = {}  # binding -> why its last pass removed nothing upstream (logged when it changes)
 
@@ -329,6 +330,7 @@ class Konnector:
 
     def sync(self, app, options, proceed):
         bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
+        self.rotation_checked = set()
         wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE),
                   ("app", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
         written, failed = 0, 0
@@ -364,9 +366,13 @@ class Konnector:
             reason = "ProviderUnauthorized" if error.status == 403 else "ProviderUnreachable"
             return self.unserved(app, binding, ("Connected", reason, str(error))), False
         written = 0
-        if konnector.follow_rotation(app, bound, self.connect):
-            log("info", "kubeconfig copied from the control plane", binding=name)
-            written += 1
+        # Bindings that share a kubeconfig Secret share its check: one pair of reads per consumer and pass.
+        checked = (bound.secret[:2], bound.namespace)
+        if checked not in self.rotation_checked:
+            self.rotation_checked.add(checked)
+            if konnector.follow_rotation(app, bound, self.connect):
+                log("info", "kubeconfig copied from the control plane", binding=name)
+                written += 1
         written += self.keep_status(app, binding, None)
         written += self.keep_crd(app, bound)
         operations, resources = konnector.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))

@@ -82,11 +82,8 @@ def secret_name(client, bound, server, namespace):
         encoded = (secret.get("data") or {}).get(plan.KUBECONFIG_KEY)
         if not encoded or not secret["metadata"]["name"].startswith(plan.KUBECONFIG_SECRET_PREFIX):
             continue
-        try:
-            stored = yaml.safe_load(base64.b64decode(encoded))
-        except (ValueError, yaml.YAMLError):
-            continue
-        if isinstance(stored, dict) and plan.kubeconfig_target(stored) == (server, namespace):
+        stored = konnector.decoded_kubeconfig(encoded)
+        if stored and plan.kubeconfig_target(stored) == (server, namespace):
             return secret["metadata"]["name"]
     while True:
         name = plan.KUBECONFIG_SECRET_PREFIX + "".join(random.sample(string.ascii_lowercase + string.digits, 5))

@@ -304,13 +304,13 @@ def revoke(run, identity):
     if namespace is None:
         raise ConfigError("Consumer %s (identity %s) has no namespace on %s: there is nothing to revoke. Check "
                           "consumer and cluster_id." % (run.params["consumer"], identity, run.client.label))
+    marked = consumer.namespaces[namespace]
     if not consumer.revoked_at():
-        run.apply(namespace_object(namespace, identity, now()), before=consumer.namespaces[namespace], force=True)
+        marked = run.apply(namespace_object(namespace, identity, now()), before=marked, force=True)
     for secret in consumer.token_secrets():
         run.delete(SECRETS, secret["metadata"]["name"], namespace, before=secret)
     run.delete(SERVICE_ACCOUNTS, plan.BINDER, namespace)
-    return {"consumer_namespace": namespace, "exports": [], "revoked_at": plan.revoked_at(run.client.get(
-        NAMESPACES, namespace)) if not run.check_mode else consumer.revoked_at()}
+    return {"consumer_namespace": namespace, "exports": [], "revoked_at": plan.revoked_at(marked)}
 
 
 def export(client, check_mode, params):
