@@ -58,6 +58,7 @@ LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
 LEASE_SECONDS = 15  # as Klutch's konnector: duration 15 s, renewed well before
 HEARTBEAT_INTERVAL = 150  # s; the ClusterBinding is told 5m0s, Klutch's heartbeat interval
 WATCH_SECONDS = 60
+GRANT_SECONDS = 10  # for a fresh RoleBinding to take effect
 MAX_CHAINED_PASSES = 3  # passes that may follow each other at once while they keep writing
 
 
@@ -294,6 +295,24 @@ class Agent:
         self.leadership.release()
 
 
+def await_access(client, verb, resources, namespace, timeout=GRANT_SECONDS):
+    """Until the API server lets the agent `verb` each of `resources` in `namespace`.
+
+    Its authorizer reads RBAC objects from a cache that trails their writes: a read right after the
+    RoleBinding that allows it can still be refused.
+    """
+    deadline = time.monotonic() + timeout
+    for resource in resources:
+        while not client.allowed(verb, resource, namespace):
+            if time.monotonic() > deadline:
+                raise ClusterError("The API server on cluster %s still refuses to let the konnector %s %s in namespace "
+                                   "%s %ss after it granted itself that right (RoleBinding %s/%s). The next pass tries "
+                                   "again; if this lasts, check the ClusterRole %s and the agent's RBAC."
+                                   % (client.label, verb, resource.plural, namespace, timeout, namespace,
+                                      app_cluster.KONNECTOR_CLAIMS, app_cluster.KONNECTOR_CLAIMS), status=403)
+            time.sleep(0.05)
+
+
 class Konnector:
     """On an app cluster: every binding's sync pass, its CRD kept like the export, and the heartbeat."""
 
@@ -321,11 +340,13 @@ class Konnector:
 
     def grant(self, app, service_account):
         """before_claims for the pass: the RoleBinding that lets the agent read claimed kinds in a bound namespace."""
-        def grant_in(namespaces):
-            for namespace in namespaces:
-                if namespace not in self.granted:
-                    app.apply(ROLE_BINDINGS, app_cluster.claims_role_binding(namespace, service_account))
-                    self.granted.add(namespace)
+        def grant_in(namespaces, resources):
+            fresh = [namespace for namespace in namespaces if namespace not in self.granted]
+            for namespace in fresh:
+                app.apply(ROLE_BINDINGS, app_cluster.claims_role_binding(namespace, service_account))
+            for namespace in fresh:
+                await_access(app, "list", resources, namespace)
+                self.granted.add(namespace)
         return grant_in if service_account else None
 
     def sync(self, app, options, proceed):

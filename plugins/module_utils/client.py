@@ -39,6 +39,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     KNOWN,
     NAMESPACES,
     PODS,
+    SELF_SUBJECT_ACCESS_REVIEWS,
     Resource,
     api_resource_list_entry,
 )
@@ -269,6 +270,16 @@ class ClusterClient:
             if not token:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
+
+    def allowed(self, verb, resource, namespace=None):
+        """Whether the API server lets this client's identity `verb` `resource` (in `namespace`) now."""
+        review = self.request("POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), "create",
+                              "a SelfSubjectAccessReview", body={
+                                  "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
+                                  "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
+                                  "spec": {"resourceAttributes": {"verb": verb, "group": resource.group,
+                                                                  "resource": resource.plural, "namespace": namespace}}})
+        return bool((review.get("status") or {}).get("allowed"))
 
     def apply(self, resource, body, force=False, before=UNREAD, subresource=None, field_manager=FIELD_MANAGER,
               answer=None):

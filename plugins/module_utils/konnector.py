@@ -183,8 +183,8 @@ def listing(client, resource, namespaces, names=None):
 def plan_binding(bound, app, prune=True, before_claims=None):
     """([operations], {kind: Resource}) of one pass for one binding.
 
-    `before_claims(app namespaces)` runs before claimed kinds are read there (the agent grants itself
-    its rights in new bound namespaces).
+    `before_claims(app namespaces, claimed Resources)` runs before claimed kinds are read there (the
+    agent grants itself its rights in new bound namespaces).
     """
     mapping = bound.read_mapping()
     resources = {"instances": bound.instances}
@@ -208,7 +208,7 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     bound.claim_namespaces = sorted(claims_mapping.up)
     claims = bound.accepted_claims(app)
     if claims and before_claims is not None:
-        before_claims(bound.claim_namespaces)
+        before_claims(bound.claim_namespaces, [resource for _claim, resource in claims])
     bound.claim_names = claimed_names([claim for claim, _resource in claims])
     for claim, resource in claims:
         resources[resource.plural] = resource

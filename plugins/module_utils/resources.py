@@ -41,6 +41,10 @@ class Resource:
         return "Resource(%r, %r, %r, namespaced=%r)" % (self.api_version, self.kind, self.plural, self.namespaced)
 
     @property
+    def group(self):
+        return self.api_version.rpartition("/")[0]
+
+    @property
     def group_version_path(self):
         return "/api/v1" if self.api_version == "v1" else "/apis/" + self.api_version
 
@@ -84,6 +88,8 @@ CLUSTER_ROLE_BINDINGS = Resource(
     "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False)
 PODS = Resource("v1", "Pod", "pods")
 DEPLOYMENTS = Resource("apps/v1", "Deployment", "deployments")
+SELF_SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io/v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False)
 
 
 def api_resource_list_entry(api_resource_list, kind):
