@@ -65,6 +65,7 @@ READ_TIMEOUT = 60.0
 # next pass tries again anyway.
 RETRY_BUDGET = 60.0
 AGENT_RETRY_BUDGET = 10.0
+RETRY_BUDGET_VARIABLE = "KLUTCH_BIND_RETRY_BUDGET"  # a module's budget in seconds, for jobs that must fail fast
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 LIST_RESTARTS = 3  # times a list whose continue token expired starts over
@@ -104,6 +105,22 @@ WRITES = {"POST": ("create", "POST", "application/json"), "PUT": ("replace", "PU
 UNREAD = object()  # apply() reads the current object itself unless given it
 
 
+def retry_budget_from(environ):
+    """The seconds to keep retrying, from KLUTCH_BIND_RETRY_BUDGET (unset or empty: RETRY_BUDGET)."""
+    value = environ.get(RETRY_BUDGET_VARIABLE)
+    if value is None or not value.strip():
+        return RETRY_BUDGET
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = -1.0
+    if not 0 <= budget <= 3600:
+        raise ConfigError("%s=%r is not a number of seconds from 0 to 3600: set it to how long to retry an API server "
+                          "that is unreachable or overloaded (0: do not retry), or unset it for %d."
+                          % (RETRY_BUDGET_VARIABLE, value, RETRY_BUDGET))
+    return budget
+
+
 class ClusterClient:
     """A connection to one cluster; `label` names it in every message."""
 
@@ -126,8 +143,12 @@ class ClusterClient:
         self._group_versions = {}
 
     @classmethod
-    def from_params(cls, params, dry_run=False, environ=None, retry_budget=RETRY_BUDGET):
-        """A client from module parameters (kubernetes.core names) and K8S_AUTH_* variables."""
+    def from_params(cls, params, dry_run=False, environ=None, retry_budget=None):
+        """A client from module parameters (kubernetes.core names) and K8S_AUTH_* variables (`environ`). The
+        retry budget is `retry_budget`, else the process's KLUTCH_BIND_RETRY_BUDGET (for every cluster a
+        module talks to), else RETRY_BUDGET."""
+        if retry_budget is None:
+            retry_budget = retry_budget_from(os.environ)
         settings = resolve_auth(params, environ)
         configuration, label = build_configuration(settings, environ)
         return cls(configuration, label, dry_run=dry_run, impersonate_user=settings.get("impersonate_user"),

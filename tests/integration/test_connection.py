@@ -4,6 +4,7 @@ Each case runs klutch.bind.klutch_cluster_info through ansible-playbook (Ansibal
 """
 
 import base64
+import time
 from pathlib import Path
 
 import pytest
@@ -112,10 +113,21 @@ def test_malformed_inline_kubeconfig(run_task, app):
 
 
 def test_unreachable_host(run_task, token, app):
-    result, output = run_task(MODULE, {"host": "https://127.0.0.1:1", "api_key": token, "ca_cert": str(app.ca_cert)})
+    # A refused connection is retried for the budget, 60 s unless KLUTCH_BIND_RETRY_BUDGET says less.
+    start = time.monotonic()
+    result, output = run_task(MODULE, {"host": "https://127.0.0.1:1", "api_key": token, "ca_cert": str(app.ca_cert)},
+                              env={"KLUTCH_BIND_RETRY_BUDGET": "3"})
+    assert 3 <= time.monotonic() - start < 30
     message = failed_cleanly(result, output, token)
     assert message == ("Cannot read the server version on cluster https://127.0.0.1:1: the connection was refused. "
                        "Check that the API server runs and the host and port are right.")
+
+
+def test_a_bad_retry_budget_is_refused_by_name(run_task, token, app):
+    result, output = run_task(MODULE, {"host": app.server, "api_key": token, "ca_cert": str(app.ca_cert)},
+                              env={"KLUTCH_BIND_RETRY_BUDGET": "a minute"})
+    message = failed_cleanly(result, output, token)
+    assert message.startswith("KLUTCH_BIND_RETRY_BUDGET='a minute' is not a number of seconds from 0 to 3600")
 
 
 def test_bad_ca(run_task, app, control_plane, token):

@@ -276,7 +276,8 @@ def test_an_unreachable_control_plane_is_named_and_nothing_is_written(export_for
     config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
     start = now()
     result, output = run_task("klutch.bind.klutch_binding", {
-        "kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": config})
+        "kubeconfig": str(app.admin_kubeconfig), "name": NAME, "provider_kubeconfig": config},
+        env={"KLUTCH_BIND_RETRY_BUDGET": "3"})  # refused connections are retried for this long
     assert result.get("failed"), output
     assert "127.0.0.1:9" in result["msg"] and "refused" in result["msg"]
     assert audit(app).count_writes(since=start, user=ADMIN_USER) == 0

@@ -101,3 +101,17 @@ def test_ca_data_reaches_tls_in_memory_and_garbage_is_named():
     configuration.ssl_ca_cert_data = "not a certificate"
     with pytest.raises(ConfigError, match="The CA data for cluster c holds no PEM certificate"):
         client.ClusterClient(configuration, "cluster c")
+
+
+@pytest.mark.parametrize("value, budget", [(None, 60.0), ("", 60.0), (" ", 60.0), ("0", 0.0), ("2.5", 2.5),
+                                           ("3600", 3600.0)])
+def test_the_retry_budget_comes_from_the_environment_or_defaults_to_a_minute(value, budget):
+    environ = {} if value is None else {"KLUTCH_BIND_RETRY_BUDGET": value}
+    assert client.retry_budget_from(environ) == budget
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "inf", "3601"])
+def test_a_retry_budget_that_is_no_number_of_seconds_is_refused_by_name(value):
+    with pytest.raises(ConfigError) as refused:
+        client.retry_budget_from({"KLUTCH_BIND_RETRY_BUDGET": value})
+    assert str(refused.value).startswith(f"KLUTCH_BIND_RETRY_BUDGET={value!r} is not a number of seconds")
