@@ -58,7 +58,7 @@ LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
 LEASE_SECONDS = 15  # as Klutch's konnector: duration 15 s, renewed well before
 HEARTBEAT_INTERVAL = 150  # s; the ClusterBinding is told 5m0s, Klutch's heartbeat interval
 WATCH_SECONDS = 60
-GRANT_SECONDS = 10  # for a fresh RoleBinding to take effect
+GRANT_SECONDS = 10  # for a fresh RoleBinding to take effect (the API server's RBAC cache trails writes)
 MAX_CHAINED_PASSES = 3  # passes that may follow each other at once while they keep writing
 
 
@@ -295,24 +295,6 @@ class Agent:
         self.leadership.release()
 
 
-def await_access(client, verb, resources, namespace, timeout=GRANT_SECONDS):
-    """Until the API server lets the agent `verb` each of `resources` in `namespace`.
-
-    Its authorizer reads RBAC objects from a cache that trails their writes: a read right after the
-    RoleBinding that allows it can still be refused.
-    """
-    deadline = time.monotonic() + timeout
-    for resource in resources:
-        while not client.allowed(verb, resource, namespace):
-            if time.monotonic() > deadline:
-                raise ClusterError("The API server on cluster %s still refuses to let the konnector %s %s in namespace "
-                                   "%s %ss after it granted itself that right (RoleBinding %s/%s). The next pass tries "
-                                   "again; if this lasts, check the ClusterRole %s and the agent's RBAC."
-                                   % (client.label, verb, resource.plural, namespace, timeout, namespace,
-                                      app_cluster.KONNECTOR_CLAIMS, app_cluster.KONNECTOR_CLAIMS), status=403)
-            time.sleep(0.05)
-
-
 class Konnector:
     """On an app cluster: every binding's sync pass, its CRD kept like the export, and the heartbeat."""
 
@@ -345,7 +327,15 @@ class Konnector:
             for namespace in fresh:
                 app.apply(ROLE_BINDINGS, app_cluster.claims_role_binding(namespace, service_account))
             for namespace in fresh:
-                await_access(app, "list", resources, namespace)
+                refused = app.await_allowed([("list", resource.group, resource.plural, namespace)
+                                             for resource in resources], GRANT_SECONDS)
+                if refused:
+                    raise ClusterError(
+                        "The API server on cluster %s still refuses to let the konnector list %s in namespace %s %ss "
+                        "after it granted itself that right (RoleBinding %s/%s). The next pass tries again; if this "
+                        "lasts, check the ClusterRole %s and the agent's RBAC." % (
+                            app.label, refused[2], namespace, GRANT_SECONDS, namespace, app_cluster.KONNECTOR_CLAIMS,
+                            app_cluster.KONNECTOR_CLAIMS), status=403)
                 self.granted.add(namespace)
         return grant_in if service_account else None
 

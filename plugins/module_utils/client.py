@@ -292,15 +292,28 @@ class ClusterClient:
                 return items, (page.get("metadata") or {}).get("resourceVersion")
             query = dict(query, **{"continue": token})
 
-    def allowed(self, verb, resource, namespace=None):
-        """Whether the API server lets this client's identity `verb` `resource` (in `namespace`) now."""
-        review = self.request("POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), "create",
+    def allowed(self, verb, group, resource, namespace=None):
+        """Whether the API server lets this client's identity `verb` `resource` of API group `group` (in
+        `namespace`) now."""
+        answer = self.request("POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), "create",
                               "a SelfSubjectAccessReview", body={
                                   "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
                                   "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
-                                  "spec": {"resourceAttributes": {"verb": verb, "group": resource.group,
-                                                                  "resource": resource.plural, "namespace": namespace}}})
-        return bool((review.get("status") or {}).get("allowed"))
+                                  "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
+                                                                  "namespace": namespace}}})
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    def await_allowed(self, checks, timeout):
+        """Until this client may do each (verb, group, resource, namespace) of `checks`; the first still refused
+        after `timeout` s, else None. The API server authorizes from a cache of RBAC objects that trails
+        their writes, so a request right after the write that grants it can still be refused."""
+        deadline = time.monotonic() + timeout
+        for check in checks:
+            while not self.allowed(*check):
+                if time.monotonic() > deadline:
+                    return check
+                time.sleep(0.05)
+        return None
 
     def apply(self, resource, body, force=False, before=UNREAD, subresource=None, field_manager=FIELD_MANAGER,
               answer=None):

@@ -6,6 +6,8 @@ import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
+from ansible_collections.klutch.bind.plugins.module_utils import exports
+from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     API_SERVICE_EXPORTS,
@@ -61,6 +63,31 @@ def test_a_consumer_gets_its_namespace_credentials_and_an_export_of_the_crd(expo
     assert second["changed"] is False, output
     assert second["consumer_namespace"] == namespace, "the identity finds the same namespace"
     assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 0
+
+
+def test_a_consumer_may_read_what_the_export_granted_the_moment_it_is_served(exported, klutch_apis):
+    """The API server authorizes from a cache that trails RBAC writes. A konnector acts on the returned kubeconfig and
+    on a namespace as soon as its status names it: the RBAC is written first, and enough earlier (60 of 60 consumers
+    read at once, without waiting for the authorizer, when this was measured)."""
+    defaults = dict((name, spec.get("default")) for name, spec in exports.EXPORT_ARG_SPEC.items())
+    refused = []
+    for index in range(20):
+        params = dict(defaults, **exported(f"fresh-rights-{index}"), state="present", wait_timeout=30)
+        served = exports.export(klutch_apis, False, params)[0]
+        namespace = served["consumer_namespace"]
+        consumer = ClusterClient.from_params({"kubeconfig": yaml.safe_load(served["kubeconfig"])}, environ={})
+        try:
+            consumer.list(API_SERVICE_EXPORTS, namespace)
+            consumer.write("POST", API_SERVICE_NAMESPACES, {
+                "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
+                "metadata": {"name": "default", "namespace": namespace}})
+            announced = exports.export(klutch_apis, False, params)[0]
+            assert not announced.get("failed")
+            mapped = klutch_apis.get(API_SERVICE_NAMESPACES, "default", namespace)["status"]["namespace"]
+            consumer.list(INSTANCES, mapped)
+        except ClusterError as error:
+            refused.append((namespace, str(error)))
+    assert refused == []
 
 
 def test_rbac_is_least_privilege_and_consumers_are_isolated(exported, run_task, client_for, klutch_apis):
