@@ -29,22 +29,24 @@ import threading
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import KUBECONFIG_SECRET
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    SECRETS,
+    Resource,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
-    CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
-    NAMESPACES,
-    ROLE_BINDINGS,
-    SECRETS,
-    Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
 

@@ -17,9 +17,9 @@ import json
 import re
 import string
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES, KLUTCH_API_VERSION
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import stable_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES, KLUTCH_API_VERSION
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 

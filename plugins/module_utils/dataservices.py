@@ -10,9 +10,9 @@ __metaclass__ = type
 import copy
 import re
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import api_group_of
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import api_group_of
 
 XRD_KIND = ("apiextensions.crossplane.io/v1", "CompositeResourceDefinition")
 COMPOSITION_KIND = ("apiextensions.crossplane.io/v1", "Composition")

@@ -16,17 +16,19 @@ import random
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.apply import TIME_FORMAT, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_EXPORT_REQUESTS,
-    API_SERVICE_EXPORTS,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import TIME_FORMAT, Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     NAMESPACES,
     SECRETS,
     SERVICE_ACCOUNTS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_EXPORT_REQUESTS,
+    API_SERVICE_EXPORTS,
+    CLUSTER_BINDINGS,
 )
 
 try:

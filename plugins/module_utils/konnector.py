@@ -23,16 +23,18 @@ from ansible_collections.klutch.bind.plugins.module_utils.control_plane import (
     claimed_names,
     group_version,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    API_SERVICE_EXPORTS,
-    API_SERVICE_NAMESPACES,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORTS,
+    API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
 )
 
 try:

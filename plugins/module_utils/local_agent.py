@@ -24,7 +24,7 @@ import subprocess
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import agent
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 try:
     from http.client import HTTPConnection

@@ -13,9 +13,10 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
+    AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.validate import run_checks
 
 KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
@@ -99,7 +100,7 @@ class KlutchModule:
         the kubeconfig path with `kubeconfig_from_environment` (a context of that kubeconfig).
         """
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
-        from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+        from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 
         if connection is not None:
             environ = dict((name, os.environ[name]) for name in KUBECONFIG_VARIABLES

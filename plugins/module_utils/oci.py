@@ -17,7 +17,7 @@ import re
 import tarfile
 import traceback
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 try:
     import oras.provider

@@ -12,7 +12,7 @@ import binascii
 import re
 from urllib.parse import urlsplit
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # RFC 1123: a label (namespaces, most generated names) and a subdomain (most object names).

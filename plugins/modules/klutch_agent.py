@@ -159,11 +159,11 @@ import socket
 import sys
 
 from ansible_collections.klutch.bind.plugins.module_utils import local_agent, validate
-from ansible_collections.klutch.bind.plugins.module_utils.connection import resolve_auth
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import resolve_auth
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS
 
 try:
     import yaml

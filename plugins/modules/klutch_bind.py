@@ -222,7 +222,7 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import bindings, exports, konnector, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

@@ -147,10 +147,10 @@ diff:
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
 from ansible_collections.klutch.bind.plugins.module_utils import bindings, validate
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 
 def main():

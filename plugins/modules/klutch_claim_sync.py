@@ -119,7 +119,7 @@ operations:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import konnector, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

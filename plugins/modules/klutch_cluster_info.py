@@ -74,9 +74,9 @@ cluster_id:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils.app_cluster import BIND_NAMESPACE, cluster_id
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.klutch.anynines.com/v1alpha1")
 

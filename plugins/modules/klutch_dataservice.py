@@ -257,15 +257,13 @@ import tempfile
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils import dataservices, oci, validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    COMPOSITE_RESOURCE_DEFINITIONS,
-    COMPOSITIONS,
-    Resource,
-)
 
 try:
     import yaml

@@ -185,7 +185,7 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import exports, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

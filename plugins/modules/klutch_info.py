@@ -119,7 +119,7 @@ orphaned_instances:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import info
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

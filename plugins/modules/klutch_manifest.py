@@ -184,8 +184,9 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, manifests, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils import validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

@@ -162,14 +162,11 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import diff, for_output
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.objects import diff, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
-    NAMESPACES,
-)
 
 
 def refuse(name, namespace, problem):

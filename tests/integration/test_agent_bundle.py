@@ -29,8 +29,9 @@ from urllib.request import urlopen
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_NAMESPACES, CONFIG_MAPS, DEPLOYMENTS, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CONFIG_MAPS, DEPLOYMENTS, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from klutch_lab.cluster import free_port
 from playbook_runner import recap
 from sync_world import MANGODBS, eventually, instance, konnector_play

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import client
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import client
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
@@ -88,8 +88,8 @@ def test_no_proxy_matches_names_domains_and_networks(host, no_proxy, bypass):
 
 
 def test_ca_data_reaches_tls_in_memory_and_garbage_is_named():
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration
-    from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import ClientConfiguration
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
     from klutch_lab import pki
 
     configuration = ClientConfiguration()

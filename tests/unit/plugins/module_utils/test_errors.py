@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     api_error_message,
     connection_error_message,
     object_missing,

@@ -4,7 +4,7 @@ import itertools
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend, exports
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 
 IDENTITY = "app-1#X1y2Z3"
 

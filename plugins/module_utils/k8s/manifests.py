@@ -9,7 +9,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of
 
 try:

@@ -9,10 +9,11 @@ __metaclass__ = type
 
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests, rollout
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError, WaitTimeout
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, condition_holds, diff, readiness
-from ansible_collections.klutch.bind.plugins.module_utils.resources import DEPLOYMENTS, KNOWN
+from ansible_collections.klutch.bind.plugins.module_utils import rollout
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, WaitTimeout
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, condition_holds, diff, readiness
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import DEPLOYMENTS, KNOWN
 
 
 class Planned:

@@ -20,12 +20,12 @@ import ssl
 import tempfile
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
     authorization_header,
     build_configuration,
     resolve_auth,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.errors import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     ClusterError,
     ConfigError,
     WaitTimeout,
@@ -34,8 +34,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.errors import (
     object_missing,
     typed_patch_error,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, has_changed, unmet_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     KNOWN,
     NAMESPACES,
     PODS,
