@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import importlib
 import importlib.util
 import os
 import traceback
@@ -24,8 +25,7 @@ KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
 KUBERNETES_IMPORT_ERROR = None if importlib.util.find_spec("kubernetes") else "No module named 'kubernetes'"
 
 try:
-    import yaml  # noqa: F401 pylint: disable=unused-import
-
+    importlib.import_module("yaml")  # only to report a missing PyYAML before anything needs it
     YAML_IMPORT_ERROR = None
 except ImportError:
     YAML_IMPORT_ERROR = traceback.format_exc()
