@@ -28,10 +28,12 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     ClusterError,
     ConfigError,
+    Unavailable,
     WaitTimeout,
     api_error_message,
     connection_error_message,
     object_missing,
+    status_error,
     typed_patch_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, has_changed, unmet_conditions
@@ -175,20 +177,22 @@ class ClusterClient:
                 if wait_before_retry(backoff(attempt)):
                     attempt += 1
                     continue
-                raise ClusterError(connection_error_message(str(error), action, target, self.label))
+                raise Unavailable(connection_error_message(str(error), action, target, self.label))
             except urllib3.exceptions.LocationValueError:
                 raise ConfigError("The API server address %s is not a valid URL: fix host or the kubeconfig's "
                                   "server." % self.configuration.host)
+            except urllib3.exceptions.TimeoutError as error:
+                raise Unavailable(connection_error_message(str(error), action, target, self.label))
             except urllib3.exceptions.HTTPError as error:
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
             if response.status < 300:
                 return response if stream else _decode(response.data)
             if response.status < 400:
-                raise ClusterError(
+                raise status_error(
                     "Cannot %s %s on %s: the server redirected to %s (%s); an API server never does. Check host, "
                     "proxy and any authenticating proxy in front of the cluster." % (
                         action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
-                    status=response.status)
+                    response.status)
             status_body = _decode(response.data if not stream else response.read())
             failing_since = failing_since or time.monotonic()
             if not wait_before_retry(retry_delay(attempt, response.status, status_body,
@@ -196,9 +200,8 @@ class ClusterClient:
                 reason = status_body.get("reason") if isinstance(status_body, dict) else None
                 # A value of the wrong type is the caller's error, whatever status the server gives it.
                 status = 422 if typed_patch_error(response.status, status_body) else response.status
-                raise ClusterError(api_error_message(response.status, status_body, action, target, self.label),
-                                   status=status, reason=reason,
-                                   object_missing=object_missing(response.status, status_body))
+                raise status_error(api_error_message(response.status, status_body, action, target, self.label),
+                                   status, reason=reason, object_missing=object_missing(response.status, status_body))
             attempt += 1
 
     def api_resources(self, api_version):
@@ -404,9 +407,9 @@ class ClusterClient:
             for kind, obj in self.watch(resource, namespace, version, remaining, selector):
                 if kind == "ERROR":
                     if obj.get("code") != 410:
-                        raise ClusterError(api_error_message(obj.get("code"), obj, "watch",
+                        raise status_error(api_error_message(obj.get("code"), obj, "watch",
                                                              resource.describe(name, namespace), self.label),
-                                           status=obj.get("code"), reason=obj.get("reason"))
+                                           obj.get("code"), reason=obj.get("reason"))
                     gone = True  # the version is too old: list again
                     break
                 version = (obj.get("metadata") or {}).get("resourceVersion", version)
