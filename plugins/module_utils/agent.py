@@ -32,7 +32,7 @@ from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, ba
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import KUBECONFIG_SECRET
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Conflict, Forbidden, Invalid, Unauthorized
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
@@ -119,10 +119,8 @@ class Lease:
         try:
             self.client.write(method, LEASES, body)
             return True
-        except ClusterError as error:
-            if error.status in (409, 422):
-                return False  # someone else changed it first
-            raise
+        except (Conflict, Invalid):
+            return False  # someone else changed it first
 
 
 class Watches:
@@ -359,14 +357,15 @@ class Konnector:
             bound = konnector.BoundApi(binding, app, self.connect)
         except konnector.Unbound as problem:  # the binding's status says why
             return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
-        except ClusterError as error:  # the control plane refuses this consumer's credentials, or cannot be reached
-            if error.status == 401:
-                return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
-                    "The control plane refuses this consumer's credentials: they were revoked, or rotated out "
-                    "before this app cluster had the new ones. Ask the control plane's operators to reinstate or "
-                    "rotate them, then bind again. (%s)" % error))), False
-            reason = "ProviderUnauthorized" if error.status == 403 else "ProviderUnreachable"
-            return self.unserved(app, binding, ("Connected", reason, str(error))), False
+        except Unauthorized as error:  # the control plane refuses this consumer's credentials
+            return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
+                "The control plane refuses this consumer's credentials: they were revoked, or rotated out "
+                "before this app cluster had the new ones. Ask the control plane's operators to reinstate or "
+                "rotate them, then bind again. (%s)" % error))), False
+        except Forbidden as error:
+            return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", str(error))), False
+        except ClusterError as error:  # the control plane cannot be reached
+            return self.unserved(app, binding, ("Connected", "ProviderUnreachable", str(error))), False
         written = 0
         # Bindings that share a kubeconfig Secret share its check: one pair of reads per consumer and pass.
         checked = (bound.secret[:2], bound.namespace)

@@ -17,7 +17,7 @@ import random
 from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import TIME_FORMAT, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, Conflict
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -126,9 +126,8 @@ def create_namespace(run, consumer, identity):
             continue
         try:
             return name, run.create(namespace_object(name, identity))
-        except ClusterError as error:
-            if error.status != 409:
-                raise
+        except Conflict:
+            pass
         current = run.client.get(NAMESPACES, name)
         if current is not None and (current["metadata"].get("annotations") or {}).get(
                 plan.IDENTITY_ANNOTATION) == identity:

@@ -74,7 +74,7 @@ cluster_id:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils.app_cluster import BIND_NAMESPACE, cluster_id
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Forbidden, NotFound
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -84,10 +84,8 @@ KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.kl
 def served(client, group_version):
     try:
         client.request("GET", "/apis/" + group_version, "read", "API group " + group_version)
-    except ClusterError as error:
-        if error.status == 404:
-            return False
-        raise
+    except NotFound:
+        return False
     return True
 
 
@@ -95,10 +93,8 @@ def readable_namespace(client, name):
     """The namespace, or None when it is missing or this identity may not read it."""
     try:
         return client.get(NAMESPACES, name)
-    except ClusterError as error:
-        if error.status == 403:
-            return None
-        raise
+    except Forbidden:
+        return None
 
 
 def main():

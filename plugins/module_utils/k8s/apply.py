@@ -11,7 +11,14 @@ import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import rollout
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, WaitTimeout
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    Invalid,
+    NotFound,
+    WaitTimeout,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, condition_holds, diff, readiness
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import DEPLOYMENTS, KNOWN
 
@@ -105,9 +112,7 @@ def preflight(client, planned, force):
             continue
         try:
             answers[index] = client.dry_run_apply(item.resource, _body(item), force)
-        except ClusterError as error:
-            if error.status not in (400, 404, 409, 422):
-                raise
+        except (BadRequest, NotFound, Conflict, Invalid) as error:
             refused.append("%s %s: %s" % (item.obj["kind"], item.name, error))
     if refused:
         raise ConfigError("%d of the %d objects would be refused, so none was applied:\n- %s" % (

@@ -28,6 +28,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     ClusterError,
     ConfigError,
+    Gone,
+    NotFound,
     Unavailable,
     WaitTimeout,
     api_error_message,
@@ -211,9 +213,7 @@ class ClusterClient:
             try:
                 self._group_versions[api_version] = self.request(
                     "GET", path, "read", "API group version %s" % api_version)
-            except ClusterError as error:
-                if error.status != 404:
-                    raise
+            except NotFound:
                 self._group_versions[api_version] = {}
         return self._group_versions[api_version]
 
@@ -259,10 +259,10 @@ class ClusterClient:
             try:
                 page = self.request("GET", resource.collection_path(namespace), "list",
                                     resource.describe(namespace=namespace), query=query)
-            except ClusterError as error:
+            except Gone:
                 # A continue token expires (410) once the server has compacted its revision, when the pages
                 # come slowly: start over for one consistent list.
-                if error.status != 410 or query is first or restarts == LIST_RESTARTS:
+                if query is first or restarts == LIST_RESTARTS:
                     raise
                 items, query, restarts = [], first, restarts + 1
                 continue
@@ -291,10 +291,9 @@ class ClusterClient:
             planned = answer
             if planned is None:
                 planned = self.dry_run_apply(resource, body, force, subresource, field_manager)
-        except ClusterError as error:
+        except NotFound:
             # Check mode: an earlier step would create the namespace, which the server cannot dry-run into.
-            if not (self.dry_run and before is None and namespace and error.status == 404
-                    and self.get(NAMESPACES, namespace) is None):
+            if not (self.dry_run and before is None and namespace and self.get(NAMESPACES, namespace) is None):
                 raise
             return Change(None, body, True)
         if not has_changed(before, planned):
@@ -372,9 +371,7 @@ class ClusterClient:
                 query={"watch": "true", "resourceVersion": resource_version, "fieldSelector": field_selector,
                        "timeoutSeconds": max(1, int(timeout)), "allowWatchBookmarks": "true"},
                 stream=True, read_timeout=timeout + 10)
-        except ClusterError as error:
-            if error.status != 410:
-                raise
+        except Gone as error:
             # A version too old may come back as the response's status instead of an ERROR event: the same.
             yield "ERROR", {"code": 410, "reason": error.reason, "message": str(error)}
             return
