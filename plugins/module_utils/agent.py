@@ -14,10 +14,6 @@ konnector heartbeats on its ClusterBinding, /healthz answers on the health port,
 lines without object bodies, and SIGTERM stops it cleanly.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import argparse
 import datetime
 import json

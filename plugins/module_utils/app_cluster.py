@@ -6,10 +6,6 @@
 Pure functions over plain dicts; klutch_binding and the konnector agent call them with what they read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62, group_version

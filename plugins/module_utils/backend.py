@@ -7,10 +7,6 @@ klutch_export_request runs it for the consumer it onboards; the backend agent ru
 consumer namespace whenever requests, exports, CRDs or namespace mappings change.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan

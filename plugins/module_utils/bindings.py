@@ -5,10 +5,6 @@
 the APIServiceBinding, the CRD from the export and the konnector's rights, one at a time
 (klutch_binding), or an app cluster's whole bind: export, bindings and one sync pass (klutch_bind)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import random
 import string

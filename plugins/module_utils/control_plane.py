@@ -6,10 +6,6 @@
 Pure functions over plain dicts; the module and the backend agent call them with what they read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import binascii
 import datetime
 import hashlib

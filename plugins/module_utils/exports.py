@@ -5,10 +5,6 @@
 credentials, requests, exports, namespace mapping and RBAC. klutch_export_request and klutch_bind
 run it; the backend agent reconciles the same objects with backend.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import datetime
 import itertools

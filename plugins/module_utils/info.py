@@ -7,10 +7,6 @@ Each side is read the way its agent reads it, and what the agent would do next i
 a binding whose next sync pass would write something is drifting, and the plan says what it would
 write. Every report carries `problems`, sentences a person can act on; an empty list means healthy."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector, sync

@@ -3,10 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The resource types of Klutch and of Crossplane that this collection reads and writes."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
 
 KLUTCH_API_VERSION = "klutch.anynines.com/v1alpha1"

@@ -9,10 +9,6 @@ control plane cluster-wide and the konnector agent may read claimed kinds only i
 Writes go out concurrently, one object at a time.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 from concurrent.futures import ThreadPoolExecutor
 

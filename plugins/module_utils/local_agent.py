@@ -9,10 +9,6 @@ kubeconfig (mode 0600), its log, and state.json with the pid and the fingerprint
 started with. A running agent with the same fingerprint that answers /healthz is left alone.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import importlib
 import json

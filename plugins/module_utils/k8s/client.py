@@ -9,10 +9,6 @@ Check mode adds dryRun=All to every write, so the API server validates what woul
 nothing is stored.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ipaddress
 import json
 import os

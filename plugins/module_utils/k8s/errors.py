@@ -10,10 +10,6 @@ The client raises a subclass of ClusterError for each answer a caller may act on
 Conflict, ...), so callers catch the class instead of comparing `.status`, which stays set.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 
 class ClusterError(Exception):
     """A failure talking to a cluster; `str()` is the one-line message for `fail_json`."""

@@ -3,10 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Resource types known in advance, so no request is spent on API discovery."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from urllib.parse import quote
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
