@@ -35,18 +35,19 @@ COLLECTIONS = ROOT / ".venv" / "collections"
 sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
 
 # pylint: disable=wrong-import-position
-from ansible_collections.klutch.bind.plugins.module_utils import resources as r  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils import kinds  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import resources as r  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient  # noqa: E402
 from klutch_lab import Lab  # noqa: E402
 
 MANGODB_CRD = ROOT / "tests" / "integration" / "files" / "mangodb-crd.yaml"
 DEPLOYMENTS = r.Resource("apps/v1", "Deployment", "deployments")
 # What bind_app_cluster.yml writes on an app cluster, and for each consumer on the control plane.
 APP_KINDS = [r.NAMESPACES, r.CUSTOM_RESOURCE_DEFINITIONS, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS,
-             r.CLUSTER_ROLES, r.CLUSTER_ROLE_BINDINGS, DEPLOYMENTS, r.API_SERVICE_BINDINGS]
+             r.CLUSTER_ROLES, r.CLUSTER_ROLE_BINDINGS, DEPLOYMENTS, kinds.API_SERVICE_BINDINGS]
 CONTROL_PLANE_KINDS = [r.NAMESPACES, r.SERVICE_ACCOUNTS, r.SECRETS, r.ROLES, r.ROLE_BINDINGS, r.CLUSTER_ROLES,
-                       r.CLUSTER_ROLE_BINDINGS, r.CLUSTER_BINDINGS, r.API_SERVICE_EXPORT_REQUESTS,
-                       r.API_SERVICE_EXPORTS]
+                       r.CLUSTER_ROLE_BINDINGS, kinds.CLUSTER_BINDINGS, kinds.API_SERVICE_EXPORT_REQUESTS,
+                       kinds.API_SERVICE_EXPORTS]
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
 
 

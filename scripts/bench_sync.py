@@ -29,10 +29,13 @@ COLLECTIONS = ROOT / ".venv" / "collections"
 sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
 
 # pylint: disable=wrong-import-position
-from ansible_collections.klutch.bind.plugins.module_utils import konnector, manifests  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (  # noqa: E402
-    API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES, CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS)
+from ansible_collections.klutch.bind.plugins.module_utils import konnector  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (  # noqa: E402
+    CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (  # noqa: E402
+    API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES)
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER  # noqa: E402
 from klutch_lab import Lab  # noqa: E402
 from klutch_lab.cluster import free_port  # noqa: E402

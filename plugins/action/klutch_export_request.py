@@ -8,10 +8,6 @@ A module cannot mark its own result as secret (Ansible drops a module's ``_ansib
 kubeconfig must stay usable in the registered variable, so masking the token inside it is no answer:
 the action marks the whole result ``no_log``, as if the task said ``no_log: true``."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.plugins.action import ActionBase
 
 

@@ -2,10 +2,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 name: agent_bundle
 short_description: The klutch.bind agents and their pure-Python dependencies as one reproducible zip
@@ -105,25 +101,41 @@ DEPENDENCIES = (("urllib3", "urllib3"), ("yaml", "PyYAML"))
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+def module_path(name, directory=MODULE_UTILS):
+    """The file of a module_utils module or package, named relative to the package ("agent", "k8s.client")."""
+    base = os.path.join(directory, *name.split("."))
+    return os.path.join(base, "__init__.py") if os.path.isdir(base) else base + ".py"
+
+
 def imported_module_utils(name, directory=MODULE_UTILS):
-    """The module_utils modules `name` needs, itself included, from their import statements."""
+    """The module_utils modules `name` needs, itself and the packages above them included, from their import
+    statements; each named relative to the package, as "agent" or "k8s.client"."""
     needed, pending = set(), [name]
     while pending:
         current = pending.pop()
         if current in needed:
             continue
         needed.add(current)
-        with open(os.path.join(directory, current + ".py"), "rb") as handle:
+        # Importing k8s.client runs k8s/__init__.py first.
+        pending.extend(current.rsplit(".", depth)[0] for depth in range(1, current.count(".") + 1))
+        with open(module_path(current, directory), "rb") as handle:
             tree = ast.parse(handle.read())
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
-                pending.extend(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE + "."):
-                pending.append(node.module[len(PACKAGE) + 1:].split(".")[0])
+            if isinstance(node, ast.ImportFrom) and (node.module == PACKAGE or (node.module or "").startswith(PACKAGE + ".")):
+                parent = node.module[len(PACKAGE) + 1:]
+                pending.extend(_imported(parent, alias.name, directory) for alias in node.names)
             elif isinstance(node, ast.Import):
-                pending.extend(alias.name[len(PACKAGE) + 1:].split(".")[0] for alias in node.names
+                pending.extend(alias.name[len(PACKAGE) + 1:] for alias in node.names
                                if alias.name.startswith(PACKAGE + "."))
     return needed
+
+
+def _imported(parent, name, directory):
+    """What `from <parent> import <name>` loads: the submodule <parent>.<name> if there is one, else <parent>."""
+    candidate = "%s.%s" % (parent, name) if parent else name
+    if not parent or os.path.exists(module_path(candidate, directory)):
+        return candidate
+    return parent
 
 
 def package_sources(import_name):
@@ -151,8 +163,9 @@ def bundle_files(directory=MODULE_UTILS):
     prefix = PACKAGE.replace(".", "/")
     files = {}
     for name in imported_module_utils(ENTRY.rpartition(".")[2], directory):
-        with open(os.path.join(directory, name + ".py"), "rb") as handle:
-            files["%s/%s.py" % (prefix, name)] = handle.read()
+        path = module_path(name, directory)
+        with open(path, "rb") as handle:
+            files["%s/%s" % (prefix, os.path.relpath(path, directory).replace(os.sep, "/"))] = handle.read()
     parts = prefix.split("/")
     for depth in range(1, len(parts) + 1):  # regular packages: zipimport of old Pythons knows no namespace ones
         files["/".join(parts[:depth] + ["__init__.py"])] = b""

@@ -14,10 +14,6 @@ konnector heartbeats on its ClusterBinding, /healthz answers on the health port,
 lines without object bodies, and SIGTERM stops it cleanly.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import argparse
 import datetime
 import json
@@ -29,22 +25,24 @@ import threading
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import KUBECONFIG_SECRET
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient, backoff
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Conflict, Forbidden, Invalid, Unauthorized
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    SECRETS,
+    Resource,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
-    CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
-    NAMESPACES,
-    ROLE_BINDINGS,
-    SECRETS,
-    Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
 
@@ -118,10 +116,8 @@ class Lease:
         try:
             self.client.write(method, LEASES, body)
             return True
-        except ClusterError as error:
-            if error.status in (409, 422):
-                return False  # someone else changed it first
-            raise
+        except (Conflict, Invalid):
+            return False  # someone else changed it first
 
 
 class Watches:
@@ -330,7 +326,7 @@ class Konnector:
                 refused = app.await_allowed([("list", resource.group, resource.plural, namespace)
                                              for resource in resources], GRANT_SECONDS)
                 if refused:
-                    raise ClusterError(
+                    raise Forbidden(
                         "The API server on cluster %s still refuses to let the konnector list %s in namespace %s %ss "
                         "after it granted itself that right (RoleBinding %s/%s). The next pass tries again; if this "
                         "lasts, check the ClusterRole %s and the agent's RBAC." % (
@@ -368,14 +364,15 @@ class Konnector:
             bound = konnector.BoundApi(binding, app, self.connect)
         except konnector.Unbound as problem:  # the binding's status says why
             return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
-        except ClusterError as error:  # the control plane refuses this consumer's credentials, or cannot be reached
-            if error.status == 401:
-                return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
-                    "The control plane refuses this consumer's credentials: they were revoked, or rotated out "
-                    "before this app cluster had the new ones. Ask the control plane's operators to reinstate or "
-                    "rotate them, then bind again. (%s)" % error))), False
-            reason = "ProviderUnauthorized" if error.status == 403 else "ProviderUnreachable"
-            return self.unserved(app, binding, ("Connected", reason, str(error))), False
+        except Unauthorized as error:  # the control plane refuses this consumer's credentials
+            return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
+                "The control plane refuses this consumer's credentials: they were revoked, or rotated out "
+                "before this app cluster had the new ones. Ask the control plane's operators to reinstate or "
+                "rotate them, then bind again. (%s)" % error))), False
+        except Forbidden as error:
+            return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", str(error))), False
+        except ClusterError as error:  # the control plane cannot be reached
+            return self.unserved(app, binding, ("Connected", "ProviderUnreachable", str(error))), False
         written = 0
         # Bindings that share a kubeconfig Secret share its check: one pair of reads per consumer and pass.
         checked = (bound.secret[:2], bound.namespace)

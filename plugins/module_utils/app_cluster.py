@@ -6,21 +6,13 @@
 Pure functions over plain dicts; klutch_binding and the konnector agent call them with what they read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62, group_version
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    CLUSTER_ROLES,
-    KLUTCH_API_VERSION,
-    ROLE_BINDINGS,
-)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import stable_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CLUSTER_ROLES, ROLE_BINDINGS
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, KLUTCH_API_VERSION
 
 BIND_NAMESPACE = "klutch-bind"
 KUBECONFIG_KEY = "kubeconfig"

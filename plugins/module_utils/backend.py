@@ -7,26 +7,24 @@ klutch_export_request runs it for the consumer it onboards; the backend agent ru
 consumer namespace whenever requests, exports, CRDs or namespace mappings change.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.apply import now
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
-    CLUSTER_ROLE_BINDINGS,
-    CLUSTER_ROLES,
-    CUSTOM_RESOURCE_DEFINITIONS,
     EXPORT_TEMPLATES,
-    NAMESPACES,
-    SECRETS,
 )
 
 FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it

@@ -5,28 +5,26 @@
 the APIServiceBinding, the CRD from the export and the konnector's rights, one at a time
 (klutch_binding), or an app cluster's whole bind: export, bindings and one sync pass (klutch_bind)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import random
 import string
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
 from ansible_collections.klutch.bind.plugins.module_utils import exports, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.connection import parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import api_name
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    API_SERVICE_EXPORTS,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import parse_kubeconfig
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORTS,
+    CLUSTER_BINDINGS,
 )
 
 try:

@@ -6,10 +6,6 @@
 Pure functions over plain dicts; the module and the backend agent call them with what they read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import binascii
 import datetime
 import hashlib
@@ -17,9 +13,9 @@ import json
 import re
 import string
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import EXPORT_TEMPLATES, KLUTCH_API_VERSION
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import stable_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES, KLUTCH_API_VERSION
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 

@@ -3,16 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Data-service sources (Crossplane XRDs and Compositions): checks and white-labelling. No I/O."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import copy
 import re
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import api_group_of
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import api_group_of
 
 XRD_KIND = ("apiextensions.crossplane.io/v1", "CompositeResourceDefinition")
 COMPOSITION_KIND = ("apiextensions.crossplane.io/v1", "Composition")

@@ -5,10 +5,6 @@
 credentials, requests, exports, namespace mapping and RBAC. klutch_export_request and klutch_bind
 run it; the backend agent reconciles the same objects with backend.py."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import datetime
 import itertools
@@ -16,17 +12,19 @@ import random
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.apply import TIME_FORMAT, Recorder, now
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_EXPORT_REQUESTS,
-    API_SERVICE_EXPORTS,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import TIME_FORMAT, Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, Conflict
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     NAMESPACES,
     SECRETS,
     SERVICE_ACCOUNTS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_EXPORT_REQUESTS,
+    API_SERVICE_EXPORTS,
+    CLUSTER_BINDINGS,
 )
 
 try:
@@ -124,9 +122,8 @@ def create_namespace(run, consumer, identity):
             continue
         try:
             return name, run.create(namespace_object(name, identity))
-        except ClusterError as error:
-            if error.status != 409:
-                raise
+        except Conflict:
+            pass
         current = run.client.get(NAMESPACES, name)
         if current is not None and (current["metadata"].get("annotations") or {}).get(
                 plan.IDENTITY_ANNOTATION) == identity:

@@ -7,17 +7,15 @@ Each side is read the way its agent reads it, and what the agent would do next i
 a binding whose next sync pass would write something is drifting, and the plan says what it would
 write. Every report carries `problems`, sentences a person can act on; an empty list means healthy."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, backend, konnector, sync
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS, API_SERVICE_EXPORTS, CUSTOM_RESOURCE_DEFINITIONS, EXPORT_TEMPLATES, NAMESPACES, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_BINDINGS, API_SERVICE_EXPORTS, EXPORT_TEMPLATES)
 
 
 def side_of(client):

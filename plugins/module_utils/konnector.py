@@ -9,10 +9,6 @@ control plane cluster-wide and the konnector agent may read claimed kinds only i
 Writes go out concurrently, one object at a time.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,16 +19,18 @@ from ansible_collections.klutch.bind.plugins.module_utils.control_plane import (
     claimed_names,
     group_version,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    API_SERVICE_EXPORTS,
-    API_SERVICE_NAMESPACES,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, Conflict
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_BINDINGS,
+    API_SERVICE_EXPORTS,
+    API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
 )
 
 try:
@@ -230,18 +228,14 @@ def execute(operation, clients, resources, provider_namespace):
             client.write("POST", API_SERVICE_NAMESPACES, {
                 "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
                 "metadata": {"name": name, "namespace": provider_namespace}})
-        except ClusterError as error:
-            if error.status != 409:  # someone asked for it already
-                raise
+        except Conflict:  # someone asked for it already
             return False
     elif operation.action == "unmap_namespace":
         return client.delete(API_SERVICE_NAMESPACES, name, provider_namespace).changed
     elif operation.action == "create":
         try:
             client.write("POST", resource, body)
-        except ClusterError as error:
-            if error.status != 409:  # created since the listing: the next pass compares it
-                raise
+        except Conflict:  # created since the listing: the next pass compares it
             return False
     elif operation.action == "replace":
         client.write("PUT", resource, body)

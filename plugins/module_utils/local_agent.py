@@ -9,22 +9,18 @@ kubeconfig (mode 0600), its log, and state.json with the pid and the fingerprint
 started with. A running agent with the same fingerprint that answers /healthz is left alone.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
+import importlib
 import json
 import os
 import pkgutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 from ansible_collections.klutch.bind.plugins.module_utils import agent
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 try:
     from http.client import HTTPConnection
@@ -38,12 +34,18 @@ LOG_FILE = "agent.log"
 KUBECONFIG_FILE = "kubeconfig"
 
 
-def collection_code():
-    """{file name: bytes} of every module_utils file, read through the loader (works from a module's zip)."""
-    package = sys.modules[PACKAGE]
+def collection_code(package_name=PACKAGE, prefix=""):
+    """{path: bytes} of every module_utils file ("agent.py", "k8s/client.py"), read through the loader (works
+    from a module's zip)."""
+    package = importlib.import_module(package_name)
     code = {}
     for info in pkgutil.iter_modules(package.__path__):
-        code[info.name + ".py"] = pkgutil.get_data(PACKAGE, info.name + ".py")
+        if info.ispkg:
+            subpackage = "%s.%s" % (package_name, info.name)
+            code[prefix + info.name + "/__init__.py"] = pkgutil.get_data(subpackage, "__init__.py")
+            code.update(collection_code(subpackage, prefix + info.name + "/"))
+        else:
+            code[prefix + info.name + ".py"] = pkgutil.get_data(package_name, info.name + ".py")
     return code
 
 
@@ -133,10 +135,11 @@ class LocalAgent:
     def install(self, code, kubeconfig_text):
         """Write the code and the kubeconfig the agent will run with."""
         target = os.path.join(self.directory, "code", *PACKAGE.split("."))
-        if not os.path.isdir(target):
-            os.makedirs(target)
         for name, content in code.items():
-            with open(os.path.join(target, name), "wb") as handle:
+            path = os.path.join(target, *name.split("/"))
+            if not os.path.isdir(os.path.dirname(path)):
+                os.makedirs(os.path.dirname(path))
+            with open(path, "wb") as handle:
                 handle.write(content)
         if kubeconfig_text is not None:
             descriptor = os.open(self.path(KUBECONFIG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -3,19 +3,17 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every klutch.bind module shares: the connection options, dependency checks, redaction."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import copy
+import importlib
 import importlib.util
 import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.connection import AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
+    AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.validate import run_checks
 
 KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
@@ -23,8 +21,7 @@ KUBECONFIG_VARIABLES = ("K8S_AUTH_KUBECONFIG", "KUBECONFIG")
 KUBERNETES_IMPORT_ERROR = None if importlib.util.find_spec("kubernetes") else "No module named 'kubernetes'"
 
 try:
-    import yaml  # noqa: F401 pylint: disable=unused-import
-
+    importlib.import_module("yaml")  # only to report a missing PyYAML before anything needs it
     YAML_IMPORT_ERROR = None
 except ImportError:
     YAML_IMPORT_ERROR = traceback.format_exc()
@@ -99,7 +96,7 @@ class KlutchModule:
         the kubeconfig path with `kubeconfig_from_environment` (a context of that kubeconfig).
         """
         # Imported here so that a missing `kubernetes` is reported by __init__, not as an import error.
-        from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+        from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 
         if connection is not None:
             environ = dict((name, os.environ[name]) for name in KUBECONFIG_VARIABLES

@@ -6,10 +6,6 @@
 The registry protocol (token exchange, Docker credential stores and helpers) is oras's; this file
 reads references as Crossplane does and says what to do when a registry refuses."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ipaddress
 import json
 import os
@@ -17,7 +13,7 @@ import re
 import tarfile
 import traceback
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 try:
     import oras.provider

@@ -6,12 +6,8 @@
 `diagnosis` is pure (a Deployment, its Pods and log tails in, a message out); `explain` reads them.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import DEPLOYMENTS, PODS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import DEPLOYMENTS, PODS
 
 LOG_LINES = 5
 LOG_LINE_WIDTH = 300

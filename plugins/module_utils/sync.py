@@ -9,10 +9,6 @@ finalizer deletes; claimed objects: the owner side wins), with one deliberate di
 `owner: Provider`, an object the consumer made itself is never uploaded to the control plane.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import copy
 from collections import namedtuple
 

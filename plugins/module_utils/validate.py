@@ -3,16 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Checks of user input that must hold before anything is sent to a cluster, worded per option."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import binascii
 import re
 from urllib.parse import urlsplit
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # RFC 1123: a label (namespaces, most generated names) and a subdomain (most object names).

@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_agent
 short_description: Run a konnector or backend agent as a local process, for labs and laptops
@@ -159,11 +155,11 @@ import socket
 import sys
 
 from ansible_collections.klutch.bind.plugins.module_utils import local_agent, validate
-from ansible_collections.klutch.bind.plugins.module_utils.connection import resolve_auth
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import resolve_auth
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS
 
 try:
     import yaml

@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_binding
 short_description: Bind an exported data-service API on an app cluster, as kubectl-bind and the konnector do
@@ -147,10 +143,10 @@ diff:
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
 from ansible_collections.klutch.bind.plugins.module_utils import bindings, validate
-from ansible_collections.klutch.bind.plugins.module_utils.apply import Recorder
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 
 def main():

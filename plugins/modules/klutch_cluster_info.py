@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_cluster_info
 short_description: Check that a cluster answers and which Klutch APIs it serves
@@ -74,9 +70,9 @@ cluster_id:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils.app_cluster import BIND_NAMESPACE, cluster_id
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Forbidden, NotFound
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
 
 KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.klutch.anynines.com/v1alpha1")
 
@@ -84,10 +80,8 @@ KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.kl
 def served(client, group_version):
     try:
         client.request("GET", "/apis/" + group_version, "read", "API group " + group_version)
-    except ClusterError as error:
-        if error.status == 404:
-            return False
-        raise
+    except NotFound:
+        return False
     return True
 
 
@@ -95,10 +89,8 @@ def readable_namespace(client, name):
     """The namespace, or None when it is missing or this identity may not read it."""
     try:
         return client.get(NAMESPACES, name)
-    except ClusterError as error:
-        if error.status == 403:
-            return None
-        raise
+    except Forbidden:
+        return None
 
 
 def main():

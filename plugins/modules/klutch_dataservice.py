@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_dataservice
 short_description: Publish a Crossplane data service on the control plane, as a package or as XRDs and Compositions
@@ -257,15 +253,13 @@ import tempfile
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, dataservices, manifests, oci, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils import dataservices, oci, validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    COMPOSITE_RESOURCE_DEFINITIONS,
-    COMPOSITIONS,
-    Resource,
-)
 
 try:
     import yaml

@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_export_request
 short_description: Export data-service APIs to one consumer (app cluster), as Klutch's backend does
@@ -185,7 +181,7 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import exports, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

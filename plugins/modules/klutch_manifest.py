@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_manifest
 short_description: Server-side apply or delete Kubernetes manifests, writing only what changes
@@ -184,8 +180,9 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import apply, manifests, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils import validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 

@@ -3,10 +3,6 @@
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: klutch_template
 short_description: Make a data-service API available for binding with an APIServiceExportTemplate
@@ -162,14 +158,11 @@ diff:
 """
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane, validate
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import diff, for_output
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-from ansible_collections.klutch.bind.plugins.module_utils.objects import diff, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
-    NAMESPACES,
-)
 
 
 def refuse(name, namespace, problem):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
 from playbook_runner import ansible_playbook, mode_options, role_play
 
@@ -76,7 +76,7 @@ def client_for():
 @pytest.fixture(scope="session")
 def token(app, client_for):
     """A real ServiceAccount token of the app cluster (TokenRequest API), for host + api_key tests."""
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import SERVICE_ACCOUNTS
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SERVICE_ACCOUNTS
 
     admin = client_for(app.admin_kubeconfig)
     admin.apply(SERVICE_ACCOUNTS, {"metadata": {"name": "token-holder", "namespace": "default"}})
@@ -94,7 +94,7 @@ def admin(app, client_for):
 @pytest.fixture
 def namespace(admin):
     """A fresh namespace on the app cluster, deleted after the test."""
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 
     name = "t-" + uuid.uuid4().hex[:8]
     admin.apply(NAMESPACES, {"metadata": {"name": name}})
@@ -156,9 +156,9 @@ KLUTCH_CRDS = ROOT / "roles" / "control_plane" / "files" / "klutch-crds.yaml"
 @pytest.fixture(scope="session")
 def klutch_apis(control_plane):
     """The control plane with the Klutch CRDs installed and Established; returns an admin client."""
-    from ansible_collections.klutch.bind.plugins.module_utils import manifests
-    from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS
 
     admin = ClusterClient.from_params({"kubeconfig": str(control_plane.admin_kubeconfig)}, environ={})
     for crd in manifests.load(src=str(KLUTCH_CRDS)):
@@ -220,8 +220,9 @@ class Publication:
 
 def crossplane_listing(client):
     """What publishing could have written: Crossplane's packages and APIs, CRDs, namespaces."""
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-        COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, Resource)
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+        CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, Resource)
+    from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 
     configurations = Resource("pkg.crossplane.io/v1", "Configuration", "configurations", namespaced=False)
     return {resource.kind: sorted(obj["metadata"]["name"] for obj in client.list(resource)[0])

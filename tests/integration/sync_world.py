@@ -4,10 +4,10 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
 from playbook_runner import role_play
 
 FILES = Path(__file__).parent / "files"

@@ -30,10 +30,11 @@ import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent import Konnector
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_NAMESPACES, CONFIG_MAPS, DEPLOYMENTS, NAMESPACES, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CONFIG_MAPS, DEPLOYMENTS, NAMESPACES, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from klutch_lab.cluster import free_port
 from playbook_runner import recap
 from sync_world import MANGODBS, eventually, instance, konnector_play

@@ -67,8 +67,8 @@ def test_kubeconfig_and_context_environment_variables(run_task, lab, app):
 
 
 def test_impersonation_acts_as_the_given_user(app, client_for):
-    from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import SECRETS
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
 
     as_bob = client_for(app.admin_kubeconfig, impersonate_user="bob", impersonate_groups=["team-a", "team-b"])
     with pytest.raises(ClusterError) as error:

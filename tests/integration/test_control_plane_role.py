@@ -2,13 +2,13 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
     NAMESPACES,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import recap

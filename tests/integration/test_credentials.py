@@ -9,11 +9,11 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS, API_SERVICE_EXPORTS, NAMESPACES, SECRETS)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_EXPORTS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from sync_world import MANGODBS, eventually, instance

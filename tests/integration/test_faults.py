@@ -10,9 +10,9 @@ import time
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent import Watches
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS
 from fault_proxy import FaultProxy
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

@@ -8,9 +8,9 @@ import sys
 
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import API_SERVICE_BINDINGS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import ROOT, recaps

@@ -8,16 +8,15 @@ import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
-    API_SERVICE_EXPORTS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_EXPORTS
 from conftest import KLUTCH_CRDS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

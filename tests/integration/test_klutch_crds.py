@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 
 EXAMPLES = manifests.load(src=str(Path(__file__).parent / "fixtures" / "klutch-examples.yaml"))
 

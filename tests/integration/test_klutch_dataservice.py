@@ -6,16 +6,15 @@ import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils import oci
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    COMPOSITE_RESOURCE_DEFINITIONS,
-    COMPOSITIONS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from playbook_runner import recap

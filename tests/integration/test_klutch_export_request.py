@@ -7,11 +7,9 @@ import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils import exports
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_EXPORTS,
-    API_SERVICE_NAMESPACES,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -19,6 +17,7 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     SECRETS,
     Resource,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_EXPORTS, API_SERVICE_NAMESPACES
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 

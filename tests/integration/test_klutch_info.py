@@ -3,8 +3,8 @@ read without a single write."""
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES, CLUSTER_BINDINGS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from sync_world import MANGODBS, instance

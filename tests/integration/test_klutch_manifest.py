@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, CUSTOM_RESOURCE_DEFINITIONS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, CUSTOM_RESOURCE_DEFINITIONS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 

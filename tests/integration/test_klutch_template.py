@@ -4,11 +4,8 @@ import re
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
-    NAMESPACES,
-)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 

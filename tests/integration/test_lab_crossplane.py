@@ -5,15 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    COMPOSITE_RESOURCE_DEFINITIONS,
-    COMPOSITIONS,
-    CONFIG_MAPS,
-    SECRETS,
-    Resource,
-)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from klutch_lab import Lab, LabError
 
 SERVICE = manifests.load(src=str(Path(__file__).parent / "fixtures" / "widget-service.yaml"))
@@ -56,7 +51,7 @@ def test_a_claim_becomes_ready_with_its_connection_secret_and_its_objects_go_wit
 
 @pytest.fixture
 def namespace_on_cp(cp):
-    from ansible_collections.klutch.bind.plugins.module_utils.resources import NAMESPACES
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 
     cp.apply(NAMESPACES, {"metadata": {"name": "claims"}})
     return "claims"

@@ -15,13 +15,10 @@ import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils import exports
-from ansible_collections.klutch.bind.plugins.module_utils.apply import now as kubernetes_now
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_EXPORTS,
-    API_SERVICE_NAMESPACES,
-    CLUSTER_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now as kubernetes_now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -30,6 +27,11 @@ from ansible_collections.klutch.bind.plugins.module_utils.resources import (
     SECRETS,
     SERVICE_ACCOUNTS,
     Resource,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_EXPORTS,
+    API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
 )
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

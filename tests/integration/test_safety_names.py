@@ -7,13 +7,12 @@ cluster afterwards: the same objects as before, and not one write in the audit l
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_BINDINGS,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
-    EXPORT_TEMPLATES,
     NAMESPACES,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, EXPORT_TEMPLATES
 from conftest import KLUTCH_CRDS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

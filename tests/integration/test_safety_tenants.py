@@ -12,16 +12,16 @@ import base64
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_NAMESPACES,
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     ROLE_BINDINGS,
     SECRETS,
     Resource,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from sync_world import FOO_API, FOOS, MANGODB_API, MANGODBS, eventually, konnector_play, load_crd
 
 GADGETS = Resource("safety.example.com/v1", "Gadget", "gadgets")

@@ -8,10 +8,11 @@ import base64
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.resources import CONFIG_MAPS, NAMESPACES, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CONFIG_MAPS, NAMESPACES, SECRETS, Resource)
 
 POSTGRESQL = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
 MESSAGING = Resource("samples.klutch.bind/v1", "MessagingInstance", "messaginginstances")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_NAMESPACES, CONFIG_MAPS, NAMESPACES, SECRETS)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, NAMESPACES, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION, SYNCER_FINALIZER
 from playbook_runner import recap
 from sync_world import FOO_API, FOOS, MANGODBS, end_world, instance, make_world

@@ -20,7 +20,7 @@ MODULE_UTILS = "ansible_collections/klutch/bind/plugins/module_utils/"
 PROBE = r"""
 import json, os, sys
 from ansible_collections.klutch.bind.plugins.module_utils import agent
-from ansible_collections.klutch.bind.plugins.module_utils.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 options = agent.parse(["konnector", "--resync=5"])
 client = ClusterClient.from_params({})
 missing = []
@@ -73,7 +73,8 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert {path.split("/")[0] for path in files} == {"ansible_collections", "urllib3", "yaml"}
     assert all(path.endswith(".py") for path in files), "no compiled extension, no bytecode"
     own = {path[len(MODULE_UTILS):] for path in files if path.startswith(MODULE_UTILS)}
-    assert {"agent.py", "konnector.py", "backend.py", "client.py", "connection.py", "rollout.py"} <= own
+    assert {"agent.py", "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
+            "rollout.py"} <= own
     # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py).
     assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py"}
     assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent"
@@ -99,9 +100,11 @@ def test_the_agent_runs_from_the_zip_alone_and_imports_all_of_it(bundle, tmp_pat
     found = json.loads(probe.stdout)
     assert found["label"] == "cluster in-cluster (https://10.96.0.1:443)"
     assert found["missing"] == ["kubernetes", "ansible"] and found["elsewhere"] == []
-    loaded = {name.replace(".", "/") + ".py" for name in found["from_zip"] if name.startswith("ansible_collections.")
-              and name.count(".") == 5}
-    bundled = {path for path in bundle["files"] if path.startswith(MODULE_UTILS) and not path.endswith("__init__.py")}
+    package = MODULE_UTILS.replace("/", ".")
+    loaded = {name[len(package):] for name in found["from_zip"] if name.startswith(package)}
+    bundled = {path[len(MODULE_UTILS):-len(".py")].replace("/", ".") for path in bundle["files"]
+               if path.startswith(MODULE_UTILS) and path != MODULE_UTILS + "__init__.py"}
+    bundled = {name[:-len(".__init__")] if name.endswith(".__init__") else name for name in bundled}
     assert loaded == bundled, "the bundle holds exactly the module_utils the agent imports"
     assert {name.split(".")[0] for name in found["from_zip"]} == {"ansible_collections", "urllib3", "yaml"}
 

@@ -8,10 +8,11 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.agent import Backend
-from ansible_collections.klutch.bind.plugins.module_utils.apply import LeadershipLost, Recorder
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
-    API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS, NAMESPACES)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
+    API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS)
 
 OPTIONS = argparse.Namespace(consumer_scope="Namespaced")
 

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import app_cluster
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 EXPORT = {"metadata": {"name": "postgresqlinstances.samples.klutch.bind", "namespace": "cluster-abcde"},
           "spec": {"group": "samples.klutch.bind", "scope": "Namespaced", "informerScope": "Namespaced",

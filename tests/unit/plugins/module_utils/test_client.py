@@ -2,9 +2,17 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import client
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import client
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
+    ClusterError,
+    ConfigError,
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
@@ -88,8 +96,8 @@ def test_no_proxy_matches_names_domains_and_networks(host, no_proxy, bypass):
 
 
 def test_ca_data_reaches_tls_in_memory_and_garbage_is_named():
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration
-    from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import ClientConfiguration
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
     from klutch_lab import pki
 
     configuration = ClientConfiguration()
@@ -101,6 +109,64 @@ def test_ca_data_reaches_tls_in_memory_and_garbage_is_named():
     configuration.ssl_ca_cert_data = "not a certificate"
     with pytest.raises(ConfigError, match="The CA data for cluster c holds no PEM certificate"):
         client.ClusterClient(configuration, "cluster c")
+
+
+class Answer:
+    """What urllib3 returns for a request, with only the fields the client reads."""
+
+    def __init__(self, status, body=b"", headers=None):
+        self.status, self.data, self.headers = status, body, headers or {}
+
+
+class Pool:
+    """A pool whose every request gets `outcome`: an Answer, or an exception raised."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def request(self, *args, **kwargs):
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def failing_client(outcome):
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import ClientConfiguration
+
+    configuration = ClientConfiguration()
+    configuration.host = "https://c:6443"
+    cluster = client.ClusterClient(configuration, "cluster c", retry_budget=0)
+    cluster._pool = Pool(outcome)  # pylint: disable=protected-access
+    return cluster
+
+
+@pytest.mark.parametrize("status, body, kind", [
+    (404, b'{"reason": "NotFound", "details": {"name": "s"}}', NotFound),
+    (409, b'{"reason": "AlreadyExists", "message": "secrets \\"s\\" already exists"}', Conflict),
+    (410, b'{"reason": "Expired"}', Gone),
+    (422, b'{"reason": "Invalid"}', Invalid),
+    (500, b'{"message": "failed to create typed patch object (/v1, Kind=Secret): .data: expected map"}', Invalid),
+    (503, b"", Unavailable),
+    (302, b"", ClusterError),
+])
+def test_an_answer_raises_the_class_of_its_status(status, body, kind):
+    with pytest.raises(ClusterError) as raised:
+        failing_client(Answer(status, body)).request("GET", "/api/v1/namespaces/n/secrets/s", "get", "Secret n/s")
+    assert raised.value.__class__ is kind
+    assert raised.value.status == (422 if kind is Invalid else status)
+    assert raised.value.object_missing is (status == 404)
+    assert str(raised.value).startswith("Cannot get Secret n/s on cluster c")
+
+
+@pytest.mark.parametrize("failure, kind", [
+    (client.urllib3.exceptions.NewConnectionError(None, "Connection refused"), Unavailable),
+    (client.urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out."), Unavailable),
+    (client.urllib3.exceptions.SSLError("certificate verify failed"), ClusterError),
+])
+def test_no_answer_is_unavailable_but_a_tls_failure_is_not(failure, kind):
+    with pytest.raises(ClusterError) as raised:
+        failing_client(failure).request("GET", "/version", "read", "the server version")
+    assert raised.value.__class__ is kind and raised.value.status is None
 
 
 @pytest.mark.parametrize("value, budget", [(None, 60.0), ("", 60.0), (" ", 60.0), ("0", 0.0), ("2.5", 2.5),

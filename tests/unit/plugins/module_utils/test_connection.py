@@ -4,14 +4,14 @@ import os
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
     AUTH_ARG_SPEC,
     kubeconfig_secrets,
     parse_kubeconfig,
     resolve_auth,
     select_context,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -108,7 +108,7 @@ def test_kubeconfig_secrets_are_collected_for_no_log():
 
 
 def configuration_for(settings, environ=None):
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import build_configuration
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import build_configuration
 
     base = {name: None for name in AUTH_ARG_SPEC}
     base.update(settings)
@@ -116,7 +116,7 @@ def configuration_for(settings, environ=None):
 
 
 def test_api_key_becomes_a_bearer_header():
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import authorization_header
 
     configuration, label = configuration_for({"host": "https://h:6443", "api_key": "tok"})
     assert authorization_header(configuration) == "Bearer tok"
@@ -124,7 +124,7 @@ def test_api_key_becomes_a_bearer_header():
 
 
 def test_kubeconfig_token_becomes_a_bearer_header():
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import authorization_header
 
     configuration, label = configuration_for({"kubeconfig": KUBECONFIG, "context": "app"})
     assert authorization_header(configuration) == "Bearer s3cret-token"
@@ -200,7 +200,7 @@ def test_environment_proxy_is_not_used():
 
 
 def test_a_kubeconfig_with_certificate_data_is_read_without_the_kubernetes_package(tmp_path):
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import ClientConfiguration
 
     kubeconfig = {"clusters": [{"name": "c", "cluster": {"server": "https://c:6443/", "tls-server-name": "api.c",
                                                          "certificate-authority-data": "Q0EtUEVN"}}],
@@ -217,7 +217,8 @@ def test_a_kubeconfig_with_certificate_data_is_read_without_the_kubernetes_packa
 
 
 def test_kubeconfigs_the_direct_reader_does_not_know_go_to_the_kubernetes_package(tmp_path):
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import ClientConfiguration, authorization_header
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
+        ClientConfiguration, authorization_header)
 
     token_file = tmp_path / "token"
     token_file.write_text("file-token")
@@ -265,7 +266,7 @@ def test_a_client_key_given_as_data_is_on_disk_only_while_tls_loads_it(tmp_path,
     import ssl
     import tempfile
 
-    from ansible_collections.klutch.bind.plugins.module_utils import client
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s import client
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen = []
@@ -303,7 +304,7 @@ def in_cluster(directory, **environ):
 
 
 def test_in_a_pod_the_service_account_is_read_without_the_kubernetes_package(service_account):
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
         ClientConfiguration, authorization_header)
 
     configuration, label = in_cluster(service_account)
@@ -315,7 +316,7 @@ def test_in_a_pod_the_service_account_is_read_without_the_kubernetes_package(ser
 
 
 def test_the_token_is_read_again_when_the_kubelet_has_rotated_it(service_account):
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import authorization_header
 
     configuration, _label = in_cluster(service_account)
     assert authorization_header(configuration) == "Bearer first-token"
@@ -331,7 +332,7 @@ def test_the_token_is_read_again_when_the_kubelet_has_rotated_it(service_account
 def test_the_token_file_is_not_read_again_while_it_is_unchanged(service_account, monkeypatch):
     import builtins
 
-    from ansible_collections.klutch.bind.plugins.module_utils.connection import authorization_header
+    from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import authorization_header
 
     configuration, _label = in_cluster(service_account)
     opened = []

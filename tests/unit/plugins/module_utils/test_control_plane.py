@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 
 def test_template_wire_format():

@@ -2,10 +2,20 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
+    BadRequest,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    Unavailable,
     api_error_message,
     connection_error_message,
     object_missing,
+    status_error,
 )
 
 TARGET = "Secret klutch-bind/kubeconfig"
@@ -76,3 +86,15 @@ def test_a_name_mismatch_is_not_called_an_untrusted_ca():
         "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid "
         "for '10.0.0.1'", "get", TARGET, CLUSTER)
     assert "does not name this host" in text
+
+
+@pytest.mark.parametrize("status, kind", [
+    (400, BadRequest), (401, Unauthorized), (403, Forbidden), (404, NotFound), (409, Conflict), (410, Gone),
+    (422, Invalid), (429, Unavailable), (500, Unavailable), (503, Unavailable),
+    (302, ClusterError), (405, ClusterError), (None, ClusterError),
+])
+def test_each_status_a_caller_acts_on_has_its_class(status, kind):
+    error = status_error("Cannot get it.", status, reason="Why", object_missing=status == 404)
+    assert error.__class__ is kind and isinstance(error, ClusterError)
+    assert str(error) == "Cannot get it." and error.status == status and error.reason == "Why"
+    assert error.object_missing is (status == 404)

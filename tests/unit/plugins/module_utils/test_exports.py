@@ -4,7 +4,7 @@ import itertools
 
 from ansible_collections.klutch.bind.plugins.module_utils import backend, exports
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import Conflict
 
 IDENTITY = "app-1#X1y2Z3"
 
@@ -26,7 +26,7 @@ class RacingControlPlane:
         name = body["metadata"]["name"]
         self.posted.append(name)
         if name in self.created_meanwhile:
-            raise ClusterError("namespaces %r already exists" % name, status=409, reason="AlreadyExists")
+            raise Conflict("namespaces %r already exists" % name, status=409, reason="AlreadyExists")
         return dict(body, metadata=dict(body["metadata"], uid="uid-" + name))
 
     def get(self, resource, name, namespace=None):

@@ -18,7 +18,8 @@ def test_the_fingerprint_changes_with_arguments_code_and_credentials_only():
 
 def test_the_code_copy_holds_every_module_the_agent_imports():
     code = local_agent.collection_code()
-    assert {"agent.py", "konnector.py", "backend.py", "sync.py", "client.py", "connection.py"} <= set(code)
+    assert {"agent.py", "konnector.py", "backend.py", "sync.py", "k8s/__init__.py", "k8s/client.py",
+            "k8s/connection.py"} <= set(code)
     assert "local_agent.py" in code
 
 

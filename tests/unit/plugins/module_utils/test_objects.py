@@ -1,7 +1,7 @@
 """Change detection from a dry run's answer, and redaction of what modules show."""
 
-from ansible_collections.klutch.bind.plugins.module_utils import objects
-from ansible_collections.klutch.bind.plugins.module_utils.objects import REDACTED, for_output, has_changed, redact
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import objects
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import REDACTED, for_output, has_changed, redact
 
 
 def configmap(data, version="1", managed_time="2026-01-01T00:00:00Z"):

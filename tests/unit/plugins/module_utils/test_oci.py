@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import oci
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 
 @pytest.mark.parametrize("text, registry, repository, version, scheme", [

@@ -3,8 +3,8 @@
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import rollout
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError
-from ansible_collections.klutch.bind.plugins.module_utils.objects import readiness, rolled_out
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness, rolled_out
 
 IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 

@@ -3,13 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Resource types known in advance, so no request is spent on API discovery."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from urllib.parse import quote
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 
 def path_segment(value, what, resource):
@@ -105,19 +101,3 @@ KNOWN = dict(((resource.api_version, resource.kind), resource) for resource in (
     NAMESPACES, SECRETS, CONFIG_MAPS, SERVICE_ACCOUNTS, CUSTOM_RESOURCE_DEFINITIONS,
     ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, PODS, DEPLOYMENTS,
 ))
-
-KLUTCH_API_VERSION = "klutch.anynines.com/v1alpha1"
-TEMPLATE_API_VERSION = "example-backend.klutch.anynines.com/v1alpha1"
-EXPORT_TEMPLATES = Resource(TEMPLATE_API_VERSION, "APIServiceExportTemplate", "apiserviceexporttemplates")
-
-# Crossplane, for publishing data services on the control plane.
-COMPOSITE_RESOURCE_DEFINITIONS = Resource(
-    "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "compositeresourcedefinitions", namespaced=False)
-COMPOSITIONS = Resource("apiextensions.crossplane.io/v1", "Composition", "compositions", namespaced=False)
-
-# Klutch's own kinds, for the backend's work on the control plane and the konnector's on app clusters.
-API_SERVICE_EXPORTS = Resource(KLUTCH_API_VERSION, "APIServiceExport", "apiserviceexports")
-API_SERVICE_EXPORT_REQUESTS = Resource(KLUTCH_API_VERSION, "APIServiceExportRequest", "apiserviceexportrequests")
-API_SERVICE_NAMESPACES = Resource(KLUTCH_API_VERSION, "APIServiceNamespace", "apiservicenamespaces")
-API_SERVICE_BINDINGS = Resource(KLUTCH_API_VERSION, "APIServiceBinding", "apiservicebindings")
-CLUSTER_BINDINGS = Resource(KLUTCH_API_VERSION, "ClusterBinding", "clusterbindings")

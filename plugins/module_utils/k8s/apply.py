@@ -3,16 +3,20 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Applying or deleting a set of manifests: every object checked first, then one write each at most."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils import manifests, rollout
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ClusterError, ConfigError, WaitTimeout
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, condition_holds, diff, readiness
-from ansible_collections.klutch.bind.plugins.module_utils.resources import DEPLOYMENTS, KNOWN
+from ansible_collections.klutch.bind.plugins.module_utils import rollout
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    Invalid,
+    NotFound,
+    WaitTimeout,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, condition_holds, diff, readiness
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import DEPLOYMENTS, KNOWN
 
 
 class Planned:
@@ -104,9 +108,7 @@ def preflight(client, planned, force):
             continue
         try:
             answers[index] = client.dry_run_apply(item.resource, _body(item), force)
-        except ClusterError as error:
-            if error.status not in (400, 404, 409, 422):
-                raise
+        except (BadRequest, NotFound, Conflict, Invalid) as error:
             refused.append("%s %s: %s" % (item.obj["kind"], item.name, error))
     if refused:
         raise ConfigError("%d of the %d objects would be refused, so none was applied:\n- %s" % (

@@ -9,10 +9,6 @@ Check mode adds dryRun=All to every write, so the API server validates what woul
 nothing is stored.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ipaddress
 import json
 import os
@@ -20,22 +16,26 @@ import ssl
 import tempfile
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils.connection import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
     authorization_header,
     build_configuration,
     resolve_auth,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.errors import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     ClusterError,
     ConfigError,
+    Gone,
+    NotFound,
+    Unavailable,
     WaitTimeout,
     api_error_message,
     connection_error_message,
     object_missing,
+    status_error,
     typed_patch_error,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.objects import Change, has_changed, unmet_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.resources import (
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, has_changed, unmet_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     KNOWN,
     NAMESPACES,
     PODS,
@@ -197,20 +197,22 @@ class ClusterClient:
                 if wait_before_retry(backoff(attempt)):
                     attempt += 1
                     continue
-                raise ClusterError(connection_error_message(str(error), action, target, self.label))
+                raise Unavailable(connection_error_message(str(error), action, target, self.label))
             except urllib3.exceptions.LocationValueError:
                 raise ConfigError("The API server address %s is not a valid URL: fix host or the kubeconfig's "
                                   "server." % self.configuration.host)
+            except urllib3.exceptions.TimeoutError as error:
+                raise Unavailable(connection_error_message(str(error), action, target, self.label))
             except urllib3.exceptions.HTTPError as error:
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
             if response.status < 300:
                 return response if stream else _decode(response.data)
             if response.status < 400:
-                raise ClusterError(
+                raise status_error(
                     "Cannot %s %s on %s: the server redirected to %s (%s); an API server never does. Check host, "
                     "proxy and any authenticating proxy in front of the cluster." % (
                         action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
-                    status=response.status)
+                    response.status)
             status_body = _decode(response.data if not stream else response.read())
             failing_since = failing_since or time.monotonic()
             if not wait_before_retry(retry_delay(attempt, response.status, status_body,
@@ -218,9 +220,8 @@ class ClusterClient:
                 reason = status_body.get("reason") if isinstance(status_body, dict) else None
                 # A value of the wrong type is the caller's error, whatever status the server gives it.
                 status = 422 if typed_patch_error(response.status, status_body) else response.status
-                raise ClusterError(api_error_message(response.status, status_body, action, target, self.label),
-                                   status=status, reason=reason,
-                                   object_missing=object_missing(response.status, status_body))
+                raise status_error(api_error_message(response.status, status_body, action, target, self.label),
+                                   status, reason=reason, object_missing=object_missing(response.status, status_body))
             attempt += 1
 
     def api_resources(self, api_version):
@@ -230,9 +231,7 @@ class ClusterClient:
             try:
                 self._group_versions[api_version] = self.request(
                     "GET", path, "read", "API group version %s" % api_version)
-            except ClusterError as error:
-                if error.status != 404:
-                    raise
+            except NotFound:
                 self._group_versions[api_version] = {}
         return self._group_versions[api_version]
 
@@ -278,10 +277,10 @@ class ClusterClient:
             try:
                 page = self.request("GET", resource.collection_path(namespace), "list",
                                     resource.describe(namespace=namespace), query=query)
-            except ClusterError as error:
+            except Gone:
                 # A continue token expires (410) once the server has compacted its revision, when the pages
                 # come slowly: start over for one consistent list.
-                if error.status != 410 or query is first or restarts == LIST_RESTARTS:
+                if query is first or restarts == LIST_RESTARTS:
                     raise
                 items, query, restarts = [], first, restarts + 1
                 continue
@@ -333,10 +332,9 @@ class ClusterClient:
             planned = answer
             if planned is None:
                 planned = self.dry_run_apply(resource, body, force, subresource, field_manager)
-        except ClusterError as error:
+        except NotFound:
             # Check mode: an earlier step would create the namespace, which the server cannot dry-run into.
-            if not (self.dry_run and before is None and namespace and error.status == 404
-                    and self.get(NAMESPACES, namespace) is None):
+            if not (self.dry_run and before is None and namespace and self.get(NAMESPACES, namespace) is None):
                 raise
             return Change(None, body, True)
         if not has_changed(before, planned):
@@ -414,9 +412,7 @@ class ClusterClient:
                 query={"watch": "true", "resourceVersion": resource_version, "fieldSelector": field_selector,
                        "timeoutSeconds": max(1, int(timeout)), "allowWatchBookmarks": "true"},
                 stream=True, read_timeout=timeout + 10)
-        except ClusterError as error:
-            if error.status != 410:
-                raise
+        except Gone as error:
             # A version too old may come back as the response's status instead of an ERROR event: the same.
             yield "ERROR", {"code": 410, "reason": error.reason, "message": str(error)}
             return
@@ -449,9 +445,9 @@ class ClusterClient:
             for kind, obj in self.watch(resource, namespace, version, remaining, selector):
                 if kind == "ERROR":
                     if obj.get("code") != 410:
-                        raise ClusterError(api_error_message(obj.get("code"), obj, "watch",
+                        raise status_error(api_error_message(obj.get("code"), obj, "watch",
                                                              resource.describe(name, namespace), self.label),
-                                           status=obj.get("code"), reason=obj.get("reason"))
+                                           obj.get("code"), reason=obj.get("reason"))
                     gone = True  # the version is too old: list again
                     break
                 version = (obj.get("metadata") or {}).get("resourceVersion", version)

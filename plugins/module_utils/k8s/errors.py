@@ -5,11 +5,10 @@
 
 Every message names what was being done, to which object, on which cluster, and what to do
 next. Messages never include request bodies, credentials or kubeconfig contents.
+
+The client raises a subclass of ClusterError for each answer a caller may act on (NotFound,
+Conflict, ...), so callers catch the class instead of comparing `.status`, which stays set.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 
 class ClusterError(Exception):
@@ -29,6 +28,57 @@ class ConfigError(ClusterError):
 
 class WaitTimeout(ClusterError):
     """An object did not reach the awaited state in time."""
+
+
+class BadRequest(ClusterError):
+    """400: the server could not read the request, e.g. a field it does not know."""
+
+
+class Unauthorized(ClusterError):
+    """401: the credentials were rejected."""
+
+
+class Forbidden(ClusterError):
+    """403: the identity lacks a permission."""
+
+
+class NotFound(ClusterError):
+    """404: the object does not exist (`object_missing`), or the resource type is not served."""
+
+
+class Conflict(ClusterError):
+    """409: the object exists already, changed since it was read, or its fields belong to another manager."""
+
+
+class Gone(ClusterError):
+    """410: a resourceVersion or continue token too old to serve: list again."""
+
+
+class Invalid(ClusterError):
+    """422, or a value of the wrong type, which the server refuses with a 500: the object is invalid."""
+
+
+class Unavailable(ClusterError):
+    """No answer (refused, dropped, timed out), or 429 or 5xx until the retries ran out; `status` is None
+    when no answer came."""
+
+
+STATUS_ERRORS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 410: Gone,
+                 422: Invalid, 429: Unavailable}
+
+
+def error_class(status):
+    """The ClusterError subclass for an HTTP status; ClusterError itself for a status no caller tells apart."""
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status]
+    if isinstance(status, int) and status >= 500:
+        return Unavailable
+    return ClusterError
+
+
+def status_error(message, status, **details):
+    """The error for an HTTP `status`, of the class error_class() gives; `details` as ClusterError takes them."""
+    return error_class(status)(message, status=status, **details)
 
 
 def _server_message(status_body):

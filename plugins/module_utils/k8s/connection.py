@@ -14,14 +14,10 @@ from a file, so the client writes it to a private file for the instant of loadin
 at once (client.py), and files the kubernetes package writes for them are read back and removed.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import base64
 import os
 
-from ansible_collections.klutch.bind.plugins.module_utils.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of, require_url
 
 try:

@@ -1,0 +1,1 @@
+"""Kubernetes cluster access: connections, requests, resource types, manifests and their errors."""
