@@ -13,6 +13,7 @@ import random
 from ansible_collections.klutch.bind.plugins.module_utils import backend, validate
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import TIME_FORMAT, Recorder, now
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import require_url
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, Conflict
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CLUSTER_ROLE_BINDINGS,
@@ -61,7 +62,7 @@ EXPORT_ARG_SPEC = dict(
 )
 # Checks of those options, run by the modules before they connect.
 EXPORT_CHECKS = {
-    "external_address": validate.require_url, "external_ca_data": validate.certificate_data,
+    "external_address": require_url, "external_ca_data": validate.certificate_data,
     "external_server_name": validate.server_name, "provider_pretty_name": validate.text,
     "consumer": validate.consumer_name,
     "wait_timeout": validate.positive(),

@@ -6,9 +6,9 @@
 import base64
 import binascii
 import re
-from urllib.parse import urlsplit
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import kind_of
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # RFC 1123: a label (namespaces, most generated names) and a subdomain (most object names).
@@ -55,42 +55,6 @@ def require_consumer(consumer, cluster_id, option="cluster_id"):
         raise ConfigError("%s %r is not an app cluster's id (letters and digits, as klutch_cluster_info "
                           "returns it). Set %s from klutch_cluster_info's cluster_id."
                           % (option, cluster_id if isinstance(cluster_id, str) else "", option))
-
-
-def url_problem(value):
-    """Why `value` is not an https:// or http:// server address with a host, or None."""
-    if not isinstance(value, str) or not value.strip():
-        return "it is empty (an undefined variable renders as an empty string)"
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as error:
-        return "it is not a URL (%s)" % error
-    if parts.scheme not in ("https", "http"):
-        return "it does not start with https:// (or http://)"
-    if not parts.hostname:
-        return "it names no host"
-    if port is not None and not 0 < port < 65536:
-        return "port %d is out of range" % port
-    if parts.query or parts.fragment or any(char.isspace() for char in value):
-        return "it holds a query, a fragment or white space"
-    return None
-
-
-def require_url(option, value):
-    """ConfigError naming `option` when `value` is not a server address."""
-    problem = url_problem(value)
-    if problem:
-        raise ConfigError("%s is not a server address (%r): %s. Set it to https://<host>:<port>." % (
-            option, value if isinstance(value, str) else "", problem))
-
-
-def kind_of(value):
-    """A YAML reader's word for the type of `value` (never the value: it may be a secret)."""
-    for types, word in ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "list"), (dict, "mapping")):
-        if isinstance(value, types):
-            return word
-    return "null" if value is None else type(value).__name__
 
 
 def kubernetes_name(what, name_format="subdomain"):

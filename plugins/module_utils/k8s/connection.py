@@ -16,9 +16,10 @@ at once (client.py), and files the kubernetes package writes for them are read b
 
 import base64
 import os
+from urllib.parse import urlsplit
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of, require_url
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import kind_of
 
 try:
     import yaml
@@ -58,6 +59,34 @@ ENV_NAMES = {
 FALSE_STRINGS = ("0", "false", "no", "off", "n", "f")
 SECRET_USER_KEYS = ("token", "password", "client-key-data", "id-token", "refresh-token", "client-secret",
                     "access-token")
+
+
+def url_problem(value):
+    """Why `value` is not an https:// or http:// server address with a host, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return "it is empty (an undefined variable renders as an empty string)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as error:
+        return "it is not a URL (%s)" % error
+    if parts.scheme not in ("https", "http"):
+        return "it does not start with https:// (or http://)"
+    if not parts.hostname:
+        return "it names no host"
+    if port is not None and not 0 < port < 65536:
+        return "port %d is out of range" % port
+    if parts.query or parts.fragment or any(char.isspace() for char in value):
+        return "it holds a query, a fragment or white space"
+    return None
+
+
+def require_url(option, value):
+    """ConfigError naming `option` when `value` is not a server address."""
+    problem = url_problem(value)
+    if problem:
+        raise ConfigError("%s is not a server address (%r): %s. Set it to https://<host>:<port>." % (
+            option, value if isinstance(value, str) else "", problem))
 
 
 def resolve_auth(params, environ=None):

@@ -6,7 +6,7 @@
 import os
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.validate import kind_of
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import kind_of
 
 try:
     import yaml

@@ -15,6 +15,14 @@ BEFORE_FIRST_APPLY = "before-first-apply"
 Change = namedtuple("Change", ["before", "after", "changed"])
 
 
+def kind_of(value):
+    """A YAML reader's word for the type of `value` (never the value: it may be a secret)."""
+    for types, word in ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "list"), (dict, "mapping")):
+        if isinstance(value, types):
+            return word
+    return "null" if value is None else type(value).__name__
+
+
 def _comparable(obj):
     trimmed = copy.deepcopy(obj)
     metadata = trimmed.get("metadata") or {}

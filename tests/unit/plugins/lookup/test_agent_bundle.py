@@ -74,7 +74,7 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert all(path.endswith(".py") for path in files), "no compiled extension, no bytecode"
     own = {path[len(MODULE_UTILS):] for path in files if path.startswith(MODULE_UTILS)}
     assert {"agent.py", "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
-            "rollout.py"} <= own
+            "k8s/rollout.py"} <= own
     # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py).
     assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py"}
     assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent"

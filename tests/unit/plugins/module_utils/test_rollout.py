@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import rollout
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import rollout
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness, rolled_out
 

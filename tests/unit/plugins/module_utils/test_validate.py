@@ -3,6 +3,7 @@ import base64
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import url_problem
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
@@ -10,7 +11,7 @@ PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE
 
 @pytest.mark.parametrize("value", ["https://h:6443", "http://10.0.0.1", "https://[::1]:443", "https://h:6443/prefix"])
 def test_server_addresses(value):
-    assert validate.url_problem(value) is None
+    assert url_problem(value) is None
 
 
 @pytest.mark.parametrize("value, problem", [
@@ -19,7 +20,7 @@ def test_server_addresses(value):
     (6443, "empty"),
 ])
 def test_what_is_no_server_address(value, problem):
-    assert problem in validate.url_problem(value)
+    assert problem in url_problem(value)
 
 
 def test_checks_name_the_option_and_the_fix():
