@@ -92,7 +92,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 PACKAGE = "ansible_collections.klutch.bind.plugins.module_utils"
-ENTRY = PACKAGE + ".agent"
+ENTRY = PACKAGE + ".agent"  # a package: python -m runs its __main__.py
 MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
 # (import name, distribution): what the agent's modules import beyond the standard library. The
 # kubernetes package is imported only for kubeconfigs an agent in a Pod never gets.
@@ -162,7 +162,7 @@ def bundle_files(directory=MODULE_UTILS):
     """{path in the zip: bytes}: the agent's module_utils, empty package markers above them, its dependencies."""
     prefix = PACKAGE.replace(".", "/")
     files = {}
-    for name in imported_module_utils(ENTRY.rpartition(".")[2], directory):
+    for name in imported_module_utils(ENTRY[len(PACKAGE) + 1:] + ".__main__", directory):
         path = module_path(name, directory)
         with open(path, "rb") as handle:
             files["%s/%s" % (prefix, os.path.relpath(path, directory).replace(os.sep, "/"))] = handle.read()

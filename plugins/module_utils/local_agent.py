@@ -19,16 +19,15 @@ import socket
 import subprocess
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils import agent
+from http.client import HTTPConnection
+
+from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
-try:
-    from http.client import HTTPConnection
-except ImportError:  # Python 2 runs no agent
-    HTTPConnection = None
-
-ENTRY = agent.__name__  # importing it also brings every module it needs into a module's zip
-PACKAGE = ENTRY.rpartition(".")[0]
+PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
+# The agent package (python -m runs its __main__.py); importing its cli brings every module it needs
+# into a module's zip.
+ENTRY = cli.__name__.rpartition(".")[0]
 STATE_FILE = "state.json"
 LOG_FILE = "agent.log"
 KUBECONFIG_FILE = "kubeconfig"

@@ -29,7 +29,7 @@ from urllib.request import urlopen
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent import Konnector
+from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (

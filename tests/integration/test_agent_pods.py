@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent import LEASES
+from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import LEASES
 from ansible_collections.klutch.bind.plugins.module_utils.control_plane import BINDER, IDENTITY_ANNOTATION
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds

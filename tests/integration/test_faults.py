@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent import Watches
+from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import Watches
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS

@@ -19,9 +19,10 @@ MODULE_UTILS = "ansible_collections/klutch/bind/plugins/module_utils/"
 # client it would build in a Pod, and report where every module came from.
 PROBE = r"""
 import json, os, sys
-from ansible_collections.klutch.bind.plugins.module_utils import agent
+import ansible_collections.klutch.bind.plugins.module_utils.agent.__main__  # what python -m runs
+from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
-options = agent.parse(["konnector", "--resync=5"])
+options = cli.parse(["konnector", "--resync=5"])
 client = ClusterClient.from_params({})
 missing = []
 for name in ("kubernetes", "ansible"):
@@ -63,7 +64,7 @@ def test_an_unchanged_collection_gives_the_same_bytes(bundle):
 
 def test_a_changed_file_changes_the_bytes_and_the_hash(bundle):
     files = agent_bundle.bundle_files()
-    files[MODULE_UTILS + "agent.py"] += b"\n# changed\n"
+    files[MODULE_UTILS + "agent/konnector.py"] += b"\n# changed\n"
     changed = agent_bundle.describe(agent_bundle.build_zip(files), files)
     assert changed["sha256"] != bundle["sha256"]
 
@@ -73,7 +74,8 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert {path.split("/")[0] for path in files} == {"ansible_collections", "urllib3", "yaml"}
     assert all(path.endswith(".py") for path in files), "no compiled extension, no bytecode"
     own = {path[len(MODULE_UTILS):] for path in files if path.startswith(MODULE_UTILS)}
-    assert {"agent.py", "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
+    assert {"agent/__init__.py", "agent/__main__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "agent/backend.py",
+            "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
             "k8s/rollout.py"} <= own
     # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py).
     assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py"}

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils.agent import Backend
+from ansible_collections.klutch.bind.plugins.module_utils.agent.backend import Backend
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES

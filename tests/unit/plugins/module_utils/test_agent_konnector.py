@@ -2,7 +2,7 @@
 
 import argparse
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent import Konnector
+from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
 
 
 def kubeconfig(token):

@@ -3,7 +3,9 @@ lets every other error through."""
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import agent, konnector, sync
+from ansible_collections.klutch.bind.plugins.module_utils import konnector, sync
+from ansible_collections.klutch.bind.plugins.module_utils.agent import runtime
+from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, client
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import ClientConfiguration
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
@@ -112,7 +114,7 @@ def test_a_sync_write_that_someone_made_first_is_nothing_to_do(action):
 
 @pytest.mark.parametrize("status, taken", [(409, True), (422, True), (403, False), (503, False)])
 def test_a_lease_write_loses_to_a_change_made_first_only(status, taken):
-    lease = agent.Lease(Writes(error(status)), "ns", "lease", "me")
+    lease = runtime.Lease(Writes(error(status)), "ns", "lease", "me")
     if taken:
         assert lease._write("PUT", {}) is False  # pylint: disable=protected-access
     else:
@@ -132,9 +134,9 @@ def test_a_binding_whose_control_plane_refuses_or_cannot_be_reached_says_which(m
 
     monkeypatch.setattr(konnector, "BoundApi", unreachable)
     seen = []
-    monkeypatch.setattr(agent.Konnector, "unserved", lambda self, app, binding, problem: seen.append(problem) or 0)
+    monkeypatch.setattr(Konnector, "unserved", lambda self, app, binding, problem: seen.append(problem) or 0)
     binding = {"metadata": {"name": "b"}}
-    assert agent.Konnector().sync_binding(None, binding, None, None, set()) == (0, False)
+    assert Konnector().sync_binding(None, binding, None, None, set()) == (0, False)
     assert seen[0][:2] == ("Connected", reason) and fragment in seen[0][2]
 
 
