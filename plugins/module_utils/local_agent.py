@@ -25,9 +25,10 @@ from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 
 PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
-# The agent package (python -m runs its __main__.py); importing its cli brings every module it needs
-# into a module's zip.
-ENTRY = cli.__name__.rpartition(".")[0]
+# Importing the agent's command line also brings every module it needs into a module's zip, which holds
+# only what is imported: the agent package's __main__.py is not there, so the agent runs as cli.
+ENTRY = cli.__name__
+AGENT_PACKAGE = ENTRY.rpartition(".")[0]  # in the command of every agent this directory ran, old or new
 STATE_FILE = "state.json"
 LOG_FILE = "agent.log"
 KUBECONFIG_FILE = "kubeconfig"
@@ -95,7 +96,7 @@ class LocalAgent:
             directory = os.readlink("/proc/%d/cwd" % pid)
         except (OSError, IOError):
             return pid  # no /proc: trust the pid
-        return pid if ENTRY.encode("utf-8") in command and directory == os.path.realpath(self.directory) else None
+        return pid if AGENT_PACKAGE.encode("utf-8") in command and directory == os.path.realpath(self.directory) else None
 
     def healthy(self, timeout=2):
         port = self.state.get("health_port")

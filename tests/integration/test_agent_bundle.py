@@ -71,7 +71,7 @@ def test_deployment_mode_ships_the_bundle_in_a_configmap_and_a_second_run_change
     assert len(data) < 512 * 1024, "well under a ConfigMap's 1 MiB"
     figure(f"bundle: {len(data)} bytes, {len(base64.b64encode(data))} in the ConfigMap")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert ENTRY.replace(".", "/") + ".py" in names and "urllib3/__init__.py" in names and "yaml/__init__.py" in names
+    assert ENTRY.replace(".", "/") + "/__main__.py" in names and "urllib3/__init__.py" in names and "yaml/__init__.py" in names
 
     deployment = world.app.get(DEPLOYMENTS, "klutch-bind-konnector", "klutch-bind")
     template = deployment["spec"]["template"]
