@@ -28,7 +28,9 @@ PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
 # Importing the agent's command line also brings every module it needs into a module's zip, which holds
 # only what is imported: the agent package's __main__.py is not there, so the agent runs as cli.
 ENTRY = cli.__name__
-AGENT_PACKAGE = ENTRY.rpartition(".")[0]  # in the command of every agent this directory ran, old or new
+# The module an agent of this directory runs: ENTRY, or the agent package for one started before it
+# became a package with a command line of its own.
+AGENT_MODULES = (ENTRY.encode("utf-8"), ENTRY.rpartition(".")[0].encode("utf-8"))
 STATE_FILE = "state.json"
 LOG_FILE = "agent.log"
 KUBECONFIG_FILE = "kubeconfig"
@@ -96,7 +98,8 @@ class LocalAgent:
             directory = os.readlink("/proc/%d/cwd" % pid)
         except (OSError, IOError):
             return pid  # no /proc: trust the pid
-        return pid if AGENT_PACKAGE.encode("utf-8") in command and directory == os.path.realpath(self.directory) else None
+        ours = any(module in command for module in AGENT_MODULES)
+        return pid if ours and directory == os.path.realpath(self.directory) else None
 
     def healthy(self, timeout=2):
         port = self.state.get("health_port")

@@ -1,8 +1,12 @@
-"""The local agent's pieces that need no process: its fingerprint, its code, and what the image needs."""
+"""The local agent's pieces that need no cluster: its fingerprint, its code, what the image needs, and how it
+knows its own process."""
 
+import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils import local_agent
 
@@ -31,3 +35,20 @@ def test_the_agent_runs_without_ansible_core_as_its_image_does():
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             env=environ).stdout
     assert output.strip() == "[]"
+
+
+@pytest.mark.parametrize("module, ours", [
+    ("ansible_collections.klutch.bind.plugins.module_utils.agent.cli", True),
+    ("ansible_collections.klutch.bind.plugins.module_utils.agent", True),  # started before the agent package
+    ("some.other.module", False),
+])
+def test_an_agent_of_its_directory_is_known_by_the_module_it_runs(tmp_path, module, ours):
+    process = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(30)", module],
+                               cwd=tmp_path, stdout=subprocess.PIPE)
+    try:
+        process.stdout.readline()  # it runs: its command line is there to read
+        (tmp_path / local_agent.STATE_FILE).write_text(json.dumps({"pid": process.pid}))
+        assert local_agent.LocalAgent(str(tmp_path)).running() == (process.pid if ours else None)
+    finally:
+        process.kill()
+        process.wait()
