@@ -74,7 +74,7 @@ def playbook(text):
 
 
 def bind(cp_cluster, app_cluster, cp, app, namespaces):
-    for crd in manifests.load(src=str(ROOT / "roles/control_plane/files/klutch-crds.yaml")):
+    for crd in manifests.load(src=str(ROOT / "roles/klutch_apis/files/klutch-crds.yaml")):
         for target in (cp, app):
             target.apply(CUSTOM_RESOURCE_DEFINITIONS, crd)
     cp.apply(CUSTOM_RESOURCE_DEFINITIONS, CRD)

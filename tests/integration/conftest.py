@@ -150,7 +150,7 @@ def run_task(run_playbook, tmp_path_factory):
     return run
 
 
-KLUTCH_CRDS = ROOT / "roles" / "control_plane" / "files" / "klutch-crds.yaml"
+KLUTCH_CRDS = ROOT / "roles" / "klutch_apis" / "files" / "klutch-crds.yaml"
 
 
 @pytest.fixture(scope="session")

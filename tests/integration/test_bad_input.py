@@ -256,8 +256,9 @@ def test_every_bad_input_is_refused_by_name_and_writes_nothing(app, control_plan
 
 
 def role_cases(app, control_plane):
-    """Variables of both roles as a tired operator sets them: empty (an undefined variable), zero, typos."""
+    """Variables of the roles as a tired operator sets them: empty (an undefined variable), zero, typos."""
     konnector = ("klutch.bind.konnector", {"konnector_kubeconfig": str(app)})
+    apis = ("klutch.bind.klutch_apis", {"klutch_apis_kubeconfig": str(app)})
     cp = ("klutch.bind.control_plane", {"control_plane_kubeconfig": str(control_plane)})
     deployment, local = {"control_plane_backend": "deployment"}, {"control_plane_backend": "local"}
     cases = [
@@ -296,6 +297,9 @@ def role_cases(app, control_plane):
         (cp, {"control_plane_templates": "foos"}, "control_plane_templates"),
         (cp, {"control_plane_dataservices": [{"name": ""}]}, "control_plane_dataservices holds an item without a name"),
         (cp, {"control_plane_dataservices": [{"name": "x", "state": "gone"}]}, "state"),
+        (apis, {"klutch_apis_kinds": ["APIServiceBindings"]}, 'klutch_apis_kinds names "APIServiceBindings", which '
+                                                              "is not Klutch's: choose from"),
+        (apis, {"klutch_apis_kinds": [""]}, 'klutch_apis_kinds names "", which is not Klutch\'s'),
     ]
     return [(role, dict(common, **variables), expected) for (role, common), variables, expected in cases]
 
@@ -326,7 +330,7 @@ def test_every_bad_role_variable_is_refused_by_name_and_writes_nothing(
     writes = {cluster.name: [(event["verb"], event["requestURI"]) for event in
                              audit(cluster).writes(since=start, user=ADMIN_USER)] for cluster in (app, control_plane)}
     assert writes == {app.name: [], control_plane.name: []}
-    figure(f"bad input: {len(cases)} role variables across 2 roles, all refused by name; 0 writes on both clusters")
+    figure(f"bad input: {len(cases)} role variables across 3 roles, all refused by name; 0 writes on both clusters")
 
 
 def playbook_cases():
