@@ -113,13 +113,7 @@ def present(client, recorder, params, client_for):
     export, pretty_name = read_provider(client_for(config), params["name"], namespace)
     claims = plan.acceptable_claims(params["name"], export["spec"].get("permissionClaims") or [],
                                     params["accept_claims"])
-    for claim in claims:
-        if claim["state"] == "Accepted" and client.resource_by_plural(plan.claim_api_version(claim),
-                                                                      claim["resource"]) is None:
-            raise ConfigError("The export %s claims %s in %s, which %s does not serve, so no object of it could be "
-                              "synced. Install that kind's CRD on the app cluster first, or name the claims to accept "
-                              "in accept_claims without this one." % (
-                                  params["name"], claim["resource"], plan.claim_api_version(claim), client.label))
+    require_accepted_kinds_served(client, params["name"], claims)
     crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, params["name"]) if params["sync_crd"] else None
     problem = plan.foreign_crd_problem(crd, params["name"])
     if problem:
@@ -136,12 +130,7 @@ def present(client, recorder, params, client_for):
     if recorder.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
         planned_binding(recorder, params["name"])
         return {"conditions": []}
-    name = secret_name(client, existing, server, namespace)
-    text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
-    # Forced: the konnector copies a rotated kubeconfig into the same key, and this run's is the newer.
-    recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
-                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}}, force=True)
+    name = write_kubeconfig_secret(recorder, secret_name(client, existing, server, namespace), config)
     bound = recorder.apply(plan.binding(params["name"], name, claims), API_SERVICE_BINDINGS)
     result = {}
     if params["sync_crd"]:
@@ -151,15 +140,41 @@ def present(client, recorder, params, client_for):
         recorder.apply(wanted, definition_wait=params["wait_timeout"], answer=answers[-1] if existing else None)
         result["crd"] = {"name": params["name"], "action": recorder.results[before]["action"],
                          "versions": [version["name"] for version in wanted["spec"]["versions"]]}
-    status = plan.binding_status(pretty_name, now(), bound.get("status"))
-    if existing is None and recorder.check_mode:
-        bound = dict(bound, status=status)  # a dry-run binding has no status subresource to dry-run against
-    else:
-        bound = recorder.apply(dict(plan.binding(params["name"], name, claims), status=status), API_SERVICE_BINDINGS,
-                               subresource="status")
+    bound = write_binding_status(recorder, plan.binding(params["name"], name, claims), bound, pretty_name,
+                                 new=existing is None)
     result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [],
                   rejected_claims=[plan.claim_name(claim) for claim in claims if claim["state"] == "Rejected"])
     return result
+
+
+def require_accepted_kinds_served(client, name, claims):
+    """ConfigError for an accepted claim on a kind the app cluster does not serve: nothing of it could sync."""
+    for claim in claims:
+        if claim["state"] == "Accepted" and client.resource_by_plural(plan.claim_api_version(claim),
+                                                                      claim["resource"]) is None:
+            raise ConfigError("The export %s claims %s in %s, which %s does not serve, so no object of it could be "
+                              "synced. Install that kind's CRD on the app cluster first, or name the claims to accept "
+                              "in accept_claims without this one." % (
+                                  name, claim["resource"], plan.claim_api_version(claim), client.label))
+
+
+def write_kubeconfig_secret(recorder, name, config):
+    """The binding's kubeconfig Secret `name` holding `config`; its name."""
+    text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
+    # Forced: the konnector copies a rotated kubeconfig into the same key, and this run's is the newer.
+    recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
+                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}}, force=True)
+    return name
+
+
+def write_binding_status(recorder, binding, bound, pretty_name, new):
+    """The APIServiceBinding `bound` (as applied) with the status klutch_binding writes; `new` when it was created
+    in this run, which check mode only dry-ran."""
+    status = plan.binding_status(pretty_name, now(), bound.get("status"))
+    if new and recorder.check_mode:
+        return dict(bound, status=status)  # a dry-run binding has no status subresource to dry-run against
+    return recorder.apply(dict(binding, status=status), API_SERVICE_BINDINGS, subresource="status")
 
 
 def rejected_claims_warning(name, rejected):

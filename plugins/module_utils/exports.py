@@ -215,11 +215,7 @@ def serve_request(run, consumer, name, request):
 def present(run, identity):
     params = run.params
     consumer = backend.Consumer.by_identity(run.client, identity)
-    if consumer.revoked_at() and not params["reinstate"]:
-        raise ConfigError("Consumer %s was revoked at %s (namespace %s on %s): its credentials were deleted, its "
-                          "data kept. Nothing was written. Set reinstate: true to issue new credentials, or leave "
-                          "it revoked." % (params["consumer"], consumer.revoked_at(), consumer.namespace,
-                                           run.client.label))
+    refuse_revoked(run, consumer)
     adopted = consumer.namespace is None and find_earlier(run, consumer)
     catalog = backend.Catalog(run.client)
     apis = dict((plan.api_name(item["group"], item["resource"]),
@@ -244,12 +240,7 @@ def present(run, identity):
         for obj in [cluster_binding] + list(exports.values()):
             run.planned(obj)
         return result
-    kubeconfig = consumer_kubeconfig(run, namespace, token_secret)
-    carried = token_secret["metadata"]["name"]
-    run.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": dict({"name": plan.KUBECONFIG_SECRET, "namespace": namespace}, **(
-                   {"annotations": {plan.TOKEN_SECRET_ANNOTATION: carried}} if carried != plan.BINDER else {})),
-               "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}}, **backend.OURS)
+    kubeconfig = write_kubeconfig_secret(run, namespace, token_secret)
     run.apply(cluster_binding, CLUSTER_BINDINGS, **backend.OURS)
     for name, entry in zip(apis, result["exports"]):
         before = len(run.results)
@@ -265,6 +256,26 @@ def present(run, identity):
         raise consumer.unmapped_error()
     result["kubeconfig"] = kubeconfig
     return result
+
+
+def refuse_revoked(run, consumer):
+    """ConfigError for a revoked consumer, unless the run reinstates it."""
+    if consumer.revoked_at() and not run.params["reinstate"]:
+        raise ConfigError("Consumer %s was revoked at %s (namespace %s on %s): its credentials were deleted, its "
+                          "data kept. Nothing was written. Set reinstate: true to issue new credentials, or leave "
+                          "it revoked." % (run.params["consumer"], consumer.revoked_at(), consumer.namespace,
+                                           run.client.label))
+
+
+def write_kubeconfig_secret(run, namespace, token_secret):
+    """The consumer's kubeconfig Secret, naming the token Secret it carries; the kubeconfig."""
+    kubeconfig = consumer_kubeconfig(run, namespace, token_secret)
+    carried = token_secret["metadata"]["name"]
+    run.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": dict({"name": plan.KUBECONFIG_SECRET, "namespace": namespace}, **(
+                   {"annotations": {plan.TOKEN_SECRET_ANNOTATION: carried}} if carried != plan.BINDER else {})),
+               "data": {"kubeconfig": base64.b64encode(kubeconfig.encode("utf-8")).decode("ascii")}}, **backend.OURS)
+    return kubeconfig
 
 
 def absent(run, identity):

@@ -199,6 +199,25 @@ def _bound_mark(down):
                       {BOUND_ANNOTATION: "true"})]
 
 
+def upstream_copy(down, at, marks):
+    """A new upstream copy of consumer instance `down`, placed `at` and marked with `marks`: the consumer's spec,
+    its labels and annotations without the platform's keys."""
+    created = copy_for(down, at.namespace, marks)
+    created["metadata"]["name"] = at.name
+    for field in ("annotations", "labels"):
+        kept = dict((key, value) for key, value in (created["metadata"].get(field) or {}).items()
+                    if not platform_key(key))
+        if kept or field == "annotations":
+            created["metadata"][field] = kept
+        else:
+            created["metadata"].pop(field, None)
+    if "spec" in created:
+        created["spec"] = consumer_spec(created["spec"])
+    if at.owner_references:
+        created["metadata"]["ownerReferences"] = at.owner_references
+    return created
+
+
 def _instance_pair(down, up, at):
     """Operations for a consumer instance and its upstream copy (None when missing), placed `at`."""
     namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
@@ -209,20 +228,7 @@ def _instance_pair(down, up, at):
                 else []
         operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
                                                                down)]
-        created = copy_for(down, at.namespace, marks)
-        created["metadata"]["name"] = at.name
-        for field in ("annotations", "labels"):
-            kept = dict((key, value) for key, value in (created["metadata"].get(field) or {}).items()
-                        if not platform_key(key))
-            if kept or field == "annotations":
-                created["metadata"][field] = kept
-            else:
-                created["metadata"].pop(field, None)
-        if "spec" in created:
-            created["spec"] = consumer_spec(created["spec"])
-        if at.owner_references:
-            created["metadata"]["ownerReferences"] = at.owner_references
-        operations.append(Operation(PROVIDER, "create", "instances", at.namespace, at.name, created))
+        operations.append(Operation(PROVIDER, "create", "instances", at.namespace, at.name, upstream_copy(down, at, marks)))
         return operations + _bound_mark(down)
     if deleting(down):
         if deleting(up):

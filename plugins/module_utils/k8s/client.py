@@ -207,22 +207,26 @@ class ClusterClient:
                 raise ClusterError(connection_error_message(str(error), action, target, self.label))
             if response.status < 300:
                 return response if stream else _decode(response.data)
-            if response.status < 400:
-                raise status_error(
-                    "Cannot %s %s on %s: the server redirected to %s (%s); an API server never does. Check host, "
-                    "proxy and any authenticating proxy in front of the cluster." % (
-                        action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
-                    response.status)
-            status_body = _decode(response.data if not stream else response.read())
+            status_body = _decode(response.data if not stream else response.read()) if response.status >= 400 else None
             failing_since = failing_since or time.monotonic()
-            if not wait_before_retry(retry_delay(attempt, response.status, status_body,
-                                                 response.headers.get("Retry-After"))):
-                reason = status_body.get("reason") if isinstance(status_body, dict) else None
-                # A value of the wrong type is the caller's error, whatever status the server gives it.
-                status = 422 if typed_patch_error(response.status, status_body) else response.status
-                raise status_error(api_error_message(response.status, status_body, action, target, self.label),
-                                   status, reason=reason, object_missing=object_missing(response.status, status_body))
+            if response.status < 400 or not wait_before_retry(retry_delay(attempt, response.status, status_body,
+                                                                          response.headers.get("Retry-After"))):
+                raise self._refusal(response, status_body, action, target)
             attempt += 1
+
+    def _refusal(self, response, status_body, action, target):
+        """The error for an answer that is no success, once no retry is left."""
+        if response.status < 400:
+            return status_error(
+                "Cannot %s %s on %s: the server redirected to %s (%s); an API server never does. Check host, "
+                "proxy and any authenticating proxy in front of the cluster." % (
+                    action, target, self.label, response.headers.get("Location", "elsewhere"), response.status),
+                response.status)
+        reason = status_body.get("reason") if isinstance(status_body, dict) else None
+        # A value of the wrong type is the caller's error, whatever status the server gives it.
+        status = 422 if typed_patch_error(response.status, status_body) else response.status
+        return status_error(api_error_message(response.status, status_body, action, target, self.label),
+                            status, reason=reason, object_missing=object_missing(response.status, status_body))
 
     def api_resources(self, api_version):
         """The API server's resource list of one group version (cached); empty when not served."""
