@@ -9,6 +9,7 @@ kubeconfig (mode 0600), its log, and state.json with the pid and the fingerprint
 started with. A running agent with the same fingerprint that answers /healthz is left alone.
 """
 
+import base64
 import hashlib
 import importlib
 import json
@@ -17,12 +18,21 @@ import pkgutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from http.client import HTTPConnection
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
+from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import resolve_auth
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
+
+try:
+    import yaml
+except ImportError:  # reported by the module
+    yaml = None
 
 PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
 # Importing the agent's command line also brings every module it needs into a module's zip, which holds
@@ -221,3 +231,121 @@ def require_free_port(port):
                           "health_port out to pick one." % port)
     finally:
         probe.close()
+
+
+def service_account_kubeconfig(connect, check_mode, account, wait_timeout, hide_secret):
+    """The agent's kubeconfig with the ServiceAccount's token, as YAML text; None in check mode before it exists."""
+    namespace, _sep, name = account.partition("/")
+    if not namespace or not name:
+        raise ConfigError("service_account %r is not <namespace>/<name>: give it as klutch-bind/klutch-bind-konnector, "
+                          "for example." % account)
+    client = connect()
+    secret = client.get(SECRETS, name + "-token", namespace)
+    if secret is None and check_mode:
+        return None
+    if secret is None:
+        raise ConfigError("The ServiceAccount %s has no token Secret %s-token in %s on %s: apply the role's RBAC "
+                          "first (the roles klutch.bind.konnector and klutch.bind.control_plane create it)."
+                          % (account, name, namespace, client.label))
+    secret = client.wait(SECRETS, name + "-token", namespace, lambda obj: bool(((obj or {}).get("data") or {}).get(
+        "token")), wait_timeout, "issued a token by the token controller")
+    token = base64.b64decode(secret["data"]["token"]).decode("utf-8")
+    hide_secret(token)
+    return yaml.safe_dump(kubeconfig(client.configuration.host, secret["data"].get("ca.crt"), token, namespace),
+                          default_flow_style=False)
+
+
+def agent_kubeconfig(agent, check_mode, params, connect, hide_secret):
+    """(kubeconfig argument for the agent, its text to write or None, its text for the fingerprint)."""
+    if params["service_account"]:
+        text = service_account_kubeconfig(connect, check_mode, params["service_account"], params["wait_timeout"],
+                                          hide_secret)
+        return agent.path(KUBECONFIG_FILE), text, text
+    given = resolve_auth(params)["kubeconfig"]
+    if isinstance(given, dict):
+        text = yaml.safe_dump(given, default_flow_style=False)
+        return agent.path(KUBECONFIG_FILE), text, text
+    if given:
+        try:
+            with open(given) as handle:
+                return given, None, handle.read()
+        except (OSError, IOError) as error:
+            raise ConfigError("kubeconfig %s cannot be read (%s): give an existing file." % (given, error.strerror))
+    raise ConfigError("A local agent needs a kubeconfig: set kubeconfig (or K8S_AUTH_KUBECONFIG), or service_account "
+                      "to run it with a ServiceAccount's token.")
+
+
+def agent_arguments(params, kubeconfig_path):
+    argv = [params["role"], "--kubeconfig", kubeconfig_path, "--resync", str(params["resync"]),
+            "--concurrency", str(params["concurrency"]),
+            "--identity", params["identity"] or "%s-%s" % (socket.gethostname(), params["name"])]
+    if params["context"] and not params["service_account"]:
+        argv += ["--context", params["context"]]
+    if params["role"] == "backend":
+        argv += ["--consumer-scope", params["consumer_scope"]]
+    elif params["service_account"]:
+        argv += ["--grant-claims-to", params["service_account"]]
+    return argv
+
+
+def require_start(agent, pid, python, health_port):
+    """Check that a new agent can start (its Python, its free health port); its port."""
+    port = health_port or agent.state.get("health_port") or free_port()
+    # Checked while the old agent still runs: a new one that cannot start must not leave none.
+    require_python(python)
+    if port != agent.state.get("health_port") or pid is None:
+        require_free_port(port)
+    return port
+
+
+def present(agent, check_mode, params, connect, hide_secret):
+    """Leave a healthy agent with the same fingerprint alone, else (re)start it: (result, its arguments)."""
+    path, text, credentials = agent_kubeconfig(agent, check_mode, params, connect, hide_secret)
+    argv = agent_arguments(params, path)
+    code = collection_code()
+    wanted = fingerprint(argv, code, credentials)
+    pid = agent.running()
+    if pid and agent.state.get("fingerprint") == wanted and agent.healthy():
+        return {"action": "unchanged", "pid": pid}, argv
+    reason = ("it was not running" if pid is None else "its arguments, code or credentials changed"
+              if agent.state.get("fingerprint") != wanted else "it did not answer its health check")
+    action = "started" if pid is None else "restarted"
+    python = params["python"] or sys.executable
+    port = require_start(agent, pid, python, params["health_port"])
+    if check_mode:
+        return {"action": action, "reason": reason}, argv
+    agent.stop()
+    agent.install(code, text)
+    process = agent.start(python, argv, wanted, port)
+    agent.wait_healthy(process, params["wait_timeout"])
+    return {"action": action, "reason": reason, "pid": process.pid}, argv
+
+
+def agent_for(check_mode, params):
+    """The agent of klutch_agent's options, in run_dir/name (created unless in check mode); name defaults to the role."""
+    params["name"] = params["name"] or params["role"]
+    run_dir = os.path.join(params["run_dir"], params["name"])
+    if not check_mode and not os.path.isdir(run_dir):
+        os.makedirs(run_dir, 0o700)
+    return LocalAgent(run_dir)
+
+
+def converge(agent, check_mode, params, connect, hide_secret):
+    """Run the agent as klutch_agent's options say (state present) or stop it (absent): (result, diff).
+
+    `connect()` returns the client of the module's cluster, for a service_account's token;
+    `hide_secret(value)` keeps that token out of the module's output."""
+    was_running = agent.running() is not None
+    runs = params["state"] == "present"
+    argv = None
+    if runs:
+        result, argv = present(agent, check_mode, params, connect, hide_secret)
+    else:
+        result = {"action": "stopped" if was_running else "absent"}
+        if not check_mode:
+            agent.stop()
+            agent.forget()  # with the kubeconfig it was given: no token stays on disk
+    if runs and agent.state.get("health_port"):
+        result["health_url"] = "http://127.0.0.1:%d/healthz" % agent.state["health_port"]
+    result.update(changed=result["action"] not in ("unchanged", "absent"), log_file=agent.path(LOG_FILE))
+    return result, {"before": {"running": was_running}, "after": {"running": runs, "arguments": argv}}

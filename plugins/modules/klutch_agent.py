@@ -149,104 +149,9 @@ diff:
   sample: {"before": {"running": false}, "after": {"running": true, "arguments": ["--role", "konnector"]}}
 """
 
-import base64
-import os
-import socket
-import sys
-
 from ansible_collections.klutch.bind.plugins.module_utils import local_agent, validate
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import resolve_auth
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-
-try:
-    import yaml
-except ImportError:  # reported by KlutchModule
-    yaml = None
-
-
-def service_account_kubeconfig(module, account):
-    """The agent's kubeconfig with the ServiceAccount's token, as YAML text; None in check mode before it exists."""
-    namespace, _sep, name = account.partition("/")
-    if not namespace or not name:
-        raise ConfigError("service_account %r is not <namespace>/<name>: give it as klutch-bind/klutch-bind-konnector, "
-                          "for example." % account)
-    client = module.client()
-    secret = client.get(SECRETS, name + "-token", namespace)
-    if secret is None and module.check_mode:
-        return None
-    if secret is None:
-        raise ConfigError("The ServiceAccount %s has no token Secret %s-token in %s on %s: apply the role's RBAC "
-                          "first (the roles klutch.bind.konnector and klutch.bind.control_plane create it)."
-                          % (account, name, namespace, client.label))
-    secret = client.wait(SECRETS, name + "-token", namespace, lambda obj: bool(((obj or {}).get("data") or {}).get(
-        "token")), module.params["wait_timeout"], "issued a token by the token controller")
-    token = base64.b64decode(secret["data"]["token"]).decode("utf-8")
-    module.ansible.no_log_values.add(token)
-    return yaml.safe_dump(kubeconfig(client.configuration.host, secret["data"].get("ca.crt"), token, namespace),
-                          default_flow_style=False)
-
-
-def agent_kubeconfig(module, run_dir):
-    """(kubeconfig argument for the agent, its text to write or None, its text for the fingerprint)."""
-    params = module.params
-    if params["service_account"]:
-        text = service_account_kubeconfig(module, params["service_account"])
-        return os.path.join(run_dir, local_agent.KUBECONFIG_FILE), text, text
-    given = resolve_auth(params)["kubeconfig"]
-    if isinstance(given, dict):
-        text = yaml.safe_dump(given, default_flow_style=False)
-        return os.path.join(run_dir, local_agent.KUBECONFIG_FILE), text, text
-    if given:
-        try:
-            with open(given) as handle:
-                return given, None, handle.read()
-        except (OSError, IOError) as error:
-            raise ConfigError("kubeconfig %s cannot be read (%s): give an existing file." % (given, error.strerror))
-    raise ConfigError("A local agent needs a kubeconfig: set kubeconfig (or K8S_AUTH_KUBECONFIG), or service_account "
-                      "to run it with a ServiceAccount's token.")
-
-
-def agent_arguments(params, kubeconfig_path):
-    argv = [params["role"], "--kubeconfig", kubeconfig_path, "--resync", str(params["resync"]),
-            "--concurrency", str(params["concurrency"]),
-            "--identity", params["identity"] or "%s-%s" % (socket.gethostname(), params["name"])]
-    if params["context"] and not params["service_account"]:
-        argv += ["--context", params["context"]]
-    if params["role"] == "backend":
-        argv += ["--consumer-scope", params["consumer_scope"]]
-    elif params["service_account"]:
-        argv += ["--grant-claims-to", params["service_account"]]
-    return argv
-
-
-def present(module, agent, run_dir):
-    params = module.params
-    path, text, credentials = agent_kubeconfig(module, run_dir)
-    argv = agent_arguments(params, path)
-    code = local_agent.collection_code()
-    wanted = local_agent.fingerprint(argv, code, credentials)
-    pid = agent.running()
-    if pid and agent.state.get("fingerprint") == wanted and agent.healthy():
-        return {"action": "unchanged", "pid": pid}, argv
-    reason = ("it was not running" if pid is None else "its arguments, code or credentials changed"
-              if agent.state.get("fingerprint") != wanted else "it did not answer its health check")
-    action = "started" if pid is None else "restarted"
-    python = params["python"] or sys.executable
-    port = params["health_port"] or agent.state.get("health_port") or local_agent.free_port()
-    # Checked while the old agent still runs: a new one that cannot start must not leave none.
-    local_agent.require_python(python)
-    if port != agent.state.get("health_port") or pid is None:
-        local_agent.require_free_port(port)
-    if module.check_mode:
-        return {"action": action, "reason": reason}, argv
-    agent.stop()
-    agent.install(code, text)
-    process = agent.start(python, argv, wanted, port)
-    agent.wait_healthy(process, params["wait_timeout"])
-    return {"action": action, "reason": reason, "pid": process.pid}, argv
 
 
 def main():
@@ -270,30 +175,14 @@ def main():
                 "health_port": validate.port, "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
-    params = module.params
-    params["name"] = params["name"] or params["role"]
-    run_dir = os.path.join(params["run_dir"], params["name"])
-    if not module.check_mode and not os.path.isdir(run_dir):
-        os.makedirs(run_dir, 0o700)
-    agent = local_agent.LocalAgent(run_dir)
-    was_running = agent.running() is not None
-    argv = None
+    agent = local_agent.agent_for(module.check_mode, module.params)
     try:
-        if params["state"] == "present":
-            result, argv = present(module, agent, run_dir)
-        else:
-            result = {"action": "stopped" if was_running else "absent"}
-            if not module.check_mode:
-                agent.stop()
-                agent.forget()  # with the kubeconfig it was given: no token stays on disk
+        result, diff = local_agent.converge(agent, module.check_mode, module.params, module.client,
+                                            module.ansible.no_log_values.add)
     except ClusterError as error:
         module.fail(error, log_file=agent.path(local_agent.LOG_FILE))
-    runs = params["state"] == "present"
-    if runs and agent.state.get("health_port"):
-        result["health_url"] = "http://127.0.0.1:%d/healthz" % agent.state["health_port"]
-    result.update(changed=result["action"] not in ("unchanged", "absent"), log_file=agent.path(local_agent.LOG_FILE))
     if module.diff_mode:
-        result["diff"] = {"before": {"running": was_running}, "after": {"running": runs, "arguments": argv}}
+        result["diff"] = diff
     module.exit(**result)
 
 

@@ -245,226 +245,11 @@ diff:
   elements: dict
 """
 
-import base64
-import json
-import os
-import shutil
-import tempfile
-
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.klutch.bind.plugins.module_utils import dataservices, oci, validate
-from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
-from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
+from ansible_collections.klutch.bind.plugins.module_utils import oci, publish, validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-
-try:
-    import yaml
-except ImportError:  # reported by KlutchModule
-    yaml = None
-
-CONFIGURATION_API_VERSION = "pkg.crossplane.io/v1"
-CONFIGURATION_REVISIONS = Resource(CONFIGURATION_API_VERSION, "ConfigurationRevision", "configurationrevisions",
-                                   namespaced=False)
-FUNCTIONS = Resource(CONFIGURATION_API_VERSION, "Function", "functions", namespaced=False)
-PACKAGE_LABEL = "pkg.crossplane.io/package"  # on a revision: the Configuration it belongs to
-
-
-def require_crossplane(client, with_packages):
-    wanted = [dataservices.XRD_KIND] + ([(CONFIGURATION_API_VERSION, "Configuration")] if with_packages else [])
-    for api_version, kind in wanted:
-        if client.resource_for(api_version, kind) is None:
-            raise ConfigError("Crossplane is not installed on %s: it does not serve %s in %s. Install Crossplane "
-                              "(1.17 to 1.20) on the control plane first." % (client.label, kind, api_version))
-
-
-def load_source(module, client):
-    """The cluster objects of the source with the API changes applied, checked against the cluster."""
-    params = module.params
-    metadata, objects = dataservices.split_package(manifests.load(src=params["src"]))
-    objects = dataservices.customize(objects, params["apis"])
-    if params["state"] == "absent":
-        return metadata, objects
-    if not dataservices.definitions(objects):
-        raise ConfigError("%s holds no CompositeResourceDefinition: give the directory of the data service's XRDs "
-                          "and Compositions." % params["src"])
-    functions = set()
-    if dataservices.pipeline_functions(objects) and client.resource_for(FUNCTIONS.api_version, FUNCTIONS.kind):
-        functions = set(item["metadata"]["name"] for item in client.list(FUNCTIONS)[0])
-    dataservices.check_compositions(objects, lambda api_version, kind: client.resource_for(api_version, kind)
-                                    is not None, client.label, functions)
-    return metadata, objects
-
-
-def check_ownership(client, objects, configuration):
-    """Refuse, before any write, XRDs and Compositions that another package or a direct apply controls."""
-    revisions = None
-    for resource in (COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS):
-        wanted = set(obj["metadata"]["name"] for obj in objects if obj["kind"] == resource.kind)
-        for current in client.list(resource)[0] if wanted else []:
-            if current["metadata"]["name"] not in wanted:
-                continue
-            revision = dataservices.controlling_revision(current)
-            if revision and revisions is None:
-                revisions = dict((item["metadata"]["name"], ((item["metadata"].get("labels") or {}).get(PACKAGE_LABEL)))
-                                 for item in client.list(CONFIGURATION_REVISIONS)[0])
-            problem = dataservices.ownership_problem(current, (revisions or {}).get(revision), configuration)
-            if problem:
-                raise ConfigError(problem)
-
-
-def crank_path(module):
-    path = module.params["crank"] or module.ansible.get_bin_path("crank") or module.ansible.get_bin_path("crossplane")
-    if not path or not os.access(path, os.X_OK):
-        raise ConfigError("Building %s needs Crossplane's crank (or crossplane) CLI, and %s. Install it on the host "
-                          "that runs the module, or give its path in the crank option."
-                          % (module.params["src"], "%s is not executable" % path if path else "none is on the PATH"))
-    return path
-
-
-def registry(module):
-    """The registry client of the package options: credentials, CA and plain HTTP as given."""
-    params = module.params
-    if oci.oras is None:
-        module.ansible.fail_json(msg=missing_required_lib("oras"), exception=oci.ORAS_IMPORT_ERROR)
-    return oci.Registry(config=params["registry_config"] or oci.docker_config_path(os.environ),
-                        username=params["registry_username"], password=params["registry_password"],
-                        ca_path=params["registry_ca_path"], insecure=params["registry_insecure"])
-
-
-def crank_environment(module, reference, workdir):
-    """crank's environment for a push: the registry credentials as a Docker configuration of its own (in the
-    private work directory) when they are variables, and the registry's CA."""
-    params = module.params
-    environment = {}
-    if params["registry_username"]:
-        docker = os.path.join(workdir, "docker")
-        os.mkdir(docker, 0o700)
-        secret = ("%s:%s" % (params["registry_username"], params["registry_password"] or "")).encode("utf-8")
-        with os.fdopen(os.open(os.path.join(docker, "config.json"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
-            json.dump({"auths": {reference.registry: {"auth": base64.b64encode(secret).decode("ascii")}}}, handle)
-        environment["DOCKER_CONFIG"] = docker
-    elif params["registry_config"]:
-        docker = os.path.join(workdir, "docker")
-        os.mkdir(docker, 0o700)
-        os.symlink(os.path.abspath(params["registry_config"]), os.path.join(docker, "config.json"))
-        environment["DOCKER_CONFIG"] = docker
-    if params["registry_ca_path"]:
-        environment["SSL_CERT_FILE"] = params["registry_ca_path"]
-    return environment
-
-
-def run_crank(module, argv, action, environment=None):
-    code, _out, err = module.ansible.run_command([crank_path(module)] + argv, environ_update=environment or {})
-    if code != 0:
-        raise ConfigError("crank could not %s (exit %d): %s" % (action, code, err.strip()[-800:]))
-
-
-def build_and_push(module, metadata, objects):
-    """Build the source into a package file; push it unless the registry holds that content."""
-    params = module.params
-    reference = oci.Reference(params["package"])
-    if not metadata:
-        raise ConfigError("%s has no crossplane.yaml (kind Configuration in %s), which a package needs. Add it, or "
-                          "drop the package option to apply the XRDs and Compositions directly."
-                          % (params["src"], dataservices.PACKAGE_METADATA_GROUP))
-    workdir = tempfile.mkdtemp(prefix="klutch-xpkg-")
-    try:
-        root = os.path.join(workdir, "package")
-        os.mkdir(root)
-        for filename, documents in (("crossplane.yaml", metadata), ("apis.yaml", objects)):
-            with open(os.path.join(root, filename), "w") as handle:
-                yaml.safe_dump_all(documents, handle, default_flow_style=False, sort_keys=True)
-        package_file = os.path.join(workdir, "package.xpkg")
-        examples = os.path.join(workdir, "examples")  # crank would otherwise read ./examples of the cwd
-        os.mkdir(examples)
-        run_crank(module, ["xpkg", "build", "--package-root", root, "--examples-root", examples, "-o", package_file],
-                  "build " + params["src"])
-        digest = oci.package_file_config_digest(package_file)
-        # Without verify_package the registry is not read: the package is pushed on every run.
-        held = oci.config_digest(registry(module).manifest(reference), reference) if params["verify_package"] else None
-        if held and held != digest:
-            raise ConfigError("%s already holds a different package. Crossplane does not pull a tag again, so give the "
-                              "changed source a new tag." % reference.text)
-        if not held and not module.check_mode:
-            run_crank(module, ["xpkg", "push", "-f", package_file, reference.text], "push to " + reference.text,
-                      crank_environment(module, reference, workdir))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {"reference": reference.text, "config_digest": digest, "pushed": not held}
-
-
-def configuration(params):
-    spec = {"package": params["package"]}
-    if params.get("package_pull_secrets"):
-        spec["packagePullSecrets"] = [{"name": name} for name in params["package_pull_secrets"]]
-    return {"apiVersion": CONFIGURATION_API_VERSION, "kind": "Configuration",
-            "metadata": {"name": params["name"]}, "spec": spec}
-
-
-def configuration_status(obj, name, package):
-    ready, _description = readiness(configuration({"name": name, "package": package}))
-    return {"name": name, "package": package, "revision": ((obj or {}).get("status") or {}).get("currentRevision"),
-            "healthy": bool(obj) and ready(obj)}
-
-
-def wait_for_package_apis(client, installed, timeout):
-    """Each XRD the installed revision put on the cluster, once it serves its kinds: Crossplane calls a
-    package Healthy before its XRDs are Established and Offered, and a template needs their CRDs.
-
-    The revision's objectRefs name its objects but leave their kind empty, so an XRD is one of them
-    by name and uid."""
-    revision = client.get(CONFIGURATION_REVISIONS, installed["status"]["currentRevision"]) or {}
-    installed_uids = dict((ref.get("name"), ref.get("uid")) for ref in (revision.get("status") or {}).get("objectRefs") or [])
-    for xrd in client.list(COMPOSITE_RESOURCE_DEFINITIONS)[0]:
-        if installed_uids.get(xrd["metadata"]["name"]) == xrd["metadata"]["uid"]:
-            ready, description = readiness(xrd)
-            client.wait(COMPOSITE_RESOURCE_DEFINITIONS, xrd["metadata"]["name"], None, ready, timeout, description)
-
-
-def run(module):
-    params = module.params
-    present = params["state"] == "present"
-    if params["apis"] and not params["src"]:
-        raise ConfigError("apis changes the APIs of a source: give src too (a package reference cannot be changed).")
-    client = module.client()
-    if present:
-        require_crossplane(client, bool(params["package"]))
-    result = {}
-    objects = []
-    if params["src"]:
-        metadata, objects = load_source(module, client)
-        check_ownership(client, objects, params["name"] if params["package"] else None)
-        result["apis"] = [dataservices.api_summary(xrd) for xrd in dataservices.definitions(objects)]
-    if params["package"]:
-        if present and params["src"]:
-            result["package"] = build_and_push(module, metadata, objects)
-        elif present and params["verify_package"]:
-            reference = oci.Reference(params["package"])
-            if registry(module).manifest(reference) is None:
-                raise ConfigError("Configuration %s: the registry %s has no package %s. Push it first, fix the "
-                                  "reference, or give src to build and push it."
-                                  % (params["name"], reference.registry, reference.text))
-        objects = [configuration(params)]
-    planned = apply.plan(client, objects, None, not present)
-    if present:
-        results, diffs, final = apply.apply_planned(client, planned, module.check_mode, force=params["force_conflicts"],
-                                                    wait=params["wait"], wait_timeout=params["wait_timeout"])
-        if params["package"]:
-            installed = final.get(("Configuration", params["name"]))
-            result["configuration"] = configuration_status(installed, params["name"], params["package"])
-            if params["wait"] and not module.check_mode:
-                wait_for_package_apis(client, installed, params["wait_timeout"])
-    else:
-        results, diffs = apply.delete_planned(client, planned, module.check_mode, params["wait"], params["wait_timeout"])
-    result.update(changed=apply.changed(results) or bool((result.get("package") or {}).get("pushed")),
-                  results=results)
-    if module.diff_mode:
-        result["diff"] = diffs
-    return result
 
 
 def main():
@@ -501,9 +286,13 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result = run(module)
+        result, diffs = publish.publish(module.client, module.check_mode, module.params, module.ansible)
+    except publish.MissingLibrary:
+        module.ansible.fail_json(msg=missing_required_lib("oras"), exception=oci.ORAS_IMPORT_ERROR)
     except ClusterError as error:
         module.fail(error)
+    if module.diff_mode:
+        result["diff"] = diffs
     module.exit(**result)
 
 

@@ -157,39 +157,9 @@ diff:
   type: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane, validate
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import diff, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES
-from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
+from ansible_collections.klutch.bind.plugins.module_utils import templates, validate
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
-
-
-def refuse(name, namespace, problem):
-    raise ConfigError("APIServiceExportTemplate %s/%s: %s" % (namespace, name, problem))
-
-
-def check_exported_api(client, params, claims):
-    name, namespace = params["name"], params["namespace"]
-    crd_name = "%s.%s" % (params["resource"], params["group"])
-    problem = control_plane.exported_api_problem(
-        client.get(CUSTOM_RESOURCE_DEFINITIONS, crd_name), crd_name, params["version"])
-    if problem:
-        refuse(name, namespace, problem)
-    for claim in claims:
-        api_version = control_plane.group_version(claim["group"], claim["version"])
-        served = set(entry.get("name") for entry in client.api_resources(api_version).get("resources") or [])
-        problem = control_plane.claim_problem(claim, served)
-        if problem:
-            refuse(name, namespace, problem)
-
-
-def unvalidated(module, params, reason):
-    """Check mode on a control plane that an earlier task only dry-ran: say what would be created."""
-    module.warn("Check mode: %s The template was not validated by the API server." % reason)
-    claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
-    module.exit(changed=True, template=control_plane.export_template(
-        params["name"], params["namespace"], params["group"], params["resource"], params["version"], claims))
 
 
 def main():
@@ -221,47 +191,12 @@ def main():
                 "permission_claims": validate.permission_claims},
         supports_check_mode=True,
     )
-    params = module.params
-    name, namespace = params["name"], params["namespace"]
     try:
-        client = module.client()
-        if client.resource_for(EXPORT_TEMPLATES.api_version, EXPORT_TEMPLATES.kind) is None:
-            missing = ("%s does not serve APIServiceExportTemplates. Install the Klutch CRDs first, with the "
-                       "klutch.bind.control_plane role." % client.label)
-            if params["state"] == "absent":
-                module.exit(changed=False, template={})  # without the CRD there is no template to delete
-            if not module.check_mode:
-                refuse(name, namespace, missing)
-            # In check mode the CRDs may be about to be installed by an earlier task that only dry-ran.
-            unvalidated(module, params, missing)
-        if params["state"] == "absent":
-            change = client.delete(EXPORT_TEMPLATES, name, namespace)
-        else:
-            claims = [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
-            if params["validate_api"]:
-                check_exported_api(client, params, claims)
-            elif client.get(CUSTOM_RESOURCE_DEFINITIONS, "%s.%s" % (params["resource"], params["group"])) is None:
-                module.warn("validate_api is false and %s has no CRD %s.%s yet: the template exports nothing until "
-                            "it exists." % (client.label, params["resource"], params["group"]))
-            if module.check_mode and client.get(NAMESPACES, namespace) is None:
-                unvalidated(module, params, "the namespace %s does not exist yet." % namespace)
-            templates = client.list(EXPORT_TEMPLATES)[0]
-            others = control_plane.conflicting_templates(templates, name, namespace, params["group"],
-                                                         params["resource"])
-            if others:
-                refuse(name, namespace, "%s.%s is already exported by template %s; Klutch would use only one of "
-                       "them. Change that template instead, or delete it first." % (
-                           params["resource"], params["group"], ", ".join(others)))
-            desired = control_plane.export_template(name, namespace, params["group"], params["resource"],
-                                                    params["version"], claims)
-            current = next((item for item in templates
-                            if control_plane.template_key(item) == (namespace, name)), None)
-            change = client.apply(EXPORT_TEMPLATES, desired, before=current)
+        result, diff = templates.template(module.client(), module.check_mode, module.params, module.warn)
     except ClusterError as error:
         module.fail(error)
-    result = dict(changed=change.changed, template=for_output(change.after) or {})
-    if module.diff_mode and change.changed:
-        result["diff"] = diff(change)
+    if module.diff_mode and diff is not None:
+        result["diff"] = diff
     module.exit(**result)
 
 

@@ -77,8 +77,8 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert {"agent/__init__.py", "agent/__main__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "agent/backend.py",
             "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
             "k8s/rollout.py"} <= own
-    # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py).
-    assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py"}
+    # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py, publish.py).
+    assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py", "publish.py"}
     assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent"
     assert set(bundle["dependencies"]) == {"urllib3", "PyYAML"}
 
