@@ -169,7 +169,7 @@ def measure(bound, cp, app, total, namespaces, round_name):
 def local_agent(app_cluster):
     """The konnector as a local process; a function that stops it."""
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
-    agent = subprocess.Popen([sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent",
+    agent = subprocess.Popen([sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent.cli",
                               "konnector", "--kubeconfig", str(app_cluster.admin_kubeconfig), "--health-port",
                               str(free_port()), "--health-local", "--resync", "30"], env=env, stderr=subprocess.DEVNULL)
 

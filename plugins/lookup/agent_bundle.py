@@ -10,7 +10,7 @@ author:
   - klutch.bind contributors (@klutch-bind)
 description:
   - Builds, on the controller, a zip that a Python runs the konnector and backend agents from with
-    C(PYTHONPATH=agent.zip python -m ansible_collections.klutch.bind.plugins.module_utils.agent <role>), so
+    C(PYTHONPATH=agent.zip python -m ansible_collections.klutch.bind.plugins.module_utils.agent.cli <role>), so
     an official Python image needs no image of this collection. The Python must be one that the bundled
     C(urllib3) supports (3.10 or later for urllib3 2.x).
   - It holds the collection's C(module_utils) files that the agent imports (found from its import
@@ -69,7 +69,7 @@ _raw:
     entry:
       description: The module to run with C(python -m), followed by the agent's role and options.
       type: str
-      sample: ansible_collections.klutch.bind.plugins.module_utils.agent
+      sample: ansible_collections.klutch.bind.plugins.module_utils.agent.cli
     files:
       description: The paths inside the zip, in their order.
       type: list
@@ -92,7 +92,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 PACKAGE = "ansible_collections.klutch.bind.plugins.module_utils"
-ENTRY = PACKAGE + ".agent"  # a package: python -m runs its __main__.py
+ENTRY = PACKAGE + ".agent.cli"
 MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
 # (import name, distribution): what the agent's modules import beyond the standard library. The
 # kubernetes package is imported only for kubeconfigs an agent in a Pod never gets.
@@ -162,7 +162,7 @@ def bundle_files(directory=MODULE_UTILS):
     """{path in the zip: bytes}: the agent's module_utils, empty package markers above them, its dependencies."""
     prefix = PACKAGE.replace(".", "/")
     files = {}
-    for name in imported_module_utils(ENTRY[len(PACKAGE) + 1:] + ".__main__", directory):
+    for name in imported_module_utils(ENTRY[len(PACKAGE) + 1:], directory):
         path = module_path(name, directory)
         with open(path, "rb") as handle:
             files["%s/%s" % (prefix, os.path.relpath(path, directory).replace(os.sep, "/"))] = handle.read()

@@ -35,11 +35,8 @@ except ImportError:  # reported by the module
     yaml = None
 
 PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
-# Importing the agent's command line also brings every module it needs into a module's zip, which holds
-# only what is imported: the agent package's __main__.py is not there, so the agent runs as cli.
-ENTRY = cli.__name__
-# The module an agent of this directory runs: ENTRY, or the agent package for one started before it
-# became a package with a command line of its own.
+ENTRY = cli.__name__  # importing it also brings every module it needs into a module's zip
+# The module an agent of this directory runs: ENTRY, or the agent module of release 0.1.0.
 AGENT_MODULES = (ENTRY.encode("utf-8"), ENTRY.rpartition(".")[0].encode("utf-8"))
 STATE_FILE = "state.json"
 LOG_FILE = "agent.log"

@@ -40,7 +40,7 @@ from playbook_runner import recap
 from sync_world import MANGODBS, eventually, instance, konnector_play
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY = "ansible_collections.klutch.bind.plugins.module_utils.agent"
+ENTRY = "ansible_collections.klutch.bind.plugins.module_utils.agent.cli"
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
 PYTHON_IMAGE = yaml.safe_load((ROOT / "roles" / "konnector" / "defaults" / "main.yml").read_text())[
     "konnector_python_image"]
@@ -71,7 +71,7 @@ def test_deployment_mode_ships_the_bundle_in_a_configmap_and_a_second_run_change
     assert len(data) < 512 * 1024, "well under a ConfigMap's 1 MiB"
     figure(f"bundle: {len(data)} bytes, {len(base64.b64encode(data))} in the ConfigMap")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert ENTRY.replace(".", "/") + "/__main__.py" in names and "urllib3/__init__.py" in names and "yaml/__init__.py" in names
+    assert ENTRY.replace(".", "/") + ".py" in names and "urllib3/__init__.py" in names and "yaml/__init__.py" in names
 
     deployment = world.app.get(DEPLOYMENTS, "klutch-bind-konnector", "klutch-bind")
     template = deployment["spec"]["template"]

@@ -140,7 +140,7 @@ def start_agent(role, cluster, identity, *extra):
     port = free_port()
     environ = dict(os.environ, PYTHONPATH=os.environ["ANSIBLE_COLLECTIONS_PATH"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent", role,
+        [sys.executable, "-m", "ansible_collections.klutch.bind.plugins.module_utils.agent.cli", role,
          "--kubeconfig", str(cluster.admin_kubeconfig), "--health-port", str(port), "--health-local",
          "--resync", "5", "--identity", identity, *extra],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

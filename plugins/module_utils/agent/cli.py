@@ -4,8 +4,8 @@
 """The agents' command line: the konnector on an app cluster and the backend on the control plane, as
 long-running processes.
 
-    python -m ansible_collections.klutch.bind.plugins.module_utils.agent konnector --kubeconfig app.kubeconfig
-    python -m ansible_collections.klutch.bind.plugins.module_utils.agent backend --kubeconfig cp.kubeconfig
+    python -m ansible_collections.klutch.bind.plugins.module_utils.agent.cli konnector --kubeconfig app.kubeconfig
+    python -m ansible_collections.klutch.bind.plugins.module_utils.agent.cli backend --kubeconfig cp.kubeconfig
 
 Every change that a watch reports, and a periodic resync, triggers one pass: the konnector runs
 klutch_claim_sync's pass for every binding and keeps each binding's CRD like its export; the

@@ -19,7 +19,6 @@ MODULE_UTILS = "ansible_collections/klutch/bind/plugins/module_utils/"
 # client it would build in a Pod, and report where every module came from.
 PROBE = r"""
 import json, os, sys
-import ansible_collections.klutch.bind.plugins.module_utils.agent.__main__  # what python -m runs
 from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 options = cli.parse(["konnector", "--resync=5"])
@@ -74,12 +73,12 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert {path.split("/")[0] for path in files} == {"ansible_collections", "urllib3", "yaml"}
     assert all(path.endswith(".py") for path in files), "no compiled extension, no bytecode"
     own = {path[len(MODULE_UTILS):] for path in files if path.startswith(MODULE_UTILS)}
-    assert {"agent/__init__.py", "agent/__main__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "agent/backend.py",
+    assert {"agent/__init__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "agent/backend.py",
             "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
             "k8s/rollout.py"} <= own
     # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py, publish.py).
     assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py", "publish.py"}
-    assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent"
+    assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent.cli"
     assert set(bundle["dependencies"]) == {"urllib3", "PyYAML"}
 
 

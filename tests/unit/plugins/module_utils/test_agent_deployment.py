@@ -2,7 +2,7 @@
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent.deployment import manifests
 
-BUNDLE = {"data": "UEsFBg==", "sha256": "ab12", "entry": "ansible_collections.klutch.bind.plugins.module_utils.agent"}
+BUNDLE = {"data": "UEsFBg==", "sha256": "ab12", "entry": "ansible_collections.klutch.bind.plugins.module_utils.agent.cli"}
 PYTHON = "docker.io/library/python:3.11-slim-bookworm"
 
 

@@ -22,7 +22,7 @@ def test_the_fingerprint_changes_with_arguments_code_and_credentials_only():
 
 def test_the_code_copy_holds_every_module_the_agent_imports():
     code = local_agent.collection_code()
-    assert {"agent/__init__.py", "agent/__main__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "konnector.py", "backend.py",
+    assert {"agent/__init__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "konnector.py", "backend.py",
             "sync.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py"} <= set(code)
     assert "local_agent.py" in code
 
@@ -39,7 +39,7 @@ def test_the_agent_runs_without_ansible_core_as_its_image_does():
 
 @pytest.mark.parametrize("module, ours", [
     ("ansible_collections.klutch.bind.plugins.module_utils.agent.cli", True),
-    ("ansible_collections.klutch.bind.plugins.module_utils.agent", True),  # started before the agent package
+    ("ansible_collections.klutch.bind.plugins.module_utils.agent", True),  # an agent of release 0.1.0
     ("some.other.module", False),
 ])
 def test_an_agent_of_its_directory_is_known_by_the_module_it_runs(tmp_path, module, ours):
