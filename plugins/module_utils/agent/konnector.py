@@ -204,7 +204,7 @@ class Konnector:
                 continue
             # A claim that names its objects is watched name by name: the consumer may read no others.
             names = None if resource is bound.instances else \
-                bound.claim_names.get((resource.api_version.rpartition("/")[0], resource.plural))
+                bound.claim_names.get((resource.group, resource.plural))
             for target in sorted(bound.mapping.down):
                 key = ("provider", provider_key, resource.api_version, resource.plural, target)
                 if names is None:
