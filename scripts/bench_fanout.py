@@ -35,9 +35,9 @@ COLLECTIONS = ROOT / ".venv" / "collections"
 sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
 
 # pylint: disable=wrong-import-position
-from ansible_collections.klutch.bind.plugins.module_utils import kinds  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s import resources as r  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils import kinds
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import resources as r
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from klutch_lab import Lab  # noqa: E402
 
 MANGODB_CRD = ROOT / "tests" / "integration" / "files" / "mangodb-crd.yaml"

@@ -29,14 +29,17 @@ COLLECTIONS = ROOT / ".venv" / "collections"
 sys.path[:0] = [str(ROOT), str(COLLECTIONS)]
 
 # pylint: disable=wrong-import-position
-from ansible_collections.klutch.bind.plugins.module_utils import konnector  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (  # noqa: E402
-    CLUSTER_ROLES, CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS)
-from ansible_collections.klutch.bind.plugins.module_utils.kinds import (  # noqa: E402
-    API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES)
-from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CLUSTER_ROLES,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import APP_CLUSTER, CONTROL_PLANE
 from klutch_lab import Lab  # noqa: E402
 from klutch_lab.cluster import free_port  # noqa: E402
 
@@ -114,7 +117,7 @@ def bind(cp_cluster, app_cluster, cp, app, namespaces):
                 accept_claims: [secrets]
         """)
     binding = app.get(API_SERVICE_BINDINGS, "gadgets.bench.example", "klutch-bind")
-    bound = konnector.BoundApi(binding, app, lambda config: Counting.from_params({"kubeconfig": config}, environ={}))
+    bound = sync.BoundApi(binding, app, lambda config: Counting.from_params({"kubeconfig": config}, environ={}))
     for name in namespaces:
         app.apply(NAMESPACES, {"metadata": {"name": name}})
         cp.write("POST", API_SERVICE_NAMESPACES, {"apiVersion": API_SERVICE_NAMESPACES.api_version,
@@ -143,9 +146,9 @@ def bulk_create(target, bodies):
 def timed_pass(bound, app):
     Counting.requests = 0
     started = time.monotonic()
-    operations, resources = konnector.plan_binding(bound, app)
-    _made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                             bound.namespace, WORKERS)
+    operations, resources = sync.plan_binding(bound, app)
+    _made, errors = sync.run_operations(operations, {APP_CLUSTER: app, CONTROL_PLANE: bound.control_plane}, resources,
+                                        bound.namespace, WORKERS)
     return time.monotonic() - started, len(operations), Counting.requests, errors
 
 

@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / ".venv" / "collections")]
 
 # pylint: disable=wrong-import-position
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient  # noqa: E402
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import PODS, SECRETS  # noqa: E402
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import PODS, SECRETS
 from klutch_lab import Lab  # noqa: E402
 
 

@@ -12,7 +12,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import (
-    AUTH_ARG_SPEC, kubeconfig_secrets, parse_kubeconfig)
+    AUTH_ARG_SPEC,
+    kubeconfig_secrets,
+    parse_kubeconfig,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.validate import run_checks
 

@@ -149,7 +149,8 @@ diff:
   sample: {"before": {"running": false}, "after": {"running": true, "arguments": ["--role", "konnector"]}}
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import local_agent, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
+from ansible_collections.klutch.bind.plugins.module_utils.agent import local
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
@@ -160,7 +161,7 @@ def main():
             role=dict(type="str", choices=["konnector", "backend"], required=True),
             name=dict(type="str"),
             run_dir=dict(type="path", default="~/.klutch.bind/agents"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=arguments.STATE,
             service_account=dict(type="str"),
             identity=dict(type="str"),
             resync=dict(type="float", default=30),
@@ -168,19 +169,19 @@ def main():
             consumer_scope=dict(type="str", choices=["Namespaced", "Cluster"], default="Namespaced"),
             health_port=dict(type="int"),
             python=dict(type="path"),
-            wait_timeout=dict(type="int", default=60),
+            wait_timeout=arguments.WAIT_TIMEOUT,
         ),
         checks={"name": validate.kubernetes_name("a local agent (its directory under run_dir)", "label"),
                 "resync": validate.positive(), "concurrency": validate.positive(unit="workers"),
                 "health_port": validate.port, "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
-    agent = local_agent.agent_for(module.check_mode, module.params)
+    agent = local.agent_for(module.check_mode, module.params)
     try:
-        result, diff = local_agent.converge(agent, module.check_mode, module.params, module.client,
-                                            module.ansible.no_log_values.add)
+        result, diff = local.converge(agent, module.check_mode, module.params, module.client,
+                                      module.ansible.no_log_values.add)
     except ClusterError as error:
-        module.fail(error, log_file=agent.path(local_agent.LOG_FILE))
+        module.fail(error, log_file=agent.path(local.LOG_FILE))
     if module.diff_mode:
         result["diff"] = diff
     module.exit(**result)

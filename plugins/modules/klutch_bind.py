@@ -217,29 +217,31 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import bindings, exports, konnector, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import bind, sync
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle.export import ExportOptions
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
 def main():
     module = KlutchModule(
         argument_spec=dict(
-            exports.EXPORT_ARG_SPEC,
+            arguments.EXPORT,
             control_plane_kubeconfig=dict(type="raw", no_log=False),  # its secrets are hidden by input_secrets
             control_plane_context=dict(type="str"),
             services=dict(type="list", elements="dict", default=[], options=dict(
-                exports.API_SPEC, accept_claims=dict(type="list", elements="str", default=[]))),
+                arguments.API, accept_claims=arguments.ACCEPT_CLAIMS)),
             sync=dict(type="bool", default=True),
-            wait_timeout=dict(type="int", default=60),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            wait_timeout=arguments.WAIT_TIMEOUT,
+            state=arguments.STATE,
             delete_crds=dict(type="bool", default=False),
             control_plane_cleanup=dict(type="str", choices=["none", "exports", "everything"], default="none"),
         ),
         # The control plane is reached to bind, and to unbind only when something goes there.
         required_if=[(option, value, ("control_plane_kubeconfig", "control_plane_context"), True) for option, value in
                      (("state", "present"), ("control_plane_cleanup", "exports"), ("control_plane_cleanup", "everything"))],
-        checks=dict(exports.EXPORT_CHECKS, services=validate.services),
+        checks=dict(arguments.EXPORT_CHECKS, services=validate.services),
         supports_check_mode=True,
     )
     params = module.params
@@ -248,11 +250,16 @@ def main():
         control_plane = module.client({"kubeconfig": params["control_plane_kubeconfig"],
                                        "context": params["control_plane_context"]},
                                       kubeconfig_from_environment=True) if reaches_control_plane else None
+        options = ExportOptions.from_params(params)
         if params["state"] == "absent":
-            result, errors = bindings.unbind_app_cluster(module.client(), control_plane, module.check_mode, params), []
+            result, errors = bind.unbind_app_cluster(
+                module.client(), control_plane, module.check_mode, options=options, services=params["services"],
+                delete_crds=params["delete_crds"], control_plane_cleanup=params["control_plane_cleanup"]), []
         else:
-            result, errors = bindings.bind_app_cluster(module.client(), control_plane, module.check_mode, params,
-                                                       lambda config: module.client({"kubeconfig": config}))
+            result, errors = bind.bind_app_cluster(
+                module.client(), control_plane, module.check_mode, lambda config: module.client({"kubeconfig": config}),
+                options=options, services=params["services"], wait_timeout=params["wait_timeout"],
+                then_sync=params["sync"])
     except ClusterError as error:
         module.fail(error)
     diff = result.pop("diff")
@@ -262,9 +269,9 @@ def main():
         module.warn(message)
     for name, binding in sorted(result.get("bindings", {}).items()):
         if binding.get("rejected_claims"):
-            module.warn(bindings.rejected_claims_warning(name, binding["rejected_claims"]))
+            module.warn(bind.rejected_claims_warning(name, binding["rejected_claims"]))
     if errors:
-        module.fail(konnector.failed_writes(errors, result["operations"]), **result)
+        module.fail(sync.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)
 
 

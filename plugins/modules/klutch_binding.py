@@ -141,12 +141,13 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
-from ansible_collections.klutch.bind.plugins.module_utils import bindings, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import bind
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.plan.bindings import BIND_NAMESPACE, cluster_id
 
 
 def main():
@@ -154,31 +155,35 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             provider_kubeconfig=dict(type="raw", no_log=False),  # its token is hidden by input_secrets
-            accept_claims=dict(type="list", elements="str", default=[]),
+            accept_claims=arguments.ACCEPT_CLAIMS,
             sync_crd=dict(type="bool", default=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=arguments.STATE,
             delete_crd=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=60),
+            wait_timeout=arguments.WAIT_TIMEOUT,
         ),
         required_if=[("state", "present", ["provider_kubeconfig"])],
         checks={"name": validate.kubernetes_name("an APIServiceBinding (<plural>.<group>)"),
                 "accept_claims": validate.claim_names, "wait_timeout": validate.positive()},
         supports_check_mode=True,
     )
+    params = module.params
     try:
         client = module.client()
         recorder = Recorder(client, module.check_mode)
         if module.params["state"] == "present":
-            result = bindings.present(client, recorder, module.params, lambda config: module.client({"kubeconfig": config}))
+            result = bind.bind(client, recorder, lambda config: module.client({"kubeconfig": config}),
+                               name=params["name"], kubeconfig=params["provider_kubeconfig"],
+                               accept_claims=params["accept_claims"], sync_crd=params["sync_crd"],
+                               wait_timeout=params["wait_timeout"])
         else:
-            result = bindings.absent(client, recorder, module.params)
-        namespace = client.get(NAMESPACES, plan.BIND_NAMESPACE)
+            result = bind.unbind(client, recorder, params["name"], params["delete_crd"])
+        namespace = client.get(NAMESPACES, BIND_NAMESPACE)
         if namespace is not None and namespace["metadata"].get("uid"):
-            result["cluster_id"] = plan.cluster_id(namespace["metadata"]["uid"])
+            result["cluster_id"] = cluster_id(namespace["metadata"]["uid"])
     except ClusterError as error:
         module.fail(error)
     if result.get("rejected_claims"):
-        module.warn(bindings.rejected_claims_warning(module.params["name"], result["rejected_claims"]))
+        module.warn(bind.rejected_claims_warning(params["name"], result["rejected_claims"]))
     result.update(changed=recorder.changed, results=recorder.results)
     if module.diff_mode:
         result["diff"] = recorder.diffs

@@ -114,8 +114,9 @@ operations:
             "kind": "secrets", "namespace": "shop", "name": "orders-creds"}]
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import konnector, validate
+from ansible_collections.klutch.bind.plugins.module_utils import validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import sync
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
@@ -124,7 +125,7 @@ def main():
         argument_spec=dict(
             bindings=dict(type="list", elements="str", default=[]),
             prune=dict(type="bool", default=True),
-            concurrency=dict(type="int", default=konnector.CONCURRENCY),
+            concurrency=dict(type="int", default=sync.CONCURRENCY),
         ),
         checks={"bindings": validate.each(validate.kubernetes_name("an APIServiceBinding (<plural>.<group>)")),
                 "concurrency": validate.positive(unit="workers")},
@@ -133,16 +134,16 @@ def main():
     params = module.params
     result = {"synced": {}, "operations": []}
     try:
-        written, errors = konnector.sync_once(module.client(), params["bindings"],
-                                              lambda config: module.client({"kubeconfig": config}),
-                                              params["prune"], params["concurrency"], result)
+        written, errors = sync.sync_once(module.client(), params["bindings"],
+                                         lambda config: module.client({"kubeconfig": config}),
+                                         params["prune"], params["concurrency"], result)
     except ClusterError as error:
         module.fail(error, **result)
     result["changed"] = written > 0 or (module.check_mode and bool(result["operations"]))
     for message in result.get("removals_withheld", {}).values():
         module.warn(message)
     if errors:
-        module.fail(konnector.failed_writes(errors, result["operations"]), **result)
+        module.fail(sync.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)
 
 

@@ -69,10 +69,10 @@ cluster_id:
   sample: 3fK9aQ
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils.app_cluster import BIND_NAMESPACE, cluster_id
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Forbidden, NotFound
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
+from ansible_collections.klutch.bind.plugins.module_utils.plan.bindings import BIND_NAMESPACE, cluster_id
 
 KLUTCH_API_GROUP_VERSIONS = ("klutch.anynines.com/v1alpha1", "example-backend.klutch.anynines.com/v1alpha1")
 

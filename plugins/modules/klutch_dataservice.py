@@ -247,8 +247,9 @@ diff:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.klutch.bind.plugins.module_utils import oci, publish, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, oci, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import publish
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
@@ -257,7 +258,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             package=dict(type="str"),
-            src=dict(type="path"),
+            src=arguments.SRC,
             apis=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
                 group=dict(type="str"),
@@ -275,8 +276,8 @@ def main():
             registry_ca_path=dict(type="path"),
             registry_insecure=dict(type="bool", default=False),
             package_pull_secrets=dict(type="list", elements="str", default=[], no_log=False),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            force_conflicts=dict(type="bool", default=False),
+            state=arguments.STATE,
+            force_conflicts=arguments.FORCE_CONFLICTS,
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=300),
         ),

@@ -180,26 +180,27 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import exports, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle.export import export_request
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
 def main():
     module = KlutchModule(
         argument_spec=dict(
-            exports.EXPORT_ARG_SPEC,
+            arguments.EXPORT,
             cluster_id=dict(type="str", required=True),
-            resources=dict(type="list", elements="dict", default=[], options=exports.API_SPEC),
+            resources=dict(type="list", elements="dict", default=[], options=arguments.API),
             state=dict(type="str", choices=["present", "absent", "revoked"], default="present"),
             delete_namespace=dict(type="bool", default=False),
             wait_timeout=dict(type="int", default=30),
         ),
-        checks=dict(exports.EXPORT_CHECKS, resources=validate.apis),
+        checks=dict(arguments.EXPORT_CHECKS, resources=validate.apis),
         supports_check_mode=True,
     )
     try:
-        result, run = exports.export(module.client(), module.check_mode, module.params)
+        result, run = export_request(module.client(), module.check_mode, module.params)
     except ClusterError as error:
         module.fail(error)
     result.update(changed=run.changed, results=run.results)

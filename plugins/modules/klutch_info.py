@@ -114,8 +114,8 @@ orphaned_instances:
   sample: [{"crd": "postgresqlinstances.samples.klutch.bind", "count": 3}]
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import info
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import report
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
@@ -125,17 +125,17 @@ def main():
         supports_check_mode=True)
     try:
         client = module.client()
-        side = module.params["side"] if module.params["side"] != "auto" else info.side_of(client)
+        side = module.params["side"] if module.params["side"] != "auto" else report.side_of(client)
         if side == "control_plane":
-            report = info.control_plane_report(client)
+            found = report.control_plane_report(client)
         elif side == "app_cluster":
-            report = info.app_cluster_report(client, lambda config: module.client({"kubeconfig": config}))
+            found = report.app_cluster_report(client, lambda config: module.client({"kubeconfig": config}))
         else:
-            report = {"side": None, "problems": ["%s serves no Klutch API: run the klutch.bind.control_plane or "
-                                                 "klutch.bind.konnector role on it first" % client.label]}
+            found = {"side": None, "problems": ["%s serves no Klutch API: run the klutch.bind.control_plane or "
+                                                "klutch.bind.konnector role on it first" % client.label]}
     except ClusterError as error:
         module.fail(error)
-    module.exit(changed=False, cluster=client.label, **report)
+    module.exit(changed=False, cluster=client.label, **found)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ diff:
   elements: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
@@ -190,10 +190,10 @@ def main():
     module = KlutchModule(
         argument_spec=dict(
             definition=dict(type="raw", aliases=["resource_definition", "inline"]),
-            src=dict(type="path"),
+            src=arguments.SRC,
             namespace=dict(type="str"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            force_conflicts=dict(type="bool", default=False),
+            state=arguments.STATE,
+            force_conflicts=arguments.FORCE_CONFLICTS,
             wait=dict(type="bool", default=False),
             wait_condition=dict(type="dict", options=dict(
                 type=dict(type="str", required=True),

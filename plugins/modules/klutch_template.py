@@ -157,8 +157,9 @@ diff:
   type: dict
 """
 
-from ansible_collections.klutch.bind.plugins.module_utils import templates, validate
+from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import expose
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
@@ -167,7 +168,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             namespace=dict(type="str", default="crossplane-system"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=arguments.STATE,
             group=dict(type="str"),
             resource=dict(type="str"),
             version=dict(type="str"),
@@ -192,7 +193,7 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result, diff = templates.template(module.client(), module.check_mode, module.params, module.warn)
+        result, diff = expose.template(module.client(), module.check_mode, module.params, module.warn)
     except ClusterError as error:
         module.fail(error)
     if module.diff_mode and diff is not None:

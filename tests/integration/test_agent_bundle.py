@@ -33,7 +33,14 @@ from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CONFIG_MAPS, DEPLOYMENTS, NAMESPACES, PODS, SECRETS, SERVICE_ACCOUNTS, Resource)
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    Resource,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from klutch_lab.cluster import free_port
 from playbook_runner import recap

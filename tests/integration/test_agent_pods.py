@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import LEASES
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import BINDER, IDENTITY_ANNOTATION
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES, PODS, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES, PODS, Resource, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.plan.consumers import BINDER, IDENTITY_ANNOTATION
 from klutch_lab import DEFAULT_CLUSTERS, AuditLog, Lab
 from playbook_runner import ROOT, ansible_playbook, recaps
 from sync_world import eventually

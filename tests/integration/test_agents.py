@@ -15,9 +15,13 @@ import pytest
 import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    Resource,
+    SECRETS,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_EXPORTS
-from ansible_collections.klutch.bind.plugins.module_utils.sync import SYNCER_FINALIZER
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import SYNCER_FINALIZER
 from sync_world import MANGODBS, World, end_world, eventually, instance, konnector_play, make_world
 
 NAMESPACE_COUNT, PER_NAMESPACE = 3, 100

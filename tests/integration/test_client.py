@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, WaitTimeout
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import REDACTED, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, Resource, SECRETS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 

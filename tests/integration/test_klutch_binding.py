@@ -7,16 +7,16 @@ import json
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_EXPORTS
+from ansible_collections.klutch.bind.plugins.module_utils.plan import bindings
 from conftest import KLUTCH_CRDS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
@@ -198,7 +198,7 @@ def test_unbinding_keeps_the_crd_unless_asked(bind, lab, run_task):
 def test_the_cluster_id_is_klutchs(app, admin, bind):
     uid = admin.get(NAMESPACES, "klutch-bind")["metadata"]["uid"]
     _exported, bound, _output = bind(app)
-    assert bound["cluster_id"] == app_cluster.cluster_id(uid)
+    assert bound["cluster_id"] == bindings.cluster_id(uid)
 
 
 DRIFT_CRD = {"metadata": {"name": "gadgets.drift.example"}, "spec": {
@@ -320,7 +320,7 @@ def test_objects_have_the_shapes_a_klutch_konnector_reads(bind, app, admin, klut
     ref = binding["spec"]["kubeconfigSecretRef"]
     assert ref["namespace"] == "klutch-bind" and ref["key"] == "kubeconfig" and ref["name"].startswith("kubeconfig-")
     stored = yaml.safe_load(base64.b64decode(admin.get(SECRETS, ref["name"], "klutch-bind")["data"]["kubeconfig"]))
-    assert app_cluster.kubeconfig_target(stored)[1] == namespace
+    assert bindings.kubeconfig_target(stored)[1] == namespace
     owner = admin.get(CUSTOM_RESOURCE_DEFINITIONS, NAME)["metadata"]["ownerReferences"][0]
     assert owner == {"apiVersion": "klutch.anynines.com/v1alpha1", "kind": "APIServiceBinding", "name": NAME,
                      "uid": binding["metadata"]["uid"], "controller": True}
@@ -365,7 +365,7 @@ def test_klutch_bind_exports_binds_and_syncs_in_one_task_and_again_writes_nothin
 
     bound, output = run_task("klutch.bind.klutch_bind", bind_args(other_app, control_plane))
     assert bound["changed"] is True and not bound.get("failed"), output
-    assert bound["cluster_id"] == app_cluster.cluster_id(app.get(NAMESPACES, "klutch-bind")["metadata"]["uid"])
+    assert bound["cluster_id"] == bindings.cluster_id(app.get(NAMESPACES, "klutch-bind")["metadata"]["uid"])
     identity = klutch_apis.get(NAMESPACES, bound["consumer_namespace"])["metadata"]["annotations"][
         "example-backend.klutch.anynines.com/identity"]
     assert identity == f"{consumer_name(other_app)}#{bound['cluster_id']}"

@@ -12,8 +12,8 @@ import yaml
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES, SECRETS, Resource
-from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES, Resource, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import BOUND_ANNOTATION, OWNER_ANNOTATION
 from conftest import KLUTCH_CRDS
 from sync_world import eventually
 from klutch_lab.audit import now

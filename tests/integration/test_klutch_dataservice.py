@@ -11,8 +11,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import con
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from klutch_lab.audit import now

@@ -5,19 +5,20 @@ import json
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils import exports
+from ansible_collections.klutch.bind.plugins.module_utils import arguments
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
+    CLUSTER_ROLE_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_EXPORTS, API_SERVICE_NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle.export import export_request
+from ansible_collections.klutch.bind.plugins.module_utils.plan import consumers
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 
@@ -50,11 +51,11 @@ def test_a_consumer_gets_its_namespace_credentials_and_an_export_of_the_crd(expo
     assert first["request"] == {CRD_NAME: {"phase": "Succeeded"}}
     export = klutch_apis.get(API_SERVICE_EXPORTS, CRD_NAME, namespace)
     crd = klutch_apis.get(CUSTOM_RESOURCE_DEFINITIONS, CRD_NAME)
-    assert export["spec"]["versions"] == plan.export_snapshot(crd)["versions"]
+    assert export["spec"]["versions"] == consumers.export_snapshot(crd)["versions"]
     assert export["spec"]["names"] == crd["spec"]["names"] and export["spec"]["scope"] == "Namespaced"
     assert export["spec"]["informerScope"] == "Namespaced"
     assert export["spec"]["permissionClaims"][0]["resource"] == "secrets"
-    assert export["metadata"]["annotations"][plan.SPEC_HASH_ANNOTATION] == first["exports"][0]["hash"]
+    assert export["metadata"]["annotations"][consumers.SPEC_HASH_ANNOTATION] == first["exports"][0]["hash"]
     assert yaml.safe_load(first["kubeconfig"])["contexts"][0]["context"]["namespace"] == namespace
 
     start = now()
@@ -68,11 +69,11 @@ def test_a_consumer_may_read_what_the_export_granted_the_moment_it_is_served(exp
     """The API server authorizes from a cache that trails RBAC writes. A konnector acts on the returned kubeconfig and
     on a namespace as soon as its status names it: the RBAC is written first, and enough earlier (60 of 60 consumers
     read at once, without waiting for the authorizer, when this was measured)."""
-    defaults = dict((name, spec.get("default")) for name, spec in exports.EXPORT_ARG_SPEC.items())
+    defaults = dict((name, spec.get("default")) for name, spec in arguments.EXPORT.items())
     refused = []
     for index in range(20):
         params = dict(defaults, **exported(f"fresh-rights-{index}"), state="present", wait_timeout=30)
-        served = exports.export(klutch_apis, False, params)[0]
+        served = export_request(klutch_apis, False, params)[0]
         namespace = served["consumer_namespace"]
         consumer = ClusterClient.from_params({"kubeconfig": yaml.safe_load(served["kubeconfig"])}, environ={})
         try:
@@ -80,7 +81,7 @@ def test_a_consumer_may_read_what_the_export_granted_the_moment_it_is_served(exp
             consumer.write("POST", API_SERVICE_NAMESPACES, {
                 "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
                 "metadata": {"name": "default", "namespace": namespace}})
-            announced = exports.export(klutch_apis, False, params)[0]
+            announced = export_request(klutch_apis, False, params)[0]
             assert not announced.get("failed")
             mapped = klutch_apis.get(API_SERVICE_NAMESPACES, "default", namespace)["status"]["namespace"]
             consumer.list(INSTANCES, mapped)
@@ -115,7 +116,7 @@ def test_rbac_is_least_privilege_and_consumers_are_isolated(exported, run_task, 
         with pytest.raises(ClusterError) as refused:
             forbidden()
         assert refused.value.status == 403
-    assert klutch_apis.get(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace)) is None
+    assert klutch_apis.get(CLUSTER_ROLE_BINDINGS, consumers.cluster_wide_role(namespace)) is None
     consumer.delete(INSTANCES, "orders", shop)
 
 

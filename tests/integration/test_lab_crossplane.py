@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, SECRETS, Resource
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, Resource, SECRETS
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
 from klutch_lab import Lab, LabError
 

@@ -12,11 +12,11 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    ROLE_BINDINGS,
     ROLES,
+    ROLE_BINDINGS,
+    Resource,
     SECRETS,
     SERVICE_ACCOUNTS,
-    Resource,
 )
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

@@ -5,7 +5,11 @@ import yaml
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, SECRETS, Resource)
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    Resource,
+    SECRETS,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER

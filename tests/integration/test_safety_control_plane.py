@@ -13,26 +13,26 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
-from ansible_collections.klutch.bind.plugins.module_utils import exports
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now as kubernetes_now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
+    CLUSTER_ROLE_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     ROLE_BINDINGS,
+    Resource,
     SECRETS,
     SERVICE_ACCOUNTS,
-    Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_EXPORTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle.export import export_request
+from ansible_collections.klutch.bind.plugins.module_utils.plan import consumers
 from klutch_lab.audit import now
 from klutch_lab.cluster import ADMIN_USER
 from sync_world import eventually
@@ -87,7 +87,7 @@ def widgets(control_plane, klutch_apis, control_plane_play, run_playbook):
     ours = [name for name, identity in identities(admin).items()
             if identity.partition("#")[2] in (CLUSTER_ID, "Old1", "New1", "Tw1n5")]
     for namespace in admin.list(NAMESPACES)[0]:
-        source = (namespace["metadata"].get("annotations") or {}).get(plan.API_SERVICE_NAMESPACE_ANNOTATION, "")
+        source = (namespace["metadata"].get("annotations") or {}).get(consumers.API_SERVICE_NAMESPACE_ANNOTATION, "")
         if namespace["metadata"]["name"] in ours or source.partition("/")[0] in ours:
             admin.delete(NAMESPACES, namespace["metadata"]["name"])  # its ClusterRoles go with it
 
@@ -96,7 +96,7 @@ def identities(client, consumer=None):
     """{namespace: identity} of the consumer namespaces (of `consumer` only, if given), as the cluster holds them."""
     found = {}
     for namespace in client.list(NAMESPACES)[0]:
-        identity = (namespace["metadata"].get("annotations") or {}).get(plan.IDENTITY_ANNOTATION)
+        identity = (namespace["metadata"].get("annotations") or {}).get(consumers.IDENTITY_ANNOTATION)
         if identity and (consumer is None or identity.startswith(consumer + "#")) \
                 and not namespace["metadata"].get("deletionTimestamp"):
             found[namespace["metadata"]["name"]] = identity
@@ -138,13 +138,13 @@ def test_a_long_namespace_gets_a_short_name_and_a_bad_one_stops_nothing_else(exp
     assert mapped.get("failed") and "team.dotted" in mapped["msg"], output
     short = mapped_to(widgets, namespace, long_name)
     assert short and len(short) <= 63 and short.startswith(f"{namespace}-team-xxx")
-    assert short == plan.mapped_namespace(namespace, {"metadata": {"name": long_name}}), "stable across runs"
-    assert widgets.get(NAMESPACES, short)["metadata"]["annotations"][plan.API_SERVICE_NAMESPACE_ANNOTATION] == \
+    assert short == consumers.mapped_namespace(namespace, {"metadata": {"name": long_name}}), "stable across runs"
+    assert widgets.get(NAMESPACES, short)["metadata"]["annotations"][consumers.API_SERVICE_NAMESPACE_ANNOTATION] == \
         f"{namespace}/{long_name}"
     assert mapped_to(widgets, namespace, "shop") == f"{namespace}-shop"
     assert mapped_to(widgets, namespace, "team.dotted") is None
     for target in (f"{namespace}-shop", short):  # the RBAC after the failed one was written
-        assert widgets.get(ROLE_BINDINGS, plan.BINDER, target)["roleRef"]["name"] == plan.dynamic_role(namespace)
+        assert widgets.get(ROLE_BINDINGS, consumers.BINDER, target)["roleRef"]["name"] == consumers.dynamic_role(namespace)
     assert consumer.apply(WIDGETS, {"metadata": {"name": "w", "namespace": short}, "spec": {"size": "s"}}).changed
     consumer.delete(WIDGETS, "w", short)
     consumer.delete(API_SERVICE_NAMESPACES, "team.dotted", namespace)
@@ -163,17 +163,17 @@ def test_rbac_and_objects_that_klutchs_backend_wrote_are_taken_over(export, widg
 
     # Klutch's backend, with its own field manager, wrote other values into the fields we manage.
     everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
-    more = plan.binder_subject(namespace) + [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]
+    more = consumers.binder_subject(namespace) + [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]
     stale_kubeconfig = base64.b64encode(b"stale").decode("ascii")
     for resource, obj in (
-            (CLUSTER_ROLES, {"metadata": {"name": plan.dynamic_role(namespace)}, "rules": everything}),
-            (ROLE_BINDINGS, plan.role_binding(plan.BINDER, namespace, "ClusterRole", plan.BINDER, namespace)),
-            (ROLE_BINDINGS, plan.role_binding(plan.BINDER, shop, "ClusterRole", plan.dynamic_role(namespace),
-                                              namespace)),
+            (CLUSTER_ROLES, {"metadata": {"name": consumers.dynamic_role(namespace)}, "rules": everything}),
+            (ROLE_BINDINGS, consumers.role_binding(consumers.BINDER, namespace, "ClusterRole", consumers.BINDER, namespace)),
+            (ROLE_BINDINGS, consumers.role_binding(consumers.BINDER, shop, "ClusterRole", consumers.dynamic_role(namespace),
+                                                   namespace)),
             (CLUSTER_BINDINGS, {"metadata": {"name": "cluster", "namespace": namespace},
                                 "spec": {"kubeconfigSecretRef": {"name": "kubeconfig", "key": "kubeconfig"},
                                          "providerPrettyName": "Klutch"}}),
-            (SECRETS, {"metadata": {"name": plan.KUBECONFIG_SECRET, "namespace": namespace},
+            (SECRETS, {"metadata": {"name": consumers.KUBECONFIG_SECRET, "namespace": namespace},
                        "data": {"kubeconfig": stale_kubeconfig}}),
             (API_SERVICE_EXPORTS, {"metadata": {"name": API, "namespace": namespace},
                                    "spec": {"permissionClaims": []}})):
@@ -187,14 +187,14 @@ def test_rbac_and_objects_that_klutchs_backend_wrote_are_taken_over(export, widg
     assert not taken.get("failed"), output
     export_obj = widgets.get(API_SERVICE_EXPORTS, API, namespace)
     assert export_obj["spec"]["permissionClaims"][0]["resource"] == "secrets"
-    role = widgets.get(CLUSTER_ROLES, plan.dynamic_role(namespace))
-    assert role["rules"] == plan.consumer_rules([export_obj]), "least privilege, Klutch's rules gone"
+    role = widgets.get(CLUSTER_ROLES, consumers.dynamic_role(namespace))
+    assert role["rules"] == consumers.consumer_rules([export_obj]), "least privilege, Klutch's rules gone"
     assert [entry["manager"] for entry in role["metadata"]["managedFields"]
             if "f:rules" in json.dumps(entry.get("fieldsV1"))] == ["klutch.bind"]
     for target in (namespace, shop):
-        assert widgets.get(ROLE_BINDINGS, plan.BINDER, target)["subjects"] == plan.binder_subject(namespace)
+        assert widgets.get(ROLE_BINDINGS, consumers.BINDER, target)["subjects"] == consumers.binder_subject(namespace)
     assert widgets.get(CLUSTER_BINDINGS, "cluster", namespace)["spec"]["providerPrettyName"] == "klutch.bind"
-    stored = widgets.get(SECRETS, plan.KUBECONFIG_SECRET, namespace)["data"]["kubeconfig"]
+    stored = widgets.get(SECRETS, consumers.KUBECONFIG_SECRET, namespace)["data"]["kubeconfig"]
     assert yaml.safe_load(base64.b64decode(stored))["contexts"][0]["context"]["namespace"] == namespace
     assert audit(control_plane).count_writes(since=start, user=ADMIN_USER) == 6, "one write per object taken over"
 
@@ -238,7 +238,7 @@ def test_first_binds_of_one_consumer_at_the_same_time_make_one_namespace(widgets
         client = admin_client(control_plane)
         barrier.wait()
         try:
-            outcomes[index] = exports.export(client, False, export_params("twins", "Tw1n5"))[0]["consumer_namespace"]
+            outcomes[index] = export_request(client, False, export_params("twins", "Tw1n5"))[0]["consumer_namespace"]
         except Exception as error:  # pylint: disable=broad-exception-caught
             outcomes[index] = repr(error)
 
@@ -285,7 +285,7 @@ def test_an_odd_heartbeat_stops_neither_the_backend_agent_nor_other_consumers(ba
     seen = log.stat().st_size
     # The odd consumer's namespace sorts before every other, so the agent meets it first.
     widgets.apply(NAMESPACES, {"metadata": {"name": "cluster-00000", "annotations": {
-        plan.IDENTITY_ANNOTATION: plan.consumer_identity("odd-heartbeat", CLUSTER_ID)}}})
+        consumers.IDENTITY_ANNOTATION: consumers.consumer_identity("odd-heartbeat", CLUSTER_ID)}}})
     odd, output = export("odd-heartbeat")
     assert not odd.get("failed") and odd["consumer_namespace"] == "cluster-00000", output
     other, output = export("beating")
@@ -297,7 +297,7 @@ def test_an_odd_heartbeat_stops_neither_the_backend_agent_nor_other_consumers(ba
     as_consumer(other).apply(API_SERVICE_NAMESPACES, {"metadata": {"name": "shop", "namespace": namespace}})
     eventually("the other consumer's namespace mapped by the agent",
                lambda: mapped_to(widgets, namespace, "shop") == f"{namespace}-shop")
-    assert widgets.get(ROLE_BINDINGS, plan.BINDER, f"{namespace}-shop") is not None
+    assert widgets.get(ROLE_BINDINGS, consumers.BINDER, f"{namespace}-shop") is not None
     eventually("the odd heartbeat reported", lambda: healthy(widgets, "cluster-00000") == ("False",
                                                                                            "HeartbeatTimeDrift"))
     heartbeat(as_consumer(odd), "cluster-00000", "2026-01-01T00:00:00,5Z")  # a comma: not RFC 3339
@@ -350,8 +350,8 @@ def writes(audit, cluster, since, user):
 
 def test_of_two_backend_replicas_only_the_leader_writes_also_after_a_pause(
         backend, widgets, run_task, audit, control_plane):
-    consumers = [exports.export(widgets, False, export_params("replica-%02d" % index))[0]["consumer_namespace"]
-                 for index in range(REPLICA_CONSUMERS)]
+    namespaces = [export_request(widgets, False, export_params("replica-%02d" % index))[0]["consumer_namespace"]
+                  for index in range(REPLICA_CONSUMERS)]
     standby_account(widgets)
     started, output = run_task("klutch.bind.klutch_agent", {
         "role": "backend", "name": STANDBY, "run_dir": str(backend), "kubeconfig": str(control_plane.admin_kubeconfig),
@@ -360,13 +360,13 @@ def test_of_two_backend_replicas_only_the_leader_writes_also_after_a_pause(
     host = socket.gethostname()
     assert lease_holder(widgets) == f"{host}-{LEADER}"
     eventually("every consumer's health reported by the leader", lambda: all(
-        healthy(widgets, namespace) for namespace in consumers))
+        healthy(widgets, namespace) for namespace in namespaces))
 
     # Both replicas run: a change of the CRD is written by the leader alone.
     start = now()
     change_crd(widgets, "color")
     eventually("the change in every export", lambda: all(
-        "color" in fields for fields in spec_fields(widgets, consumers).values()))
+        "color" in fields for fields in spec_fields(widgets, namespaces).values()))
     time.sleep(2)  # a pass of the standby, if it made one, would show by now
     assert len(writes(audit, control_plane, start, LEADER_USER)) >= REPLICA_CONSUMERS
     assert writes(audit, control_plane, start, f"system:serviceaccount:klutch-bind-system:{STANDBY_ACCOUNT}") == []
@@ -383,12 +383,12 @@ def test_of_two_backend_replicas_only_the_leader_writes_also_after_a_pause(
         time.sleep(0.005)
     os.kill(pid, signal.SIGSTOP)
     try:
-        behind = [namespace for namespace, fields in spec_fields(widgets, consumers).items() if "shape" not in fields]
+        behind = [namespace for namespace, fields in spec_fields(widgets, namespaces).items() if "shape" not in fields]
         assert len(behind) >= 2, "the leader was not paused in the middle of its pass"
         change_crd(widgets, "color", "weight")
         eventually("the standby leading", lambda: lease_holder(widgets) == f"{host}-{STANDBY}", timeout=40)
         eventually("the newer change in every export by the standby", lambda: all(
-            fields == {"size", "color", "weight"} for fields in spec_fields(widgets, consumers).values()))
+            fields == {"size", "color", "weight"} for fields in spec_fields(widgets, namespaces).values()))
         resumed = now()
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -396,5 +396,5 @@ def test_of_two_backend_replicas_only_the_leader_writes_also_after_a_pause(
     late = writes(audit, control_plane, resumed, LEADER_USER)
     # At most the one write whose dry run was already on its way when the leader paused.
     assert len(late) <= 1, late
-    assert all(fields == {"size", "color", "weight"} for fields in spec_fields(widgets, consumers).values())
+    assert all(fields == {"size", "color", "weight"} for fields in spec_fields(widgets, namespaces).values())
     assert lease_holder(widgets) == f"{host}-{STANDBY}"

@@ -17,11 +17,11 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, API_SERVICE_NAMESPACES
-from ansible_collections.klutch.bind.plugins.module_utils.sync import OWNER_ANNOTATION, SYNCER_FINALIZER
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import OWNER_ANNOTATION, SYNCER_FINALIZER
 from klutch_lab.audit import now
 from sync_world import MANGODBS, Api, end_world, eventually, instance, konnector_play, load_crd, make_world
 

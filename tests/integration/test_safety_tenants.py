@@ -18,8 +18,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     ROLE_BINDINGS,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
 from sync_world import FOO_API, FOOS, MANGODB_API, MANGODBS, eventually, konnector_play, load_crd

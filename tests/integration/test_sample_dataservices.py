@@ -12,7 +12,11 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import Clus
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CONFIG_MAPS, NAMESPACES, SECRETS, Resource)
+    CONFIG_MAPS,
+    NAMESPACES,
+    Resource,
+    SECRETS,
+)
 
 POSTGRESQL = Resource("samples.klutch.bind/v1", "PostgresqlInstance", "postgresqlinstances")
 MESSAGING = Resource("samples.klutch.bind/v1", "MessagingInstance", "messaginginstances")

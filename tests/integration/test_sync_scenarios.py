@@ -12,7 +12,11 @@ import pytest
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, NAMESPACES, SECRETS
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_NAMESPACES
-from ansible_collections.klutch.bind.plugins.module_utils.sync import BOUND_ANNOTATION, OWNER_ANNOTATION, SYNCER_FINALIZER
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import (
+    BOUND_ANNOTATION,
+    OWNER_ANNOTATION,
+    SYNCER_FINALIZER,
+)
 from playbook_runner import recap
 from sync_world import FOO_API, FOOS, MANGODBS, end_world, instance, make_world
 
@@ -38,9 +42,9 @@ def test_deleting_a_consumer_namespace_removes_its_mapping_and_provider_namespac
         time.sleep(0.5)
 
     def unmapped():
-        provider_namespace = cp.get(NAMESPACES, world.mapped("short-lived"))
+        consumer_namespace = cp.get(NAMESPACES, world.mapped("short-lived"))
         return cp.get(API_SERVICE_NAMESPACES, "short-lived", world.namespace) is None and (
-            provider_namespace is None or provider_namespace["metadata"].get("deletionTimestamp"))
+            consumer_namespace is None or consumer_namespace["metadata"].get("deletionTimestamp"))
 
     world.converge("the mapping and the provider namespace removed", unmapped)
 

@@ -1,22 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backend's side of the agent, on the control plane: every consumer namespace reconciled as
-klutch_export_request reconciles one, each on its own, and the watches that wake it."""
+"""The backend's side of the agent, on the control plane: every consumer served with lifecycle/serve.py, as
+klutch_export_request serves one, each on its own, and the watches that wake it."""
 
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils import backend
 from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import log
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
-    API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
+    API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_NAMESPACES,
     EXPORT_TEMPLATES,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import serve
 
 
 class Backend:
@@ -30,13 +30,13 @@ class Backend:
         """One pass over every consumer namespace; each is read and reconciled on its own, so whatever one
         consumer wrote (an odd heartbeat, a namespace the server refuses) holds up no other. Every write
         asks `proceed()` first: once this replica no longer leads, the pass ends."""
-        catalog = backend.Catalog(control_plane)
+        catalog = serve.Catalog(control_plane)
         moment = datetime.datetime.now(datetime.timezone.utc)
         written, failed = 0, 0
-        for consumer in backend.Consumer.all(control_plane):
+        for consumer in serve.Consumer.all(control_plane):
             recorder = Recorder(control_plane, check_mode=False, proceed=proceed)
             try:
-                backend.reconcile(recorder, consumer.read(control_plane), catalog, options.consumer_scope, moment)
+                serve.reconcile(recorder, consumer.read(control_plane), catalog, options.consumer_scope, moment)
             except LeadershipLost:
                 log("warning", "no longer leading; pass stopped", namespace=consumer.namespace)
                 break

@@ -21,13 +21,14 @@ import signal
 import socket
 import sys
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, konnector
 from ansible_collections.klutch.bind.plugins.module_utils.agent.backend import Backend
 from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
 from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import Agent, log, serve_health
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan import bindings
 
-ROLES = {"konnector": (Konnector, app_cluster.BIND_NAMESPACE), "backend": (Backend, "klutch-bind-system")}
+ROLES = {"konnector": (Konnector, bindings.BIND_NAMESPACE), "backend": (Backend, "klutch-bind-system")}
 
 
 def parse(argv):
@@ -36,7 +37,7 @@ def parse(argv):
     parser.add_argument("--kubeconfig", help="the cluster's kubeconfig; default K8S_AUTH_* or ~/.kube/config")
     parser.add_argument("--context", help="its context")
     parser.add_argument("--resync", type=float, default=30.0, help="seconds between passes without changes")
-    parser.add_argument("--concurrency", type=int, default=konnector.CONCURRENCY)
+    parser.add_argument("--concurrency", type=int, default=sync.CONCURRENCY)
     parser.add_argument("--consumer-scope", choices=["Namespaced", "Cluster"], default="Namespaced",
                         help="backend: the scope of consumers whose exports do not say")
     parser.add_argument("--health-port", type=int, default=8081)

@@ -8,9 +8,7 @@ on the consumer's ClusterBinding, and the watches that wake it."""
 import json
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, konnector
 from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import log
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import KUBECONFIG_SECRET
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Forbidden, Unauthorized
@@ -26,7 +24,10 @@ from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
 )
-from ansible_collections.klutch.bind.plugins.module_utils.sync import CONSUMER, PROVIDER
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan import bindings
+from ansible_collections.klutch.bind.plugins.module_utils.plan.consumers import KUBECONFIG_SECRET
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import APP_CLUSTER, CONTROL_PLANE
 
 VERSION = "0.1.0"
 HEARTBEAT_INTERVAL = 150  # s; the ClusterBinding is told 5m0s, Klutch's heartbeat interval
@@ -38,24 +39,24 @@ class Konnector:
 
     def __init__(self):
         self.heartbeats = {}
-        self.providers = {}  # one client per control-plane kubeconfig, kept across passes
-        self.connected = set()  # the kubeconfigs of self.providers used in this pass
+        self.control_planes = {}  # one client per control-plane kubeconfig, kept across passes
+        self.connected = set()  # the kubeconfigs of self.control_planes used in this pass
         self.rotation_checked = set()  # (app-side Secret, consumer namespace) checked for a rotation in this pass
         self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
         self.withheld = {}  # binding -> why its last pass removed nothing upstream (logged when it changes)
 
     def connect(self, config):
         key = json.dumps(config, sort_keys=True)
-        if key not in self.providers:
-            self.providers[key] = ClusterClient.from_params({"kubeconfig": config}, environ={},
-                                                            retry_budget=AGENT_RETRY_BUDGET)
+        if key not in self.control_planes:
+            self.control_planes[key] = ClusterClient.from_params({"kubeconfig": config}, environ={},
+                                                                 retry_budget=AGENT_RETRY_BUDGET)
         self.connected.add(key)
-        return self.providers[key]
+        return self.control_planes[key]
 
     def forget_unused_connections(self):
         """Drop the clients no binding used in the pass (credentials rotated out, bindings gone)."""
-        for key in set(self.providers) - self.connected:
-            del self.providers[key]
+        for key in set(self.control_planes) - self.connected:
+            del self.control_planes[key]
         self.connected = set()
 
     def grant(self, app, service_account):
@@ -63,7 +64,7 @@ class Konnector:
         def grant_in(namespaces, resources):
             fresh = [namespace for namespace in namespaces if namespace not in self.granted]
             for namespace in fresh:
-                app.apply(ROLE_BINDINGS, app_cluster.claims_role_binding(namespace, service_account))
+                app.apply(ROLE_BINDINGS, bindings.claims_role_binding(namespace, service_account))
             for namespace in fresh:
                 refused = app.await_allowed([("list", resource.group, resource.plural, namespace)
                                              for resource in resources], GRANT_SECONDS)
@@ -72,18 +73,18 @@ class Konnector:
                         "The API server on cluster %s still refuses to let the konnector list %s in namespace %s %ss "
                         "after it granted itself that right (RoleBinding %s/%s). The next pass tries again; if this "
                         "lasts, check the ClusterRole %s and the agent's RBAC." % (
-                            app.label, refused[2], namespace, GRANT_SECONDS, namespace, app_cluster.KONNECTOR_CLAIMS,
-                            app_cluster.KONNECTOR_CLAIMS), status=403)
+                            app.label, refused[2], namespace, GRANT_SECONDS, namespace, bindings.KONNECTOR_CLAIMS,
+                            bindings.KONNECTOR_CLAIMS), status=403)
                 self.granted.add(namespace)
         return grant_in if service_account else None
 
     def sync(self, app, options, proceed):
-        bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
+        listed = app.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0]
         self.rotation_checked = set()
-        wanted = {("app", "bindings"): (app, API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE),
-                  ("app", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
+        wanted = {("app_cluster", "bindings"): (app, API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE),
+                  ("app_cluster", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
         written, failed = 0, 0
-        for binding in bindings:
+        for binding in listed:
             if not proceed():
                 break  # no longer the leader: the next one takes over
             try:  # one binding's trouble, whatever it is, does not hold up the others
@@ -103,8 +104,8 @@ class Konnector:
         """One binding's pass; (writes made, whether all went well). Watches it needs go into `wanted`."""
         name = binding["metadata"]["name"]
         try:
-            bound = konnector.BoundApi(binding, app, self.connect)
-        except konnector.Unbound as problem:  # the binding's status says why
+            bound = sync.BoundApi(binding, app, self.connect)
+        except sync.Unbound as problem:  # the binding's status says why
             return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
         except Unauthorized as error:  # the control plane refuses this consumer's credentials
             return self.unserved(app, binding, ("Connected", "ProviderUnauthorized", (
@@ -120,19 +121,19 @@ class Konnector:
         checked = (bound.secret[:2], bound.namespace)
         if checked not in self.rotation_checked:
             self.rotation_checked.add(checked)
-            if konnector.follow_rotation(app, bound, self.connect):
+            if sync.follow_rotation(app, bound, self.connect):
                 log("info", "kubeconfig copied from the control plane", binding=name)
                 written += 1
         written += self.keep_status(app, binding, None)
         written += self.keep_crd(app, bound)
-        operations, resources = konnector.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
+        operations, resources = sync.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
         if bound.removals_withheld and self.withheld.get(name) != bound.removals_withheld:
-            log("warning", "removals withheld", binding=name, error=konnector.withheld_message(bound))
+            log("warning", "removals withheld", binding=name, error=sync.withheld_message(bound))
         self.withheld[name] = bound.removals_withheld
-        made, errors = konnector.run_operations(operations, {CONSUMER: app, PROVIDER: bound.provider}, resources,
-                                                bound.namespace, options.concurrency, proceed)
+        made, errors = sync.run_operations(operations, {APP_CLUSTER: app, CONTROL_PLANE: bound.control_plane}, resources,
+                                           bound.namespace, options.concurrency, proceed)
         if operations:
-            log("info", "synced", binding=bound.name, writes=konnector.counts(operations), failed=len(errors))
+            log("info", "synced", binding=bound.name, writes=sync.counts(operations), failed=len(errors))
         for error in errors[:3]:
             log("error", "write failed", binding=bound.name, error=str(error))
         if proceed():
@@ -145,7 +146,7 @@ class Konnector:
         name = binding["metadata"]["name"]
         log("error", "binding cannot be synced", binding=name, error=problem[2])
         written = self.keep_status(app, binding, problem)
-        released = konnector.release_instances(app, name, deleting_only=True)
+        released = sync.release_instances(app, name, deleting_only=True)
         if released:
             log("info", "deletions released without reaching the control plane", binding=name, instances=len(released))
         return written + len(released)
@@ -155,8 +156,8 @@ class Konnector:
         """The binding's conditions say what the pass finds: True while it is served, else why not."""
         previous = binding.get("status") or {}
         if not previous.get("conditions"):
-            return 0  # klutch_binding has not written its status yet: its provider name would be lost
-        status = app_cluster.binding_status(previous.get("providerPrettyName", ""), now(), previous, problem)
+            return 0  # klutch_binding has not written its status yet: its providerPrettyName would be lost
+        status = bindings.binding_status(previous.get("providerPrettyName", ""), now(), previous, problem)
         if status == previous:
             return 0
         app.write("APPLY", API_SERVICE_BINDINGS, {
@@ -171,11 +172,11 @@ class Konnector:
     def keep_crd(app, bound):
         """The binding's CRD follows its export, as Klutch's konnector keeps it."""
         current = app.get(CUSTOM_RESOURCE_DEFINITIONS, bound.name)
-        problem = app_cluster.foreign_crd_problem(current, bound.name)
+        problem = bindings.foreign_crd_problem(current, bound.name)
         if problem:
             log("error", "CRD not ours", binding=bound.name, error=problem)
             return 0
-        change = app.apply(CUSTOM_RESOURCE_DEFINITIONS, app_cluster.crd_from_export(bound.export, bound.binding),
+        change = app.apply(CUSTOM_RESOURCE_DEFINITIONS, bindings.crd_from_export(bound.export, bound.binding),
                            before=current)
         if change.changed:
             log("info", "CRD updated from the export", binding=bound.name)
@@ -185,32 +186,32 @@ class Konnector:
     def watched(app, bound, resources):
         """Watches for one binding: its kinds on the app cluster, and in its mapped namespaces upstream."""
         # Keyed by the client too: once a rotation brought new credentials, watches restart with them.
-        provider_key = (bound.namespace, id(bound.provider))
-        wanted = {("provider", provider_key, "apiservicenamespaces"): (bound.provider, API_SERVICE_NAMESPACES,
-                                                                       bound.namespace),
-                  ("provider", provider_key, "apiserviceexports"): (bound.provider, API_SERVICE_EXPORTS,
-                                                                    bound.namespace),
-                  ("provider", provider_key, "kubeconfig"): (bound.provider, SECRETS, bound.namespace,
-                                                             konnector.name_selector(KUBECONFIG_SECRET))}
+        control_plane_key = (bound.namespace, id(bound.control_plane))
+        wanted = {("control_plane", control_plane_key, "apiservicenamespaces"): (bound.control_plane, API_SERVICE_NAMESPACES,
+                                                                                 bound.namespace),
+                  ("control_plane", control_plane_key, "apiserviceexports"): (bound.control_plane, API_SERVICE_EXPORTS,
+                                                                              bound.namespace),
+                  ("control_plane", control_plane_key, "kubeconfig"): (bound.control_plane, SECRETS, bound.namespace,
+                                                                       sync.name_selector(KUBECONFIG_SECRET))}
         for resource in resources.values():
             if resource is bound.instances:
-                wanted[("app", resource.api_version, resource.plural)] = (app, resource, None)
+                wanted[("app_cluster", resource.api_version, resource.plural)] = (app, resource, None)
             else:  # claimed kinds: only in bound namespaces, where the agent may read them
                 for source in bound.claim_namespaces:
-                    wanted[("app", resource.api_version, resource.plural, source)] = (app, resource, source)
+                    wanted[("app_cluster", resource.api_version, resource.plural, source)] = (app, resource, source)
             if not resource.namespaced:
-                wanted[("provider", provider_key, resource.api_version, resource.plural)] = (
-                    bound.provider, resource, None)
+                wanted[("control_plane", control_plane_key, resource.api_version, resource.plural)] = (
+                    bound.control_plane, resource, None)
                 continue
             # A claim that names its objects is watched name by name: the consumer may read no others.
             names = None if resource is bound.instances else \
                 bound.claim_names.get((resource.group, resource.plural))
             for target in sorted(bound.mapping.down):
-                key = ("provider", provider_key, resource.api_version, resource.plural, target)
+                key = ("control_plane", control_plane_key, resource.api_version, resource.plural, target)
                 if names is None:
-                    wanted[key] = (bound.provider, resource, target)
+                    wanted[key] = (bound.control_plane, resource, target)
                 for name in sorted(names or ()):
-                    wanted[key + (name,)] = (bound.provider, resource, target, konnector.name_selector(name))
+                    wanted[key + (name,)] = (bound.control_plane, resource, target, sync.name_selector(name))
         return wanted
 
     def heartbeat(self, bound):
@@ -218,7 +219,7 @@ class Konnector:
         last = self.heartbeats.get(bound.namespace)
         if last is not None and time.monotonic() - last < HEARTBEAT_INTERVAL:
             return
-        bound.provider.write("APPLY", CLUSTER_BINDINGS, {
+        bound.control_plane.write("APPLY", CLUSTER_BINDINGS, {
             "apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
             "metadata": {"name": "cluster", "namespace": bound.namespace},
             "status": {"lastHeartbeatTime": now(), "heartbeatInterval": "5m0s",

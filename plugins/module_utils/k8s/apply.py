@@ -5,8 +5,7 @@
 
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils.k8s import rollout
-from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
+from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests, rollout
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     BadRequest,
     ConfigError,

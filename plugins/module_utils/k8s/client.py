@@ -39,8 +39,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     KNOWN,
     NAMESPACES,
     PODS,
-    SELF_SUBJECT_ACCESS_REVIEWS,
     Resource,
+    SELF_SUBJECT_ACCESS_REVIEWS,
     api_resource_list_entry,
 )
 

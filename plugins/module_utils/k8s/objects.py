@@ -4,6 +4,8 @@
 """Pure helpers on Kubernetes objects as dicts: change detection, redaction, diffs, readiness."""
 
 import copy
+import datetime
+import re
 from collections import namedtuple
 
 REDACTED = "VALUE_REDACTED"
@@ -155,3 +157,36 @@ def stable_conditions(wanted, previous, now):
         since = old.get("lastTransitionTime") if old.get("status") == condition["status"] else None
         stable.append(dict(condition, lastTransitionTime=since or now))
     return stable
+
+
+def duration_seconds(text):
+    """Seconds of a Go duration as Kubernetes prints it ("5m0s", "1h", "2.5s"); None when unreadable (the
+    consumer writes it, so any string may come)."""
+    match = re.match(r"^(?:(\d{1,9})h)?(?:(\d{1,9})m(?!s))?(?:(\d{1,9}(?:\.\d{1,9})?)s)?$", text) \
+        if isinstance(text, str) else None
+    if not text or not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+
+
+_RFC_3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+                       r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+
+
+def parse_time(text):
+    """An RFC 3339 time, as anyone with write access may put it in a status, as an aware UTC datetime;
+    None when it is not one. Every time the backend reads goes through here."""
+    match = _RFC_3339.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, utc, sign, offset_hours, offset_minutes = match.groups()
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                                   int(fraction[:6].ljust(6, "0")) if fraction else 0, tzinfo=datetime.timezone.utc)
+    except ValueError:  # the 30th of February, hour 24, ...
+        return None
+    if not utc:
+        offset = datetime.timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
+        moment -= offset if sign == "+" else -offset
+    return moment

@@ -24,6 +24,18 @@ def path_segment(value, what, resource):
     return quote(value, safe="")
 
 
+RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
+
+
+def group_version(group, version):
+    return "%s/%s" % (group, version) if group else version
+
+
+def api_name(group, resource):
+    """Klutch's name for an API, its CRD and its export: `<resource>.<group>`, or `<resource>` for the core group."""
+    return "%s.%s" % (resource, group) if group else resource
+
+
 class Resource:
     """An API resource type: where it lives on the API server and what it is called."""
 

@@ -74,10 +74,11 @@ def test_it_holds_the_agents_module_utils_and_two_pure_python_packages_only(bund
     assert all(path.endswith(".py") for path in files), "no compiled extension, no bytecode"
     own = {path[len(MODULE_UTILS):] for path in files if path.startswith(MODULE_UTILS)}
     assert {"agent/__init__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "agent/backend.py",
-            "konnector.py", "backend.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
+            "lifecycle/sync.py", "lifecycle/serve.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py",
             "k8s/rollout.py"} <= own
-    # What the modules need: ansible-core (module.py), a local process (local_agent.py), registries (oci.py, publish.py).
-    assert not own & {"module.py", "local_agent.py", "oci.py", "dataservices.py", "publish.py"}
+    # What the modules need: ansible-core (module.py), a local process (agent/local.py), registries (oci.py,
+    # lifecycle/publish.py).
+    assert not own & {"module.py", "agent/local.py", "oci.py", "plan/dataservices.py", "lifecycle/publish.py"}
     assert bundle["entry"] == "ansible_collections.klutch.bind.plugins.module_utils.agent.cli"
     assert set(bundle["dependencies"]) == {"urllib3", "PyYAML"}
 

@@ -6,13 +6,16 @@ import datetime
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.agent.backend import Backend
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import LeadershipLost, Recorder
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import NAMESPACES
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
-    API_SERVICE_EXPORT_REQUESTS, API_SERVICE_NAMESPACES, CLUSTER_BINDINGS)
+    API_SERVICE_EXPORT_REQUESTS,
+    API_SERVICE_NAMESPACES,
+    CLUSTER_BINDINGS,
+)
+from ansible_collections.klutch.bind.plugins.module_utils.plan import consumers
 
 OPTIONS = argparse.Namespace(consumer_scope="Namespaced")
 
@@ -34,7 +37,7 @@ class FakeControlPlane:
             raise RuntimeError("the listing of %s cannot be read" % namespace)
         if resource is NAMESPACES:
             return [{"metadata": {"name": name, "uid": "uid-" + name,
-                                  "annotations": {plan.IDENTITY_ANNOTATION: "%s#X1" % name}}}
+                                  "annotations": {consumers.IDENTITY_ANNOTATION: "%s#X1" % name}}}
                     for name in sorted(self.heartbeats)], "1"
         if resource is API_SERVICE_NAMESPACES:
             return [{"metadata": {"name": name, "namespace": namespace}} for name in self.service_namespaces], "1"
@@ -91,7 +94,7 @@ def test_a_mapped_namespace_is_announced_only_once_the_consumer_may_write_in_it(
     order = [(kind, namespace, name) for _verb, kind, namespace, name in client.writes]
     announced = order.index(("APIServiceNamespace", "cluster-aaaaa", "shop"))
     assert order.index(("Namespace", None, "cluster-aaaaa-shop")) < announced
-    assert order.index(("RoleBinding", "cluster-aaaaa-shop", plan.BINDER)) < announced
+    assert order.index(("RoleBinding", "cluster-aaaaa-shop", consumers.BINDER)) < announced
 
 
 def test_finished_requests_go_ten_minutes_after_their_creation_as_klutchs_backend_deletes_them():

@@ -22,11 +22,11 @@ def test_a_rotated_out_kubeconfigs_client_goes_after_the_first_pass_that_does_no
     old = konnector.connect(kubeconfig("old"))
     assert konnector.connect(kubeconfig("old")) is old, "one client per kubeconfig"
     konnector.forget_unused_connections()
-    assert list(konnector.providers.values()) == [old], "used in the pass: kept"
+    assert list(konnector.control_planes.values()) == [old], "used in the pass: kept"
 
     new = konnector.connect(kubeconfig("new"))  # the next pass, after a rotation
     konnector.forget_unused_connections()
-    assert list(konnector.providers.values()) == [new]
+    assert list(konnector.control_planes.values()) == [new]
 
     konnector.sync(NoBindings(), argparse.Namespace(), lambda: True)  # the bindings are gone
-    assert konnector.providers == {}
+    assert konnector.control_planes == {}

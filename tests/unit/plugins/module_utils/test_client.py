@@ -15,8 +15,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
-    SECRETS,
     Resource,
+    SECRETS,
 )
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import dataservices
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import manifests
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.plan import dataservices
 
 SOURCE = Path(__file__).resolve().parents[4] / "roles" / "control_plane" / "files" / "dataservices"
 POSTGRESQL = "xpostgresqlinstances.samples.klutch.bind"

@@ -3,7 +3,6 @@ lets every other error through."""
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import konnector, sync
 from ansible_collections.klutch.bind.plugins.module_utils.agent import runtime
 from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, client
@@ -18,6 +17,8 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import (
     status_error,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS, SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import CONTROL_PLANE, Operation
 from ansible_collections.klutch.bind.plugins.modules import klutch_cluster_info
 
 
@@ -105,11 +106,11 @@ class Writes:
 
 @pytest.mark.parametrize("action", ["map_namespace", "create"])
 def test_a_sync_write_that_someone_made_first_is_nothing_to_do(action):
-    operation = sync.Operation(sync.PROVIDER, action, "instances", "ns", "x", {"metadata": {"name": "x"}})
+    operation = Operation(CONTROL_PLANE, action, "instances", "ns", "x", {"metadata": {"name": "x"}})
     resources = {"instances": SECRETS}
-    assert konnector.execute(operation, {sync.PROVIDER: Writes(error(409))}, resources, "cluster-ns") is False
+    assert sync.execute(operation, {CONTROL_PLANE: Writes(error(409))}, resources, "cluster-ns") is False
     with pytest.raises(Forbidden):
-        konnector.execute(operation, {sync.PROVIDER: Writes(error(403))}, resources, "cluster-ns")
+        sync.execute(operation, {CONTROL_PLANE: Writes(error(403))}, resources, "cluster-ns")
 
 
 @pytest.mark.parametrize("status, taken", [(409, True), (422, True), (403, False), (503, False)])
@@ -132,7 +133,7 @@ def test_a_binding_whose_control_plane_refuses_or_cannot_be_reached_says_which(m
     def unreachable(*_args):
         raise failure
 
-    monkeypatch.setattr(konnector, "BoundApi", unreachable)
+    monkeypatch.setattr(sync, "BoundApi", unreachable)
     seen = []
     monkeypatch.setattr(Konnector, "unserved", lambda self, app, binding, problem: seen.append(problem) or 0)
     binding = {"metadata": {"name": "b"}}

@@ -2,15 +2,15 @@
 
 import itertools
 
-from ansible_collections.klutch.bind.plugins.module_utils import backend, exports
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import Conflict
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import export, serve
+from ansible_collections.klutch.bind.plugins.module_utils.plan import consumers
 
 IDENTITY = "app-1#X1y2Z3"
 
 
 def namespace_with(name, identity):
-    return {"metadata": {"name": name, "uid": "uid-" + name, "annotations": {plan.IDENTITY_ANNOTATION: identity}}}
+    return {"metadata": {"name": name, "uid": "uid-" + name, "annotations": {consumers.IDENTITY_ANNOTATION: identity}}}
 
 
 class RacingControlPlane:
@@ -34,16 +34,16 @@ class RacingControlPlane:
 
 
 def candidates(count):
-    names = plan.consumer_namespace_names(IDENTITY)
+    names = consumers.consumer_namespace_names(IDENTITY)
     return list(itertools.islice(names, count))
 
 
 def test_a_name_another_identity_holds_or_takes_meanwhile_gives_the_next_candidate():
     first, second, third = candidates(3)
     client = RacingControlPlane({second: "app-2#X1y2Z3"})
-    consumer = backend.Consumer(None, {first: namespace_with(first, "app-3#X1y2Z3")})
-    run = exports.Run(client, False, {})
-    assert exports.create_namespace(run, consumer, IDENTITY)[0] == third
+    consumer = serve.Consumer(None, {first: namespace_with(first, "app-3#X1y2Z3")})
+    run = export.Run(client, False, None, None)
+    assert export.create_namespace(run, consumer, IDENTITY)[0] == third
     assert client.posted == [second, third], "the listed one is skipped, the raced one tried once"
     assert [entry["action"] for entry in run.results] == ["created"]
 
@@ -51,7 +51,7 @@ def test_a_name_another_identity_holds_or_takes_meanwhile_gives_the_next_candida
 def test_a_namespace_that_a_run_for_the_same_consumer_created_meanwhile_is_used():
     first = candidates(1)[0]
     client = RacingControlPlane({first: IDENTITY})
-    run = exports.Run(client, False, {})
-    name, found = exports.create_namespace(run, backend.Consumer(None, {}), IDENTITY)
+    run = export.Run(client, False, None, None)
+    name, found = export.create_namespace(run, serve.Consumer(None, {}), IDENTITY)
     assert (name, found["metadata"]["uid"]) == (first, "uid-" + first)
     assert client.posted == [first] and run.results == []

@@ -8,23 +8,23 @@ import sys
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import local_agent
+from ansible_collections.klutch.bind.plugins.module_utils.agent import local
 
 
 def test_the_fingerprint_changes_with_arguments_code_and_credentials_only():
     code = {"agent.py": b"one"}
-    base = local_agent.fingerprint(["konnector"], code, "token: a")
-    assert local_agent.fingerprint(["konnector"], dict(code), "token: a") == base
-    assert local_agent.fingerprint(["konnector", "--resync", "5"], code, "token: a") != base
-    assert local_agent.fingerprint(["konnector"], {"agent.py": b"two"}, "token: a") != base
-    assert local_agent.fingerprint(["konnector"], code, "token: b") != base
+    base = local.fingerprint(["konnector"], code, "token: a")
+    assert local.fingerprint(["konnector"], dict(code), "token: a") == base
+    assert local.fingerprint(["konnector", "--resync", "5"], code, "token: a") != base
+    assert local.fingerprint(["konnector"], {"agent.py": b"two"}, "token: a") != base
+    assert local.fingerprint(["konnector"], code, "token: b") != base
 
 
 def test_the_code_copy_holds_every_module_the_agent_imports():
-    code = local_agent.collection_code()
-    assert {"agent/__init__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "konnector.py", "backend.py",
-            "sync.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py"} <= set(code)
-    assert "local_agent.py" in code
+    code = local.collection_code()
+    assert {"agent/__init__.py", "agent/cli.py", "agent/runtime.py", "agent/konnector.py", "lifecycle/sync.py",
+            "lifecycle/serve.py", "plan/sync.py", "k8s/__init__.py", "k8s/client.py", "k8s/connection.py"} <= set(code)
+    assert "agent/local.py" in code
 
 
 def test_the_agent_runs_without_ansible_core_as_its_image_does():
@@ -47,8 +47,8 @@ def test_an_agent_of_its_directory_is_known_by_the_module_it_runs(tmp_path, modu
                                cwd=tmp_path, stdout=subprocess.PIPE)
     try:
         process.stdout.readline()  # it runs: its command line is there to read
-        (tmp_path / local_agent.STATE_FILE).write_text(json.dumps({"pid": process.pid}))
-        assert local_agent.LocalAgent(str(tmp_path)).running() == (process.pid if ours else None)
+        (tmp_path / local.STATE_FILE).write_text(json.dumps({"pid": process.pid}))
+        assert local.LocalAgent(str(tmp_path)).running() == (process.pid if ours else None)
     finally:
         process.kill()
         process.wait()

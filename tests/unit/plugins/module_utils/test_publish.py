@@ -7,8 +7,9 @@ import stat
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import oci, publish
+from ansible_collections.klutch.bind.plugins.module_utils import oci
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import publish
 
 REFERENCE = oci.Reference("registry.example.com/team/db:v1")
 

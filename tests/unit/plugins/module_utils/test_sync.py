@@ -5,14 +5,14 @@ import itertools
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils import sync
-from ansible_collections.klutch.bind.plugins.module_utils.sync import (
+from ansible_collections.klutch.bind.plugins.module_utils.plan import sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import (
+    APP_CLUSTER,
     BOUND_ANNOTATION,
-    CONSUMER,
-    OWNER_ANNOTATION,
-    PROVIDER,
-    SYNCER_FINALIZER,
+    CONTROL_PLANE,
     Mapping,
+    OWNER_ANNOTATION,
+    SYNCER_FINALIZER,
 )
 
 P = "cluster-abcde"
@@ -52,9 +52,9 @@ def plan_instances(consumer, provider, mapping=None):
 
 def test_a_new_consumer_instance_gets_the_finalizer_a_bound_copy_upstream_and_the_bound_mark_in_one_pass():
     operations = plan_instances([instance("shop", "orders")], [])
-    assert actions(operations) == [(CONSUMER, "add_finalizer", "shop", "orders"),
-                                   (PROVIDER, "create", f"{P}-shop", "orders"),
-                                   (CONSUMER, "annotate", "shop", "orders")]
+    assert actions(operations) == [(APP_CLUSTER, "add_finalizer", "shop", "orders"),
+                                   (CONTROL_PLANE, "create", f"{P}-shop", "orders"),
+                                   (APP_CLUSTER, "annotate", "shop", "orders")]
     created = operations[1].body
     assert created["metadata"] == {"name": "orders", "namespace": f"{P}-shop",
                                    "annotations": {BOUND_ANNOTATION: "true"}}
@@ -63,7 +63,7 @@ def test_a_new_consumer_instance_gets_the_finalizer_a_bound_copy_upstream_and_th
 
 def test_an_unmapped_namespace_is_asked_for_once_and_its_objects_wait():
     operations = plan_instances([instance("cart", "a"), instance("cart", "b")], [], mapping=[])
-    assert actions(operations) == [(PROVIDER, "map_namespace", "cart", "cart")]
+    assert actions(operations) == [(CONTROL_PLANE, "map_namespace", "cart", "cart")]
     pending = [{"metadata": {"name": "cart", "namespace": P}}]
     assert plan_instances([instance("cart", "a")], [], mapping=pending) == []
 
@@ -73,7 +73,7 @@ def test_spec_goes_up_and_provider_edits_are_reverted():
                     annotations={BOUND_ANNOTATION: "true"})
     up = instance(f"{P}-shop", "orders", spec={"plan": "small", "extra": 1}, annotations={BOUND_ANNOTATION: "true"})
     operations = plan_instances([down], [up])
-    assert actions(operations) == [(PROVIDER, "update_spec", f"{P}-shop", "orders")]
+    assert actions(operations) == [(CONTROL_PLANE, "update_spec", f"{P}-shop", "orders")]
     assert operations[0].body["spec"] == {"plan": "big"}
 
 
@@ -82,27 +82,27 @@ def test_status_comes_down_whole():
                     status={"old": True})
     up = instance(f"{P}-shop", "orders", annotations={BOUND_ANNOTATION: "true"}, status={"ready": True})
     operations = plan_instances([down], [up])
-    assert actions(operations) == [(CONSUMER, "update_status", "shop", "orders")]
+    assert actions(operations) == [(APP_CLUSTER, "update_status", "shop", "orders")]
     assert operations[0].body["status"] == {"ready": True}
 
 
 @pytest.mark.parametrize("down, up, expected", [
     # consumer deletes: upstream deleted, finalizer released at once
     (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True), instance(f"{P}-shop", "o"),
-     [(PROVIDER, "delete", f"{P}-shop", "o"), (CONSUMER, "remove_finalizer", "shop", "o")]),
+     [(CONTROL_PLANE, "delete", f"{P}-shop", "o"), (APP_CLUSTER, "remove_finalizer", "shop", "o")]),
     # consumer deletes while upstream is still tearing down: wait
     (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True),
      instance(f"{P}-shop", "o", deleting=True), []),
     # consumer deletes and upstream is gone: release the finalizer
     (instance("shop", "o", finalizers=[SYNCER_FINALIZER], deleting=True), None,
-     [(CONSUMER, "remove_finalizer", "shop", "o")]),
+     [(APP_CLUSTER, "remove_finalizer", "shop", "o")]),
     # provider deletes a live instance: recreated upstream
     (instance("shop", "o", finalizers=[SYNCER_FINALIZER], annotations={BOUND_ANNOTATION: "true"}), None,
-     [(PROVIDER, "create", f"{P}-shop", "o")]),
+     [(CONTROL_PLANE, "create", f"{P}-shop", "o")]),
     # consumer object gone, bound upstream left over (missed delete): upstream deleted
-    (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}), [(PROVIDER, "delete", f"{P}-shop", "o")]),
+    (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}), [(CONTROL_PLANE, "delete", f"{P}-shop", "o")]),
     # provider created it: adopted downstream, marked bound upstream
-    (None, instance(f"{P}-shop", "o", status={"ready": True}), [(CONSUMER, "create", "shop", "o")]),
+    (None, instance(f"{P}-shop", "o", status={"ready": True}), [(APP_CLUSTER, "create", "shop", "o")]),
     # provider object already going, nothing down: leave it
     (None, instance(f"{P}-shop", "o", annotations={BOUND_ANNOTATION: "true"}, deleting=True), []),
 ])
@@ -116,13 +116,13 @@ def test_an_adopted_copy_carries_the_finalizer_so_an_early_delete_still_reaches_
     # The consumer deletes it before any other pass: the delete goes up instead of a second adopt.
     held = dict(create.body, metadata=dict(create.body["metadata"], deletionTimestamp="2026-01-01T00:00:00Z"))
     assert actions(plan_instances([held], [instance(f"{P}-shop", "o")])) == [
-        (PROVIDER, "delete", f"{P}-shop", "o"), (CONSUMER, "remove_finalizer", "shop", "o")]
+        (CONTROL_PLANE, "delete", f"{P}-shop", "o"), (APP_CLUSTER, "remove_finalizer", "shop", "o")]
 
 
 def test_a_mapping_whose_consumer_namespace_is_gone_is_removed():
     mapping = Mapping(MAPPING + [{"metadata": {"name": "gone", "namespace": P}}])
     assert actions(sync.plan_namespace_removals(mapping, {"shop", "default"})) == [
-        (PROVIDER, "unmap_namespace", "gone", "gone")]
+        (CONTROL_PLANE, "unmap_namespace", "gone", "gone")]
     assert sync.plan_namespace_removals(mapping, {"shop", "gone"}) == []
 
 
@@ -137,7 +137,7 @@ def plan_claims(claim, consumer, provider):
     return sync.plan_claims(claim, "secrets", consumer, provider, Mapping(copy.deepcopy(MAPPING)))
 
 
-@pytest.mark.parametrize("provider_mark, consumer_mark, provider_exists, consumer_exists, owner", [
+@pytest.mark.parametrize("control_plane_mark, consumer_mark, provider_exists, consumer_exists, owner", [
     ("Provider", "Consumer", True, True, "Provider"),
     ("Consumer", None, True, True, "Consumer"),
     (None, None, True, False, "Provider"),
@@ -145,15 +145,15 @@ def plan_claims(claim, consumer, provider):
     (None, "Provider", False, True, "Provider"),
     (None, None, False, True, "Consumer"),
 ])
-def test_the_ownership_table(provider_mark, consumer_mark, provider_exists, consumer_exists, owner):
-    up = secret(f"{P}-shop", "creds", owner=provider_mark) if provider_exists else None
+def test_the_ownership_table(control_plane_mark, consumer_mark, provider_exists, consumer_exists, owner):
+    up = secret(f"{P}-shop", "creds", owner=control_plane_mark) if provider_exists else None
     down = secret("shop", "creds", owner=consumer_mark) if consumer_exists else None
     assert sync.claim_owner({}, up, down) == owner
 
 
 def test_provider_owned_secrets_come_down_cleaned_and_marked():
     operations = plan_claims(SECRETS_CLAIM, [], [secret(f"{P}-shop", "orders-creds")])
-    assert actions(operations) == [(CONSUMER, "create", "shop", "orders-creds")]
+    assert actions(operations) == [(APP_CLUSTER, "create", "shop", "orders-creds")]
     copied = operations[0].body
     assert copied["metadata"] == {"name": "orders-creds", "namespace": "shop", "labels": {},
                                   "annotations": {OWNER_ANNOTATION: "Provider"}}
@@ -161,9 +161,9 @@ def test_provider_owned_secrets_come_down_cleaned_and_marked():
 
 
 @pytest.mark.parametrize("consumer_copy, expected", [
-    (secret("shop", "creds", data={"password": "ZWRpdGVk"}, owner="Provider"), [(CONSUMER, "replace", "shop", "creds")]),
-    (secret("shop", "creds", owner="Provider", labels={"added": "by-hand"}), [(CONSUMER, "replace", "shop", "creds")]),
-    (None, [(CONSUMER, "create", "shop", "creds")]),
+    (secret("shop", "creds", data={"password": "ZWRpdGVk"}, owner="Provider"), [(APP_CLUSTER, "replace", "shop", "creds")]),
+    (secret("shop", "creds", owner="Provider", labels={"added": "by-hand"}), [(APP_CLUSTER, "replace", "shop", "creds")]),
+    (None, [(APP_CLUSTER, "create", "shop", "creds")]),
     (secret("shop", "creds", owner="Provider"), []),
 ])
 def test_consumer_edits_and_deletions_of_provider_owned_objects_are_reverted(consumer_copy, expected):
@@ -173,7 +173,7 @@ def test_consumer_edits_and_deletions_of_provider_owned_objects_are_reverted(con
 
 def test_a_provider_deletion_removes_the_copy_but_not_what_the_consumer_made():
     assert actions(plan_claims(SECRETS_CLAIM, [secret("shop", "creds", owner="Provider")], [])) == [
-        (CONSUMER, "delete", "shop", "creds")]
+        (APP_CLUSTER, "delete", "shop", "creds")]
 
 
 def test_under_provider_ownership_a_consumers_own_secret_is_never_uploaded():
@@ -183,9 +183,9 @@ def test_under_provider_ownership_a_consumers_own_secret_is_never_uploaded():
 def test_consumer_owned_claims_are_the_mirror_image():
     claim = {"resource": "configmaps", "selector": {"owner": "Consumer"}}
     operations = plan_claims(claim, [secret("shop", "settings")], [])
-    assert actions(operations) == [(PROVIDER, "create", f"{P}-shop", "settings")]
+    assert actions(operations) == [(CONTROL_PLANE, "create", f"{P}-shop", "settings")]
     assert actions(plan_claims(claim, [], [secret(f"{P}-shop", "settings", owner="Consumer")])) == [
-        (PROVIDER, "delete", f"{P}-shop", "settings")]
+        (CONTROL_PLANE, "delete", f"{P}-shop", "settings")]
 
 
 def test_names_and_label_selectors_limit_a_claim():
@@ -216,7 +216,7 @@ def test_an_unmarked_consumer_object_with_a_provider_namesake_is_neither_overwri
     mine = secret("shop", "creds", data={"password": "bWluZQ=="})
     assert plan_claims(claim, [mine], [secret(f"{P}-shop", "creds")]) == []
     # Once the provider deletes its namesake, the consumer's object stays (and without a fixed owner it goes up).
-    assert not [op for op in plan_claims(claim, [mine], []) if op.side == CONSUMER and op.action != "annotate"]
+    assert not [op for op in plan_claims(claim, [mine], []) if op.side == APP_CLUSTER and op.action != "annotate"]
 
 
 @pytest.mark.parametrize("owner", ["Provider", "Consumer"])
@@ -236,7 +236,7 @@ class World:
     """Both clusters in memory, with the deletion semantics of an API server (finalizers hold objects)."""
 
     def __init__(self, consumer, provider, service_namespaces):
-        self.objects = {CONSUMER: _index(consumer), PROVIDER: _index(provider)}
+        self.objects = {APP_CLUSTER: _index(consumer), CONTROL_PLANE: _index(provider)}
         self.service_namespaces = copy.deepcopy(service_namespaces)
 
     def listing(self, side):
@@ -280,11 +280,11 @@ def _index(objects):
 
 def plan_world(world):
     mapping = Mapping(world.service_namespaces)
-    consumer_instances = [o for o in world.listing(CONSUMER) if o["kind"] == "PostgresqlInstance"]
-    provider_instances = [o for o in world.listing(PROVIDER) if o["kind"] == "PostgresqlInstance"]
+    consumer_instances = [o for o in world.listing(APP_CLUSTER) if o["kind"] == "PostgresqlInstance"]
+    provider_instances = [o for o in world.listing(CONTROL_PLANE) if o["kind"] == "PostgresqlInstance"]
     operations = sync.plan_instances(consumer_instances, provider_instances, mapping)
-    operations += sync.plan_claims(SECRETS_CLAIM, "secrets", [o for o in world.listing(CONSUMER) if o["kind"] == "Secret"],
-                                   [o for o in world.listing(PROVIDER) if o["kind"] == "Secret"], mapping)
+    operations += sync.plan_claims(SECRETS_CLAIM, "secrets", [o for o in world.listing(APP_CLUSTER) if o["kind"] == "Secret"],
+                                   [o for o in world.listing(CONTROL_PLANE) if o["kind"] == "Secret"], mapping)
     return operations
 
 
@@ -330,12 +330,12 @@ def test_fields_the_provider_adds_to_a_spec_are_not_reverted_but_edits_of_consum
     assert plan_instances([down], [added]) == []
     edited = copy.deepcopy(added)
     edited["spec"]["parameters"]["size"] = 2
-    assert actions(plan_instances([down], [edited])) == [(PROVIDER, "update_spec", f"{P}-shop", "o")]
+    assert actions(plan_instances([down], [edited])) == [(CONTROL_PLANE, "update_spec", f"{P}-shop", "o")]
 
 
 def test_without_a_fixed_owner_the_source_is_marked_as_klutch_does():
     operations = plan_claims({"resource": "secrets"}, [], [secret(f"{P}-shop", "creds")])
-    assert actions(operations) == [(PROVIDER, "annotate", f"{P}-shop", "creds"), (CONSUMER, "create", "shop", "creds")]
+    assert actions(operations) == [(CONTROL_PLANE, "annotate", f"{P}-shop", "creds"), (APP_CLUSTER, "create", "shop", "creds")]
     assert operations[0].body == {OWNER_ANNOTATION: "Provider"}
 
 
@@ -371,7 +371,7 @@ def test_a_copy_that_lost_a_selected_label_is_repaired_not_created_again():
     claim = dict(SECRETS_CLAIM, selector={"owner": "Provider", "labelSelectors": [{"tier": "db"}]})
     up = secret(f"{P}-shop", "creds", labels={"tier": "db"})
     down = secret("shop", "creds", owner="Provider")
-    assert actions(plan_claims(claim, [down], [up])) == [(CONSUMER, "replace", "shop", "creds")]
+    assert actions(plan_claims(claim, [down], [up])) == [(APP_CLUSTER, "replace", "shop", "creds")]
 
 
 def cluster_instance(name, **fields):
@@ -386,8 +386,8 @@ def plan_cluster(consumer, provider):
 
 def test_a_cluster_scoped_instance_is_prefixed_marked_and_owned_by_the_consumer_namespace_upstream():
     operations = plan_cluster([cluster_instance("global")], [])
-    assert actions(operations) == [(CONSUMER, "add_finalizer", None, "global"), (PROVIDER, "create", None, f"{P}-global"),
-                                   (CONSUMER, "annotate", None, "global")]
+    assert actions(operations) == [(APP_CLUSTER, "add_finalizer", None, "global"), (CONTROL_PLANE, "create", None, f"{P}-global"),
+                                   (APP_CLUSTER, "annotate", None, "global")]
     created = operations[1].body["metadata"]
     assert created["name"] == f"{P}-global" and "namespace" not in created
     assert created["annotations"] == {BOUND_ANNOTATION: "true", sync.CLUSTER_NAMESPACE_ANNOTATION: P}
@@ -400,25 +400,25 @@ def test_cluster_scoped_pairs_follow_the_namespaced_rules_under_the_prefixed_nam
                             finalizers=[SYNCER_FINALIZER])
     up = cluster_instance(f"{P}-global", spec={"plan": "small"}, annotations=marks)
     [update] = plan_cluster([down], [up])
-    assert actions([update]) == [(PROVIDER, "update_spec", None, f"{P}-global")]
+    assert actions([update]) == [(CONTROL_PLANE, "update_spec", None, f"{P}-global")]
     assert update.body["metadata"] == {"name": f"{P}-global", "annotations": marks}
     in_step = cluster_instance(f"{P}-global", spec={"plan": "big"}, annotations=marks)
     assert plan_cluster([down], [in_step]) == []
     gone = cluster_instance("global", annotations={BOUND_ANNOTATION: "true"}, finalizers=[SYNCER_FINALIZER],
                             deleting=True)
     assert actions(plan_cluster([gone], [in_step])) == [
-        (PROVIDER, "delete", None, f"{P}-global"), (CONSUMER, "remove_finalizer", None, "global")]
+        (CONTROL_PLANE, "delete", None, f"{P}-global"), (APP_CLUSTER, "remove_finalizer", None, "global")]
 
 
 def test_cluster_scoped_adopt_strips_the_prefix_and_other_consumers_objects_are_left_alone():
     made = cluster_instance(f"{P}-made", annotations={sync.CLUSTER_NAMESPACE_ANNOTATION: P})
     foreign = cluster_instance("cluster-zzzzz-made")
     [adopt] = plan_cluster([], [made, foreign])
-    assert actions([adopt]) == [(CONSUMER, "create", None, "made")]
+    assert actions([adopt]) == [(APP_CLUSTER, "create", None, "made")]
     assert adopt.body["metadata"]["annotations"] == {BOUND_ANNOTATION: "true"}
     assert adopt.body["metadata"]["finalizers"] == [SYNCER_FINALIZER]
     missed = cluster_instance(f"{P}-left", annotations={BOUND_ANNOTATION: "true"})
-    assert actions(plan_cluster([], [missed])) == [(PROVIDER, "delete", None, f"{P}-left")]
+    assert actions(plan_cluster([], [missed])) == [(CONTROL_PLANE, "delete", None, f"{P}-left")]
 
 
 def test_a_copy_whose_secret_type_changed_is_made_again():
@@ -426,7 +426,7 @@ def test_a_copy_whose_secret_type_changed_is_made_again():
     copy_ = dict(secret("shop", "creds", owner="Provider"), type="Opaque")
     copy_["metadata"]["resourceVersion"] = "12"
     assert actions(plan_claims(SECRETS_CLAIM, [copy_], [source])) == [
-        (CONSUMER, "delete", "shop", "creds"), (CONSUMER, "create", "shop", "creds")]
+        (APP_CLUSTER, "delete", "shop", "creds"), (APP_CLUSTER, "create", "shop", "creds")]
 
 
 def test_every_top_level_field_of_a_claimed_kind_is_content_and_replaced_at_the_listed_version():

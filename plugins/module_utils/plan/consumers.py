@@ -1,107 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning on the control plane: export templates and the checks that make them trustworthy.
-
-Pure functions over plain dicts; the module and the backend agent call them with what they read.
-"""
+"""What Klutch's backend creates on the control plane for each consumer, the account an app cluster
+holds there: its namespace and identity, its exports and requests, its RBAC, its credentials
+(tokens and kubeconfig) and the namespaces mapped for it."""
 
 import binascii
-import datetime
 import hashlib
 import json
-import re
 import string
 
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES, KLUTCH_API_VERSION
-
-RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
-
-
-def group_version(group, version):
-    return "%s/%s" % (group, version) if group else version
-
-
-def permission_claim(claim):
-    """A PermissionClaim in Klutch's wire format from the module's claim option."""
-    selector = {}
-    if claim.get("names"):
-        selector["names"] = list(claim["names"])
-    if claim.get("namespaces") is not None:
-        selector["namespaces"] = list(claim["namespaces"])
-    if claim.get("label_selectors"):
-        selector["labelSelectors"] = [dict((key, label_value(value)) for key, value in labels.items())
-                                      for labels in claim["label_selectors"]]
-    if claim.get("owner"):
-        selector["owner"] = claim["owner"]
-    wire = {"group": claim.get("group") or "", "resource": claim["resource"], "version": claim.get("version") or "v1",
-            "required": bool(claim.get("required"))}
-    if selector:
-        wire["selector"] = selector
-    return wire
-
-
-def label_value(value):
-    """Label values are strings; YAML's true and 1 become "true" and "1", as kubectl writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def export_template(name, namespace, group, resource, version=None, permission_claims=None):
-    """The APIServiceExportTemplate that exports CRD <resource>.<group>; claims in wire format."""
-    selector = {"group": group or "", "resource": resource}
-    if version:
-        selector["version"] = version
-    spec = {"APIServiceSelector": selector}
-    if permission_claims:
-        spec["permissionClaims"] = list(permission_claims)
-    return {"apiVersion": EXPORT_TEMPLATES.api_version, "kind": EXPORT_TEMPLATES.kind,
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-
-
-def served_versions(crd):
-    return [item["name"] for item in (crd.get("spec") or {}).get("versions") or [] if item.get("served")]
-
-
-def exported_api_problem(crd, name, version):
-    """Why the CRD `name` cannot be exported as asked, or None."""
-    if crd is None:
-        return ("the CRD %s is not served on the control plane. Publish the data service first (its XRD creates the "
-                "CRD), fix group and resource, or set validate_api: false to skip this check." % name)
-    versions = served_versions(crd)
-    if not versions:
-        return "the CRD %s serves no version, so there is nothing to bind. Serve a version first." % name
-    if version and version not in versions:
-        return "the CRD %s does not serve version %s; it serves %s. Set version to one of them." % (
-            name, version, ", ".join(versions) or "none")
-    return None
-
-
-def claim_problem(claim, served_plurals):
-    """Why a permission claim names something the control plane does not serve, or None."""
-    if claim["resource"] in served_plurals:
-        return None
-    where = group_version(claim["group"], claim["version"])
-    return ("permission claim %s in %s: the control plane does not serve that resource. Check group, resource "
-            "(plural, lower case) and version." % (claim["resource"], where))
-
-
-def template_key(template):
-    return template["metadata"].get("namespace"), template["metadata"]["name"]
-
-
-def exported_api(template):
-    selector = (template.get("spec") or {}).get("APIServiceSelector") or {}
-    return selector.get("group", ""), selector.get("resource")
-
-
-def conflicting_templates(templates, name, namespace, group, resource):
-    """Other templates that already export <resource>.<group>; Klutch would silently pick one."""
-    return sorted("%s/%s" % template_key(item) for item in templates
-                  if exported_api(item) == (group or "", resource) and template_key(item) != (namespace, name))
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import parse_time, stable_conditions
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import RBAC_API_VERSION
+from ansible_collections.klutch.bind.plugins.module_utils.kinds import KLUTCH_API_VERSION
 
 
 # The consumer's side of the control plane: what Klutch's backend creates per app cluster.
@@ -116,7 +28,7 @@ MAX_NAMESPACE = 63  # a namespace name is a DNS label
 # Verbs on instances: the konnector creates, updates and deletes them upstream and watches their status.
 INSTANCE_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 # On objects the provider owns the konnector only reads and marks them (resource-owner annotation).
-PROVIDER_CLAIM_VERBS = ["get", "list", "patch", "update", "watch"]
+CONTROL_PLANE_OWNED_VERBS = ["get", "list", "patch", "update", "watch"]
 _BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -205,11 +117,6 @@ def export_hash(snapshot, existing=None):
     return spec_hash(snapshot)
 
 
-def api_name(group, resource):
-    """Klutch's name for an API, its CRD and its export: `<resource>.<group>`, or `<resource>` for the core group."""
-    return "%s.%s" % (resource, group) if group else resource
-
-
 def export_problem(crd, informer_scope, existing=None):
     """Why the CRD cannot be exported with this informer scope, or None (checked before any write)."""
     name = crd["metadata"]["name"]
@@ -266,7 +173,7 @@ def export_differs(stored, wanted):
 def claim_verbs(claim):
     """What the konnector does upstream with a claimed kind: it marks, but never writes, what the provider owns."""
     owner = (claim.get("selector") or {}).get("owner")
-    return PROVIDER_CLAIM_VERBS if owner == "Provider" else INSTANCE_VERBS
+    return CONTROL_PLANE_OWNED_VERBS if owner == "Provider" else INSTANCE_VERBS
 
 
 def claimed_names(claims):
@@ -370,75 +277,6 @@ def consumer_rbac(namespace, namespace_uid, exports, scope, mapped_namespaces):
     return objects
 
 
-def duration_seconds(text):
-    """Seconds of a Go duration as Kubernetes prints it ("5m0s", "1h", "2.5s"); None when unreadable (the
-    consumer writes it, so any string may come)."""
-    match = re.match(r"^(?:(\d{1,9})h)?(?:(\d{1,9})m(?!s))?(?:(\d{1,9}(?:\.\d{1,9})?)s)?$", text) \
-        if isinstance(text, str) else None
-    if not text or not match:
-        return None
-    hours, minutes, seconds = match.groups()
-    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
-
-
-# A heartbeat this far ahead of the backend's clock is not believed: a konnector clock a little
-# ahead is, but a time in the future would otherwise count as fresh until it is reached. One
-# konnector lease term (15 s) is what the agents already assume clocks to agree within.
-HEARTBEAT_SKEW_SECONDS = 15
-_RFC_3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-                       r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
-
-
-def parse_time(text):
-    """An RFC 3339 time, as anyone with write access may put it in a status, as an aware UTC datetime;
-    None when it is not one. Every time the backend reads goes through here."""
-    match = _RFC_3339.match(text) if isinstance(text, str) else None
-    if not match:
-        return None
-    year, month, day, hour, minute, second, fraction, utc, sign, offset_hours, offset_minutes = match.groups()
-    try:
-        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                                   int(fraction[:6].ljust(6, "0")) if fraction else 0, tzinfo=datetime.timezone.utc)
-    except ValueError:  # the 30th of February, hour 24, ...
-        return None
-    if not utc:
-        offset = datetime.timedelta(hours=int(offset_hours), minutes=int(offset_minutes))
-        moment -= offset if sign == "+" else -offset
-    return moment
-
-
-def heartbeat_health(status, moment):
-    """The ClusterBinding's Healthy condition from the konnector's heartbeat (Klutch's table).
-
-    The consumer writes the heartbeat, so it is read as untrusted input: a time that is not RFC 3339,
-    or one far in the future, is reported instead of believed. Klutch also reports a heartbeat younger
-    than 10 s as HeartbeatTimeDrift, an inverted clock-skew check inherited from upstream; that row is
-    left out on purpose.
-    """
-    status = status or {}
-    interval = duration_seconds(status.get("heartbeatInterval"))
-    if not status.get("lastHeartbeatTime"):
-        return {"status": "False", "reason": "FirstHeartbeatPending", "severity": "Info",
-                "message": "Waiting for the first heartbeat of the konnector."}
-    if not interval:
-        return {"status": "False", "reason": "HeartbeatIntervalMissing", "severity": "Info",
-                "message": "The konnector reported no heartbeat interval."}
-    last = parse_time(status["lastHeartbeatTime"])
-    shown = str(status["lastHeartbeatTime"])[:64]
-    if last is None:
-        return {"status": "False", "reason": "HeartbeatTimeInvalid", "severity": "Error",
-                "message": "The konnector's last heartbeat time %s is not an RFC 3339 time." % shown}
-    if (last - moment).total_seconds() > HEARTBEAT_SKEW_SECONDS:
-        return {"status": "False", "reason": "HeartbeatTimeDrift", "severity": "Error",
-                "message": "The konnector's last heartbeat time %s is more than %d s ahead of the control plane's "
-                           "clock: check the clocks of both clusters." % (shown, HEARTBEAT_SKEW_SECONDS)}
-    if (moment - last).total_seconds() > 2 * interval:
-        return {"status": "False", "reason": "HeartbeatTimeout", "severity": "Error",
-                "message": "The last heartbeat of the konnector is older than twice its interval (%s)."
-                           % status["heartbeatInterval"]}
-    return {"status": "True"}
-
-
 # Consumer credentials. A consumer's token lives in a service-account token Secret of klutch-binder;
 # the kubeconfig Secret names the one it carries, a rotated-out one says when it is deleted, and a
 # revoked consumer's namespace says since when it is revoked.
@@ -490,18 +328,11 @@ def revoked_at(namespace):
     return (((namespace or {}).get("metadata") or {}).get("annotations") or {}).get(REVOKED_ANNOTATION)
 
 
-def cluster_binding_conditions(status, moment, now):
-    """Healthy and the Ready summary, with transition times kept while they hold."""
-    health = heartbeat_health(status, moment)
-    wanted = [dict(health, type="Healthy"), dict(health, type="Ready")]
-    return stable_conditions(wanted, (status or {}).get("conditions"), now)
-
-
 def short_hash(text, length=8):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def mapped_namespace(provider_namespace, service_namespace):
+def mapped_namespace(consumer_namespace, service_namespace):
     """The control-plane namespace that backs consumer namespace N: status.namespace, else <P>-N.
 
     When <P>-N is longer than a namespace name may be (63), <P>-<start of N>-<hash of N>: Klutch's
@@ -511,26 +342,26 @@ def mapped_namespace(provider_namespace, service_namespace):
     name = service_namespace["metadata"]["name"]
     if stored:
         return stored
-    if len(provider_namespace) + 1 + len(name) <= MAX_NAMESPACE:
-        return "%s-%s" % (provider_namespace, name)
+    if len(consumer_namespace) + 1 + len(name) <= MAX_NAMESPACE:
+        return "%s-%s" % (consumer_namespace, name)
     digest = short_hash(name)
-    room = MAX_NAMESPACE - len(provider_namespace) - len(digest) - 2
+    room = MAX_NAMESPACE - len(consumer_namespace) - len(digest) - 2
     if room < 1:  # a consumer namespace that leaves no room for N: hash both
-        digest = short_hash("%s/%s" % (provider_namespace, name))
-        return "%s-%s" % (provider_namespace[:MAX_NAMESPACE - len(digest) - 1].rstrip("-"), digest)
-    return "%s-%s-%s" % (provider_namespace, name[:room].rstrip("-"), digest)
+        digest = short_hash("%s/%s" % (consumer_namespace, name))
+        return "%s-%s" % (consumer_namespace[:MAX_NAMESPACE - len(digest) - 1].rstrip("-"), digest)
+    return "%s-%s-%s" % (consumer_namespace, name[:room].rstrip("-"), digest)
 
 
-def mapping_problem(provider_namespace, target, source, existing):
+def mapping_problem(consumer_namespace, target, source, existing):
     """Why namespace `target` cannot back the consumer namespace `source` (`<P>/<N>`), or None.
 
     Only a namespace of the consumer's own prefix, new or already mapped for `source`, is given to
     it: a status someone set to another namespace, or a namespace of that name that exists for
     something else, would hand the consumer's rights to what is in it.
     """
-    if not target.startswith(provider_namespace + "-"):
+    if not target.startswith(consumer_namespace + "-"):
         return "its target %s is not a namespace of consumer %s (%s-<name>); delete its status to map it again" % (
-            target, provider_namespace, provider_namespace)
+            target, consumer_namespace, consumer_namespace)
     if existing is not None and \
             ((existing.get("metadata") or {}).get("annotations") or {}).get(API_SERVICE_NAMESPACE_ANNOTATION) != source:
         return ("namespace %s exists and does not belong to %s (annotation %s); rename or remove that namespace"

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The backend's work on the control plane for one consumer namespace: read first, then write what differs.
+"""Serving a consumer on the control plane, as Klutch's backend does: read first, then write what differs
+(requests, namespace mapping, RBAC, token retirement and the ClusterBinding's health).
 
 klutch_export_request runs it for the consumer it onboards; the backend agent runs it for every
 consumer namespace whenever requests, exports, CRDs or namespace mappings change.
@@ -9,23 +10,25 @@ consumer namespace whenever requests, exports, CRDs or namespace mappings change
 
 import datetime
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane as plan
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import parse_time
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
-    CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
+    CLUSTER_ROLE_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
+    api_name,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
-    API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_EXPORTS,
+    API_SERVICE_EXPORT_REQUESTS,
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
     EXPORT_TEMPLATES,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.plan import consumers, health, templates
 
 FAIL_AFTER = datetime.timedelta(minutes=1)  # Klutch retries a failing request for a minute before failing it
 REQUEST_TTL = datetime.timedelta(minutes=10)  # and deletes a finished request this long after its creation
@@ -66,26 +69,26 @@ class Consumer:
         each one on its own, so one whose objects cannot be read stops no other."""
         namespaces = by_name(client.list(NAMESPACES)[0])
         return [cls(name, namespaces) for name, namespace in sorted(namespaces.items())
-                if ((namespace["metadata"].get("annotations") or {}).get(plan.IDENTITY_ANNOTATION))]
+                if ((namespace["metadata"].get("annotations") or {}).get(consumers.IDENTITY_ANNOTATION))]
 
     @classmethod
     def by_identity(cls, client, identity):
         namespaces = by_name(client.list(NAMESPACES)[0])
-        return cls(plan.consumer_namespace(namespaces.values(), identity), namespaces).read(client)
+        return cls(consumers.consumer_namespace(namespaces.values(), identity), namespaces).read(client)
 
     def mapped(self):
-        return [plan.mapped_namespace(self.namespace, item) for item in self.service_namespaces
+        return [consumers.mapped_namespace(self.namespace, item) for item in self.service_namespaces
                 if item["metadata"]["name"] not in self.unmapped]
 
     def current_token(self):
         """The name of the token Secret the consumer's kubeconfig carries."""
-        return plan.current_token_secret(self.secrets.get(plan.KUBECONFIG_SECRET))
+        return consumers.current_token_secret(self.secrets.get(consumers.KUBECONFIG_SECRET))
 
     def token_secrets(self):
-        return [secret for secret in self.secrets.values() if secret.get("type") == plan.TOKEN_SECRET_TYPE]
+        return [secret for secret in self.secrets.values() if secret.get("type") == consumers.TOKEN_SECRET_TYPE]
 
     def revoked_at(self):
-        return plan.revoked_at(self.namespaces.get(self.namespace))
+        return consumers.revoked_at(self.namespaces.get(self.namespace))
 
     def uid(self):
         return self.namespaces[self.namespace]["metadata"]["uid"]
@@ -103,9 +106,9 @@ def require_klutch_apis(client):
         if client.resource_for(resource.api_version, resource.kind) is None:
             raise ConfigError("%s does not serve %s: install the Klutch CRDs on the control plane first (role "
                               "klutch.bind.control_plane)." % (client.label, resource.kind))
-    if client.get(CLUSTER_ROLES, plan.BINDER) is None:
+    if client.get(CLUSTER_ROLES, consumers.BINDER) is None:
         raise ConfigError("%s has no ClusterRole %s, which every consumer is bound to: install it first (role "
-                          "klutch.bind.control_plane)." % (client.label, plan.BINDER))
+                          "klutch.bind.control_plane)." % (client.label, consumers.BINDER))
 
 
 class Catalog:
@@ -123,16 +126,16 @@ class Catalog:
 
     def api(self, group, resource, scope, existing=None):
         """(crd, claims) of an API to export to a consumer of `scope`; ConfigError saying why it cannot be."""
-        name = plan.api_name(group, resource)
+        name = api_name(group, resource)
         crd = self.crd(name)
         if crd is None:
             raise ConfigError("Cannot export %s: %s has no CRD %s. Check group and resource, or publish the data "
                               "service first." % (name, self.client.label, name))
-        template = next((t for t in self.templates if plan.exported_api(t) == (group or "", resource)), None)
+        template = next((t for t in self.templates if templates.exported_api(t) == (group or "", resource)), None)
         if template is None:
             raise ConfigError("Cannot export %s: no APIServiceExportTemplate on %s exports it. Publish one (module "
                               "klutch.bind.klutch_template) first." % (name, self.client.label))
-        problem = plan.export_problem(crd, scope, existing)
+        problem = consumers.export_problem(crd, scope, existing)
         if problem:
             raise ConfigError(problem)
         return crd, (template.get("spec") or {}).get("permissionClaims") or []
@@ -148,16 +151,16 @@ def map_namespaces(recorder, consumer):
     """
     mapped = {}
     for service_namespace in consumer.service_namespaces:
-        target = plan.mapped_namespace(consumer.namespace, service_namespace)
+        target = consumers.mapped_namespace(consumer.namespace, service_namespace)
         name = service_namespace["metadata"]["name"]
         source = "%s/%s" % (consumer.namespace, name)
-        problem = plan.mapping_problem(consumer.namespace, target, source, consumer.namespaces.get(target))
+        problem = consumers.mapping_problem(consumer.namespace, target, source, consumer.namespaces.get(target))
         if problem:
             consumer.unmapped[name] = problem
             continue
         try:
             recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                "name": target, "annotations": {plan.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
+                "name": target, "annotations": {consumers.API_SERVICE_NAMESPACE_ANNOTATION: source}}},
                 before=consumer.namespaces.get(target))
         except ClusterError as error:
             consumer.unmapped[name] = str(error)
@@ -165,7 +168,7 @@ def map_namespaces(recorder, consumer):
         mapped[name] = target
     wanted = set("%s/%s" % (consumer.namespace, item["metadata"]["name"]) for item in consumer.service_namespaces)
     for name, namespace in sorted(consumer.namespaces.items()):
-        source = (namespace["metadata"].get("annotations") or {}).get(plan.API_SERVICE_NAMESPACE_ANNOTATION, "")
+        source = (namespace["metadata"].get("annotations") or {}).get(consumers.API_SERVICE_NAMESPACE_ANNOTATION, "")
         if source.startswith(consumer.namespace + "/") and source not in wanted \
                 and not namespace["metadata"].get("deletionTimestamp"):
             recorder.delete(NAMESPACES, name, before=namespace)
@@ -187,7 +190,7 @@ def announce_namespaces(recorder, consumer, mapped):
 
 
 def write_request_status(recorder, consumer, name, stored, failures=()):
-    status = plan.request_status(now(), stored.get("status"), failures)
+    status = consumers.request_status(now(), stored.get("status"), failures)
     if stored.get("status") != status:
         recorder.apply({"apiVersion": API_SERVICE_EXPORT_REQUESTS.api_version, "kind": API_SERVICE_EXPORT_REQUESTS.kind,
                         "metadata": {"name": name, "namespace": consumer.namespace}, "status": status},
@@ -207,48 +210,48 @@ def grant_namespaces(recorder, consumer, exports, default_scope):
 def rbac(recorder, consumer, exports, default_scope, new_namespaces=()):
     """The consumer's RBAC as planned, and no cluster-wide binding that the plan does not hold."""
     exports = list(exports)
-    scope = plan.consumer_scope(exports, default_scope)
+    scope = consumers.consumer_scope(exports, default_scope)
     namespace = consumer.namespace
-    planned = plan.consumer_rbac(namespace, consumer.uid(), exports, scope, consumer.mapped())
+    planned = consumers.consumer_rbac(namespace, consumer.uid(), exports, scope, consumer.mapped())
     for obj in planned:
         if recorder.check_mode and obj["metadata"].get("namespace") in new_namespaces:
             recorder.planned(obj)  # its namespace was only dry-run created
         else:
             recorder.apply(obj, **OURS)
-    if not any(obj["metadata"]["name"] == plan.cluster_wide_role(namespace) for obj in planned):
-        recorder.delete(CLUSTER_ROLE_BINDINGS, plan.cluster_wide_role(namespace))
-        recorder.delete(CLUSTER_ROLES, plan.cluster_wide_role(namespace))
+    if not any(obj["metadata"]["name"] == consumers.cluster_wide_role(namespace) for obj in planned):
+        recorder.delete(CLUSTER_ROLE_BINDINGS, consumers.cluster_wide_role(namespace))
+        recorder.delete(CLUSTER_ROLES, consumers.cluster_wide_role(namespace))
 
 
 def failed_for_good(request, moment):
     created = request["metadata"].get("creationTimestamp")
     if not created:
         return True
-    born = plan.parse_time(created)
+    born = parse_time(created)
     return born is None or moment - born >= FAIL_AFTER
 
 
 def reconcile(recorder, consumer, catalog, default_scope, moment):
     """The backend controllers for one consumer namespace: requests, drift, mapping, RBAC."""
     namespace = consumer.namespace
-    scope = plan.consumer_scope(consumer.exports.values(), default_scope)
+    scope = consumers.consumer_scope(consumer.exports.values(), default_scope)
     served = []
     for name, request in sorted(consumer.requests.items()):
         if (request.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            created = plan.parse_time(request["metadata"].get("creationTimestamp"))
+            created = parse_time(request["metadata"].get("creationTimestamp"))
             if created is not None and moment - created >= REQUEST_TTL:
                 recorder.delete(API_SERVICE_EXPORT_REQUESTS, name, namespace, before=request)
             continue
         failures = []
         for entry in request["spec"].get("resources") or []:
-            api = plan.api_name(entry.get("group"), entry["resource"])
+            api = api_name(entry.get("group"), entry["resource"])
             try:
                 crd, claims = catalog.api(entry.get("group"), entry["resource"], scope, consumer.exports.get(api))
             except ConfigError as error:
                 failures.append(str(error))
                 continue
             if api not in consumer.exports:
-                export = plan.api_service_export(crd, namespace, scope, claims)
+                export = consumers.api_service_export(crd, namespace, scope, claims)
                 recorder.apply(export, API_SERVICE_EXPORTS, before=None, **OURS)
                 consumer.exports[api] = export
         if not failures or failed_for_good(request, moment):
@@ -259,10 +262,10 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
             recorder.delete(API_SERVICE_EXPORTS, name, namespace, before=export)
             continue
         spec = export["spec"]
-        wanted = plan.api_service_export(crd, namespace, spec.get("informerScope") or scope,
-                                         spec.get("permissionClaims"), spec.get("clusterScopedIsolation") or "Prefixed",
-                                         existing=export)
-        if plan.export_differs(export, wanted):
+        wanted = consumers.api_service_export(crd, namespace, spec.get("informerScope") or scope,
+                                              spec.get("permissionClaims"), spec.get("clusterScopedIsolation") or "Prefixed",
+                                              existing=export)
+        if consumers.export_differs(export, wanted):
             recorder.apply(wanted, API_SERVICE_EXPORTS, before=export, **OURS)
     grant_namespaces(recorder, consumer, [export for name, export in consumer.exports.items()
                                           if catalog.crd(name) is not None], default_scope)
@@ -276,7 +279,7 @@ def reconcile(recorder, consumer, catalog, default_scope, moment):
 
 def retire_tokens(recorder, consumer, current, moment):
     """Delete the token Secrets that a rotation replaced, once their grace is over: the old token stops working."""
-    for name in plan.retired_tokens(consumer.token_secrets(), current, moment):
+    for name in consumers.retired_tokens(consumer.token_secrets(), current, moment):
         recorder.delete(SECRETS, name, consumer.namespace, before=consumer.secrets[name])
         del consumer.secrets[name]
 
@@ -286,7 +289,7 @@ def report_health(recorder, consumer, moment):
     binding = consumer.cluster_binding
     if binding is None:
         return
-    conditions = plan.cluster_binding_conditions(binding.get("status"), moment, now())
+    conditions = health.cluster_binding_conditions(binding.get("status"), moment, now())
     if conditions != (binding.get("status") or {}).get("conditions"):
         recorder.apply({"apiVersion": CLUSTER_BINDINGS.api_version, "kind": CLUSTER_BINDINGS.kind,
                         "metadata": {"name": "cluster", "namespace": consumer.namespace},

@@ -9,9 +9,6 @@ import base64
 import random
 import string
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster as plan
-from ansible_collections.klutch.bind.plugins.module_utils import exports, konnector
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import api_name
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import Recorder, now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import parse_kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
@@ -20,12 +17,15 @@ from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
+    api_name,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_BINDINGS,
     API_SERVICE_EXPORTS,
     CLUSTER_BINDINGS,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import export, sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan import bindings
 
 try:
     import yaml
@@ -51,7 +51,7 @@ def provider_config(value):
                               "returned." % config)
     if not isinstance(config, dict) or not config.get("contexts"):
         raise ConfigError("provider_kubeconfig is not a kubeconfig: give the one klutch_export_request returned.")
-    server, namespace = plan.kubeconfig_target(config)
+    server, namespace = bindings.kubeconfig_target(config)
     if not server or not namespace:
         raise ConfigError("provider_kubeconfig names no %s in its current context: give the kubeconfig that "
                           "klutch_export_request returned, whose context names the consumer's namespace."
@@ -59,15 +59,15 @@ def provider_config(value):
     return config, server, namespace
 
 
-def read_provider(provider, name, namespace):
-    """The export and the provider's pretty name, read with the consumer's own rights (`provider`)."""
-    export = provider.get(API_SERVICE_EXPORTS, name, namespace)
-    if export is None:
+def read_control_plane(control_plane, name, namespace):
+    """The APIServiceExport and the control plane's pretty name, read with the consumer's own rights."""
+    api_export = control_plane.get(API_SERVICE_EXPORTS, name, namespace)
+    if api_export is None:
         raise ConfigError("The control plane has no APIServiceExport %s for this consumer (namespace %s on %s). Export "
                           "it first with klutch_export_request, or check the name (<plural>.<group>)."
-                          % (name, namespace, provider.label))
-    cluster_binding = provider.get(CLUSTER_BINDINGS, "cluster", namespace) or {}
-    return export, (cluster_binding.get("spec") or {}).get("providerPrettyName", "")
+                          % (name, namespace, control_plane.label))
+    cluster_binding = control_plane.get(CLUSTER_BINDINGS, "cluster", namespace) or {}
+    return api_export, (cluster_binding.get("spec") or {}).get("providerPrettyName", "")
 
 
 def secret_name(client, bound, server, namespace):
@@ -75,16 +75,16 @@ def secret_name(client, bound, server, namespace):
     if bound is not None:
         return bound["spec"]["kubeconfigSecretRef"]["name"]
     taken = set()
-    for secret in client.list(SECRETS, plan.BIND_NAMESPACE)[0]:
+    for secret in client.list(SECRETS, bindings.BIND_NAMESPACE)[0]:
         taken.add(secret["metadata"]["name"])
-        encoded = (secret.get("data") or {}).get(plan.KUBECONFIG_KEY)
-        if not encoded or not secret["metadata"]["name"].startswith(plan.KUBECONFIG_SECRET_PREFIX):
+        encoded = (secret.get("data") or {}).get(bindings.KUBECONFIG_KEY)
+        if not encoded or not secret["metadata"]["name"].startswith(bindings.KUBECONFIG_SECRET_PREFIX):
             continue
-        stored = konnector.decoded_kubeconfig(encoded)
-        if stored and plan.kubeconfig_target(stored) == (server, namespace):
+        stored = sync.decoded_kubeconfig(encoded)
+        if stored and bindings.kubeconfig_target(stored) == (server, namespace):
             return secret["metadata"]["name"]
     while True:
-        name = plan.KUBECONFIG_SECRET_PREFIX + "".join(random.sample(string.ascii_lowercase + string.digits, 5))
+        name = bindings.KUBECONFIG_SECRET_PREFIX + "".join(random.sample(string.ascii_lowercase + string.digits, 5))
         if name not in taken:
             return name
 
@@ -98,7 +98,7 @@ def require_binding_api(client):
 def planned_binding(recorder, name):
     """Check mode, when the binding cannot be dry-run (no klutch-bind namespace, or no export yet): to be created."""
     for kind in ("Secret", API_SERVICE_BINDINGS.kind, "CustomResourceDefinition"):
-        recorder.planned({"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE}})
+        recorder.planned({"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": bindings.BIND_NAMESPACE}})
 
 
 def unsaved_binding(name):
@@ -106,56 +106,59 @@ def unsaved_binding(name):
     return {"metadata": {"name": name, "uid": "00000000-0000-0000-0000-000000000000"}}
 
 
-def present(client, recorder, params, client_for):
-    """Bind params["name"] (klutch_binding's options); `client_for(kubeconfig)` reaches the provider."""
-    config, server, namespace = provider_config(params["provider_kubeconfig"])
+def bind(client, recorder, client_for, *, name, kubeconfig, accept_claims, sync_crd, wait_timeout):
+    """Bind the export `name` with the consumer's `kubeconfig` (klutch_export_request's): the kubeconfig Secret,
+    the APIServiceBinding accepting the claims `accept_claims` names, the konnector's rights and, with `sync_crd`,
+    the CRD from the export (waiting up to `wait_timeout` s for it to be served). `client_for(kubeconfig)`
+    reaches the control plane."""
+    config, server, namespace = provider_config(kubeconfig)
     require_binding_api(client)
-    export, pretty_name = read_provider(client_for(config), params["name"], namespace)
-    claims = plan.acceptable_claims(params["name"], export["spec"].get("permissionClaims") or [],
-                                    params["accept_claims"])
-    require_accepted_kinds_served(client, params["name"], claims)
-    crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, params["name"]) if params["sync_crd"] else None
-    problem = plan.foreign_crd_problem(crd, params["name"])
+    api_export, pretty_name = read_control_plane(client_for(config), name, namespace)
+    claims = bindings.acceptable_claims(name, api_export["spec"].get("permissionClaims") or [],
+                                        accept_claims)
+    require_accepted_kinds_served(client, name, claims)
+    crd = client.get(CUSTOM_RESOURCE_DEFINITIONS, name) if sync_crd else None
+    problem = bindings.foreign_crd_problem(crd, name)
     if problem:
         raise ConfigError(problem)
-    roles = plan.konnector_roles(params["name"], export["spec"], claims)
-    existing = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+    roles = bindings.konnector_roles(name, api_export["spec"], claims)
+    existing = client.get(API_SERVICE_BINDINGS, name, bindings.BIND_NAMESPACE)
     # The rights and the schema asked of the server first: a claimed kind the caller may not grant, or a
     # schema the app cluster refuses, must not leave the first ClusterRole written.
-    answers = recorder.preflight(roles + ([plan.crd_from_export(export, existing or unsaved_binding(params["name"]))]
-                                          if params["sync_crd"] else []))
+    answers = recorder.preflight(roles + ([bindings.crd_from_export(api_export, existing or unsaved_binding(name))]
+                                          if sync_crd else []))
     for role, answer in zip(roles, answers):
         recorder.apply(role, answer=answer)
-    recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": plan.BIND_NAMESPACE}})
-    if recorder.check_mode and client.get(NAMESPACES, plan.BIND_NAMESPACE) is None:
-        planned_binding(recorder, params["name"])
+    recorder.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": bindings.BIND_NAMESPACE}})
+    if recorder.check_mode and client.get(NAMESPACES, bindings.BIND_NAMESPACE) is None:
+        planned_binding(recorder, name)
         return {"conditions": []}
-    name = write_kubeconfig_secret(recorder, secret_name(client, existing, server, namespace), config)
-    bound = recorder.apply(plan.binding(params["name"], name, claims), API_SERVICE_BINDINGS)
+    secret = write_kubeconfig_secret(recorder, secret_name(client, existing, server, namespace), config)
+    bound = recorder.apply(bindings.binding(name, secret, claims), API_SERVICE_BINDINGS)
     result = {}
-    if params["sync_crd"]:
-        wanted = plan.crd_from_export(export, bound)
+    if sync_crd:
+        wanted = bindings.crd_from_export(api_export, bound)
         before = len(recorder.results)
         # The dry run's answer stands for the write only when it had the real owner.
-        recorder.apply(wanted, definition_wait=params["wait_timeout"], answer=answers[-1] if existing else None)
-        result["crd"] = {"name": params["name"], "action": recorder.results[before]["action"],
+        recorder.apply(wanted, definition_wait=wait_timeout, answer=answers[-1] if existing else None)
+        result["crd"] = {"name": name, "action": recorder.results[before]["action"],
                          "versions": [version["name"] for version in wanted["spec"]["versions"]]}
-    bound = write_binding_status(recorder, plan.binding(params["name"], name, claims), bound, pretty_name,
+    bound = write_binding_status(recorder, bindings.binding(name, secret, claims), bound, pretty_name,
                                  new=existing is None)
     result.update(binding=bound, conditions=(bound.get("status") or {}).get("conditions") or [],
-                  rejected_claims=[plan.claim_name(claim) for claim in claims if claim["state"] == "Rejected"])
+                  rejected_claims=[api_name(claim.get("group"), claim["resource"]) for claim in claims if claim["state"] == "Rejected"])
     return result
 
 
 def require_accepted_kinds_served(client, name, claims):
     """ConfigError for an accepted claim on a kind the app cluster does not serve: nothing of it could sync."""
     for claim in claims:
-        if claim["state"] == "Accepted" and client.resource_by_plural(plan.claim_api_version(claim),
+        if claim["state"] == "Accepted" and client.resource_by_plural(bindings.claim_api_version(claim),
                                                                       claim["resource"]) is None:
             raise ConfigError("The export %s claims %s in %s, which %s does not serve, so no object of it could be "
                               "synced. Install that kind's CRD on the app cluster first, or name the claims to accept "
                               "in accept_claims without this one." % (
-                                  name, claim["resource"], plan.claim_api_version(claim), client.label))
+                                  name, claim["resource"], bindings.claim_api_version(claim), client.label))
 
 
 def write_kubeconfig_secret(recorder, name, config):
@@ -163,15 +166,15 @@ def write_kubeconfig_secret(recorder, name, config):
     text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
     # Forced: the konnector copies a rotated kubeconfig into the same key, and this run's is the newer.
     recorder.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": name, "namespace": plan.BIND_NAMESPACE},
-                    "data": {plan.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}}, force=True)
+                    "metadata": {"name": name, "namespace": bindings.BIND_NAMESPACE},
+                    "data": {bindings.KUBECONFIG_KEY: base64.b64encode(text.encode("utf-8")).decode("ascii")}}, force=True)
     return name
 
 
 def write_binding_status(recorder, binding, bound, pretty_name, new):
     """The APIServiceBinding `bound` (as applied) with the status klutch_binding writes; `new` when it was created
     in this run, which check mode only dry-ran."""
-    status = plan.binding_status(pretty_name, now(), bound.get("status"))
+    status = bindings.binding_status(pretty_name, now(), bound.get("status"))
     if new and recorder.check_mode:
         return dict(bound, status=status)  # a dry-run binding has no status subresource to dry-run against
     return recorder.apply(dict(binding, status=status), API_SERVICE_BINDINGS, subresource="status")
@@ -184,40 +187,42 @@ def rejected_claims_warning(name, rejected):
             "connection Secrets). List each kind you consent to in accept_claims." % (name, ", ".join(rejected)))
 
 
-def absent(client, recorder, params):
-    bound = client.get(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
-    recorder.delete(API_SERVICE_BINDINGS, params["name"], plan.BIND_NAMESPACE)
+def unbind(client, recorder, name, delete_crd):
+    """Remove the binding `name`, its konnector rights and, unless another binding uses it, its kubeconfig
+    Secret; its instances are released, and with `delete_crd` its CRD goes, and every instance with it."""
+    bound = client.get(API_SERVICE_BINDINGS, name, bindings.BIND_NAMESPACE)
+    recorder.delete(API_SERVICE_BINDINGS, name, bindings.BIND_NAMESPACE)
     if bound is not None:
-        name = bound["spec"]["kubeconfigSecretRef"]["name"]
-        others = [item for item in client.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0]
-                  if item["metadata"]["name"] != params["name"] and item["spec"]["kubeconfigSecretRef"]["name"] == name]
+        secret = bound["spec"]["kubeconfigSecretRef"]["name"]
+        others = [item for item in client.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0]
+                  if item["metadata"]["name"] != name and item["spec"]["kubeconfigSecretRef"]["name"] == secret]
         if not others:
-            recorder.delete(SECRETS, name, plan.BIND_NAMESPACE)
-    for _into, role_name in plan.konnector_role_names(params["name"]):
+            recorder.delete(SECRETS, secret, bindings.BIND_NAMESPACE)
+    for _into, role_name in bindings.konnector_role_names(name):
         recorder.delete(CLUSTER_ROLES, role_name)
-    for obj in konnector.release_instances(client, params["name"]):
+    for obj in sync.release_instances(client, name):
         recorder.updated(obj)
-    if params["delete_crd"]:
-        recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, params["name"])
+    if delete_crd:
+        recorder.delete(CUSTOM_RESOURCE_DEFINITIONS, name)
     return {}
 
 
-def bind_app_cluster(app, control_plane, check_mode, params, client_for):
-    """klutch_bind: export params["services"] to this app cluster on the control plane, bind each with the
-    consumer's kubeconfig, then sync once. (result, the sync's write errors); the result's `results` name
-    each object of either cluster (`cluster`: control_plane or app_cluster)."""
-    if not params["services"]:
+def bind_app_cluster(app, control_plane, check_mode, client_for, *, options, services, wait_timeout, then_sync):
+    """klutch_bind: export `services` (group, resource, accept_claims) to this app cluster as the consumer of
+    `options` on the control plane, bind each with the consumer's kubeconfig, then, with `then_sync`, sync once.
+    (result, the sync's write errors); the result's `results` name each object of either cluster (`cluster`:
+    control_plane or app_cluster)."""
+    if not services:
         raise ConfigError("services is empty: name the APIs (group and resource) to bind.")
     require_binding_api(app)
-    namespace = app.get(NAMESPACES, plan.BIND_NAMESPACE)
+    namespace = app.get(NAMESPACES, bindings.BIND_NAMESPACE)
     if namespace is None:
         raise ConfigError("%s has no namespace %s, from whose uid its cluster id comes: run the klutch.bind.konnector "
-                          "role on it first." % (app.label, plan.BIND_NAMESPACE))
-    cluster_id = plan.cluster_id(namespace["metadata"]["uid"])
-    services = dict((api_name(service["group"], service["resource"]), service) for service in params["services"])
-    exported, run = exports.export(control_plane, check_mode, dict(
-        params, cluster_id=cluster_id, state="present", delete_namespace=False,
-        resources=[{"group": service["group"], "resource": service["resource"]} for service in services.values()]))
+                          "role on it first." % (app.label, bindings.BIND_NAMESPACE))
+    cluster_id = bindings.cluster_id(namespace["metadata"]["uid"])
+    services = dict((api_name(service["group"], service["resource"]), service) for service in services)
+    exported, run = export.export(control_plane, check_mode, options, cluster_id,
+                                  [(service["group"], service["resource"]) for service in services.values()])
     kubeconfig = exported.get("kubeconfig")  # none in check mode before the consumer has credentials
     new_exports = set(entry["name"] for entry in exported["exports"] if entry.get("action") == "created")
     recorder = Recorder(app, check_mode)
@@ -228,17 +233,16 @@ def bind_app_cluster(app, control_plane, check_mode, params, client_for):
             planned_binding(recorder, name)
             result["bindings"][name] = {"conditions": []}
             continue
-        bound = present(app, recorder, {"name": name, "provider_kubeconfig": kubeconfig, "sync_crd": True,
-                                        "accept_claims": service["accept_claims"], "wait_timeout": params["wait_timeout"]},
-                        client_for)
+        bound = bind(app, recorder, client_for, name=name, kubeconfig=kubeconfig, sync_crd=True,
+                     accept_claims=service["accept_claims"], wait_timeout=wait_timeout)
         result["bindings"][name] = {"crd": bound.get("crd"), "conditions": bound["conditions"],
                                     "rejected_claims": bound["rejected_claims"]}
     written, errors = 0, []
     # The bindings there are: in check mode a new one is only a dry run, with nothing to sync yet.
-    bound_now = set(item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0])
+    bound_now = set(item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0])
     synced = [name for name in services if name in bound_now]
-    if params["sync"] and synced:
-        written, errors = konnector.sync_once(app, synced, client_for, True, konnector.CONCURRENCY, result)
+    if then_sync and synced:
+        written, errors = sync.sync_once(app, synced, client_for, True, sync.CONCURRENCY, result)
     result["results"] = ([dict(entry, cluster="control_plane") for entry in run.results]
                          + [dict(entry, cluster="app_cluster") for entry in recorder.results])
     result["diff"] = run.diffs + recorder.diffs
@@ -246,28 +250,27 @@ def bind_app_cluster(app, control_plane, check_mode, params, client_for):
     return result, errors
 
 
-def unbind_app_cluster(app, control_plane, check_mode, params):
+def unbind_app_cluster(app, control_plane, check_mode, *, options, services, delete_crds, control_plane_cleanup):
     """klutch_bind state=absent: each service's binding goes from the app cluster (all of them when
-    params["services"] is empty), its CRD and with it every local instance only with delete_crds; on
+    `services` is empty), its CRD and with it every local instance only with delete_crds; on
     the control plane nothing goes unless control_plane_cleanup asks: this consumer's exports and
     requests of those services (exports), or its namespaces with everything in them (everything).
     The result's `results` name each object of either cluster, as bind_app_cluster's do."""
-    namespace = app.get(NAMESPACES, plan.BIND_NAMESPACE)
-    names = [api_name(service["group"], service["resource"]) for service in params["services"]]
+    namespace = app.get(NAMESPACES, bindings.BIND_NAMESPACE)
+    names = [api_name(service["group"], service["resource"]) for service in services]
     if not names and app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is not None:
-        names = [item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, plan.BIND_NAMESPACE)[0]]
+        names = [item["metadata"]["name"] for item in app.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0]]
     recorder = Recorder(app, check_mode)
     for name in names:
-        absent(app, recorder, {"name": name, "delete_crd": params["delete_crds"]})
+        unbind(app, recorder, name, delete_crds)
     result = {"cluster": app.label, "unbound": names, "consumer_namespace": None, "exports": []}
     run = None
-    if params["control_plane_cleanup"] != "none" and namespace is not None:
-        everything = params["control_plane_cleanup"] == "everything"
-        cluster_id = plan.cluster_id(namespace["metadata"]["uid"])
-        withdrawn, run = exports.export(control_plane, check_mode, dict(
-            params, cluster_id=cluster_id, state="absent", delete_namespace=everything,
-            resources=[] if everything else [{"group": service["group"], "resource": service["resource"]}
-                                             for service in params["services"]]))
+    if control_plane_cleanup != "none" and namespace is not None:
+        everything = control_plane_cleanup == "everything"
+        cluster_id = bindings.cluster_id(namespace["metadata"]["uid"])
+        withdrawn, run = export.withdraw(
+            control_plane, check_mode, options, cluster_id, delete_namespace=everything,
+            apis=[] if everything else [(service["group"], service["resource"]) for service in services])
         result.update(cluster_id=cluster_id, consumer_namespace=withdrawn["consumer_namespace"],
                       exports=withdrawn["exports"])
     result["results"] = ([dict(entry, cluster="control_plane") for entry in (run.results if run else [])]

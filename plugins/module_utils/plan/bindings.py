@@ -1,18 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Planning on an app cluster: bindings, their kubeconfig Secret and the CRD from an export.
+"""Binding on an app cluster: the APIServiceBinding, the claims it accepts, the CRD from an export and the
+konnector's rights; the app cluster's id.
 
 Pure functions over plain dicts; klutch_binding and the konnector agent call them with what they read.
 """
 
 import hashlib
 
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import base62, group_version
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import stable_conditions
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CLUSTER_ROLES, ROLE_BINDINGS
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CLUSTER_ROLES,
+    ROLE_BINDINGS,
+    Resource,
+    api_name,
+    group_version,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import API_SERVICE_BINDINGS, KLUTCH_API_VERSION
+from ansible_collections.klutch.bind.plugins.module_utils.plan.consumers import base62
 
 BIND_NAMESPACE = "klutch-bind"
 KUBECONFIG_KEY = "kubeconfig"
@@ -49,11 +56,6 @@ def foreign_cluster_problem(identity, bind_namespace):
     return None
 
 
-def claim_name(claim):
-    """How users name a claim in accept_claims: `<resource>` for the core group, else `<resource>.<group>`."""
-    return "%s.%s" % (claim["resource"], claim["group"]) if claim.get("group") else claim["resource"]
-
-
 def claim_api_version(claim):
     return group_version(claim.get("group"), claim["version"])
 
@@ -61,20 +63,20 @@ def claim_api_version(claim):
 def acceptable_claims(binding_name, claims, accepted):
     """Each claim with state Accepted or Rejected; ConfigError when a required claim would be rejected.
 
-    `accepted` lists claim names (see claim_name); "*" accepts every claim.
+    `accepted` lists claim names (`<resource>[.<group>]`, as api_name makes them); "*" accepts every claim.
     """
-    unknown = sorted(set(accepted) - {"*"} - set(claim_name(claim) for claim in claims))
+    unknown = sorted(set(accepted) - {"*"} - set(api_name(claim.get("group"), claim["resource"]) for claim in claims))
     if unknown:
         raise ConfigError("accept_claims names %s, which the export %s does not claim (a typo?). Its claims are: %s. "
                           "Remove or correct it." % (", ".join(unknown), binding_name,
-                                                     ", ".join(sorted(claim_name(claim) for claim in claims)) or "none"))
+                                                     ", ".join(sorted(api_name(claim.get("group"), claim["resource"]) for claim in claims)) or "none"))
     decided = []
     for claim in claims:
-        state = "Accepted" if "*" in accepted or claim_name(claim) in accepted else "Rejected"
+        state = "Accepted" if "*" in accepted or api_name(claim.get("group"), claim["resource"]) in accepted else "Rejected"
         if state == "Rejected" and claim.get("required"):
             raise ConfigError("The export %s requires the permission claim on %s, and accept_claims does not accept "
                               "it. Add %s to accept_claims, or do not bind this API." % (
-                                  binding_name, claim_name(claim), claim_name(claim)))
+                                  binding_name, api_name(claim.get("group"), claim["resource"]), api_name(claim.get("group"), claim["resource"])))
         decided.append(dict(claim, state=state))
     return decided
 
@@ -89,6 +91,16 @@ def instance_version(export_spec):
     served = [item for item in export_spec.get("versions") or [] if item.get("served", True)]
     return next((item["name"] for item in served if item.get("storage")), None) or \
         next((item["name"] for item in served), None)
+
+
+def instance_resource(spec):
+    """The Resource through which a bound kind's instances are read and written (instance_version), from an
+    export's or a CRD's spec, which have the same shape; None when it serves no version."""
+    version = instance_version(spec)
+    if version is None:
+        return None
+    return Resource(group_version(spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
+                    namespaced=spec["scope"] == "Namespaced")
 
 
 def binding(name, secret_name, claims):

@@ -24,17 +24,17 @@ import time
 from http.client import HTTPConnection
 
 from ansible_collections.klutch.bind.plugins.module_utils.agent import cli
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import kubeconfig
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.connection import resolve_auth
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import SECRETS
+from ansible_collections.klutch.bind.plugins.module_utils.plan.consumers import kubeconfig
 
 try:
     import yaml
 except ImportError:  # reported by the module
     yaml = None
 
-PACKAGE = __name__.rpartition(".")[0]  # module_utils, copied whole
+PACKAGE = __name__.rsplit(".", 2)[0]  # module_utils, copied whole
 ENTRY = cli.__name__  # importing it also brings every module it needs into a module's zip
 # The module an agent of this directory runs: ENTRY, or the agent module of release 0.1.0.
 AGENT_MODULES = (ENTRY.encode("utf-8"), ENTRY.rpartition(".")[0].encode("utf-8"))

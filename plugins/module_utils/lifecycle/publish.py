@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Publishing a data service on the control plane: a Crossplane Configuration package (built with crank and
 pushed first when a source is given), or a source's XRDs and Compositions applied directly. klutch_dataservice
-runs it; what a source may hold is dataservices.py's rules, the registry protocol oci.py's."""
+runs it; what a source may hold is plan/dataservices.py's rules, the registry protocol oci.py's."""
 
 import base64
 import json
@@ -11,12 +11,13 @@ import os
 import shutil
 import tempfile
 
-from ansible_collections.klutch.bind.plugins.module_utils import dataservices, oci
+from ansible_collections.klutch.bind.plugins.module_utils import oci
 from ansible_collections.klutch.bind.plugins.module_utils.k8s import apply, manifests
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import readiness
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import COMPOSITE_RESOURCE_DEFINITIONS, COMPOSITIONS
+from ansible_collections.klutch.bind.plugins.module_utils.plan import dataservices
 
 try:
     import yaml

@@ -3,13 +3,18 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """An APIServiceExportTemplate on the control plane, as klutch_template writes it: the exported API and its
 permission claims checked against what the cluster serves, and no second template for the same API. The
-rules are control_plane.py's."""
+template and its checks are plan/templates.py's."""
 
-from ansible_collections.klutch.bind.plugins.module_utils import control_plane
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ConfigError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import diff, for_output
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    api_name,
+    group_version,
+)
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import EXPORT_TEMPLATES
+from ansible_collections.klutch.bind.plugins.module_utils.plan import templates
 
 
 def refuse(name, namespace, problem):
@@ -18,27 +23,27 @@ def refuse(name, namespace, problem):
 
 def check_exported_api(client, params, claims):
     name, namespace = params["name"], params["namespace"]
-    crd_name = "%s.%s" % (params["resource"], params["group"])
-    problem = control_plane.exported_api_problem(
+    crd_name = api_name(params["group"], params["resource"])
+    problem = templates.exported_api_problem(
         client.get(CUSTOM_RESOURCE_DEFINITIONS, crd_name), crd_name, params["version"])
     if problem:
         refuse(name, namespace, problem)
     for claim in claims:
-        api_version = control_plane.group_version(claim["group"], claim["version"])
+        api_version = group_version(claim["group"], claim["version"])
         served = set(entry.get("name") for entry in client.api_resources(api_version).get("resources") or [])
-        problem = control_plane.claim_problem(claim, served)
+        problem = templates.claim_problem(claim, served)
         if problem:
             refuse(name, namespace, problem)
 
 
 def permission_claims(params):
-    return [control_plane.permission_claim(claim) for claim in params["permission_claims"]]
+    return [templates.permission_claim(claim) for claim in params["permission_claims"]]
 
 
 def unvalidated(params, warn, reason):
     """Check mode on a control plane that an earlier task only dry-ran: what would be created."""
     warn("Check mode: %s The template was not validated by the API server." % reason)
-    return {"changed": True, "template": control_plane.export_template(
+    return {"changed": True, "template": templates.export_template(
         params["name"], params["namespace"], params["group"], params["resource"], params["version"],
         permission_claims(params))}
 
@@ -59,7 +64,7 @@ def check_api(client, params, claims, warn):
     """The exported API and the claims as validate_api asks; without it, a warning when the CRD is missing."""
     if params["validate_api"]:
         check_exported_api(client, params, claims)
-    elif client.get(CUSTOM_RESOURCE_DEFINITIONS, "%s.%s" % (params["resource"], params["group"])) is None:
+    elif client.get(CUSTOM_RESOURCE_DEFINITIONS, api_name(params["group"], params["resource"])) is None:
         warn("validate_api is false and %s has no CRD %s.%s yet: the template exports nothing until "
              "it exists." % (client.label, params["resource"], params["group"]))
 
@@ -67,15 +72,15 @@ def check_api(client, params, claims, warn):
 def apply_template(client, params, claims):
     """Apply the template unless another one exports the same API; the Change."""
     name, namespace = params["name"], params["namespace"]
-    templates = client.list(EXPORT_TEMPLATES)[0]
-    others = control_plane.conflicting_templates(templates, name, namespace, params["group"], params["resource"])
+    existing = client.list(EXPORT_TEMPLATES)[0]
+    others = templates.conflicting_templates(existing, name, namespace, params["group"], params["resource"])
     if others:
         refuse(name, namespace, "%s.%s is already exported by template %s; Klutch would use only one of "
                "them. Change that template instead, or delete it first." % (
                    params["resource"], params["group"], ", ".join(others)))
-    desired = control_plane.export_template(name, namespace, params["group"], params["resource"],
-                                            params["version"], claims)
-    current = next((item for item in templates if control_plane.template_key(item) == (namespace, name)), None)
+    desired = templates.export_template(name, namespace, params["group"], params["resource"],
+                                        params["version"], claims)
+    current = next((item for item in existing if templates.template_key(item) == (namespace, name)), None)
     return client.apply(EXPORT_TEMPLATES, desired, before=current)
 
 

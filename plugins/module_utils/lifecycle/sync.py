@@ -12,19 +12,11 @@ Writes go out concurrently, one object at a time.
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.klutch.bind.plugins.module_utils import app_cluster, sync
-from ansible_collections.klutch.bind.plugins.module_utils.control_plane import (
-    IDENTITY_ANNOTATION,
-    KUBECONFIG_SECRET,
-    claimed_names,
-    group_version,
-)
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, ConfigError, Conflict
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
-    Resource,
 )
 from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_BINDINGS,
@@ -32,13 +24,19 @@ from ansible_collections.klutch.bind.plugins.module_utils.kinds import (
     API_SERVICE_NAMESPACES,
     CLUSTER_BINDINGS,
 )
+from ansible_collections.klutch.bind.plugins.module_utils.plan import bindings, sync
+from ansible_collections.klutch.bind.plugins.module_utils.plan.consumers import (
+    IDENTITY_ANNOTATION,
+    KUBECONFIG_SECRET,
+    claimed_names,
+)
 
 try:
     import yaml
 except ImportError:  # reported by KlutchModule
     yaml = None
 
-DIRECTIONS = {sync.PROVIDER: "up", sync.CONSUMER: "down"}
+DIRECTIONS = {sync.CONTROL_PLANE: "up", sync.APP_CLUSTER: "down"}
 CONCURRENCY = 8  # objects written at the same time, by default
 
 
@@ -51,39 +49,36 @@ class Unbound(ConfigError):
 
 
 class BoundApi:
-    """One APIServiceBinding and what a pass needs: the provider's client, namespace and export."""
+    """One APIServiceBinding and what a pass needs: the control plane's client, the consumer namespace and the export."""
 
     def __init__(self, binding, app, connect):
         """`connect(kubeconfig dict)` builds a client for the control plane."""
         self.binding = binding
         self.name = binding["metadata"]["name"]
         ref = binding["spec"]["kubeconfigSecretRef"]
-        secret = app.get(SECRETS, ref["name"], ref.get("namespace") or app_cluster.BIND_NAMESPACE)
-        encoded = ((secret or {}).get("data") or {}).get(ref.get("key") or app_cluster.KUBECONFIG_KEY)
+        secret = app.get(SECRETS, ref["name"], ref.get("namespace") or bindings.BIND_NAMESPACE)
+        encoded = ((secret or {}).get("data") or {}).get(ref.get("key") or bindings.KUBECONFIG_KEY)
         if not encoded:
             raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s has no key %s. Bind it again with "
                           "klutch.bind.klutch_binding." % (self.name, ref["name"], ref.get("key")),
                           "SecretValid", "ProviderSecretInvalid")
-        self.secret = (ref["name"], ref.get("namespace") or app_cluster.BIND_NAMESPACE,
-                       ref.get("key") or app_cluster.KUBECONFIG_KEY, encoded)
+        self.secret = (ref["name"], ref.get("namespace") or bindings.BIND_NAMESPACE,
+                       ref.get("key") or bindings.KUBECONFIG_KEY, encoded)
         config = decoded_kubeconfig(encoded)
-        self.namespace = app_cluster.kubeconfig_target(config)[1] if config else None
+        self.namespace = bindings.kubeconfig_target(config)[1] if config else None
         if not self.namespace:
             raise Unbound("APIServiceBinding %s: its kubeconfig Secret %s does not hold a kubeconfig whose context "
                           "names the consumer's namespace. Bind it again with klutch.bind.klutch_binding."
                           % (self.name, ref["name"]), "SecretValid", "ProviderSecretInvalid")
-        self.provider = connect(config)
-        self.export = self.provider.get(API_SERVICE_EXPORTS, self.name, self.namespace)
+        self.control_plane = connect(config)
+        self.export = self.control_plane.get(API_SERVICE_EXPORTS, self.name, self.namespace)
         if self.export is None:
             raise Unbound("APIServiceBinding %s: the control plane has no export of that name for this consumer "
                           "any more. Export it again with klutch.bind.klutch_export_request, or unbind it."
                           % self.name, "Connected", "APIServiceExportNotFound")
-        spec = self.export["spec"]
-        version = app_cluster.instance_version(spec)
-        if version is None:
+        self.instances = bindings.instance_resource(self.export["spec"])
+        if self.instances is None:
             raise ConfigError("APIServiceBinding %s: its export serves no version." % self.name)
-        self.instances = Resource("%s/%s" % (spec["group"], version), spec["names"]["kind"], spec["names"]["plural"],
-                                  namespaced=spec["scope"] == "Namespaced")
         self._consumer_namespace = None
         self.claim_names = {}  # {(group, resource): names its accepted claims select, None for all}, from the last plan
         self.removals_withheld = None  # why the last plan removed nothing upstream for an absence
@@ -94,7 +89,7 @@ class BoundApi:
         """The consumer's namespace on the control plane (read once per pass): its uid owns the cluster-scoped
         instances upstream, its identity annotation names the app cluster it was bound from."""
         if self._consumer_namespace is None:
-            self._consumer_namespace = self.provider.get(NAMESPACES, self.namespace) or {"metadata": {}}
+            self._consumer_namespace = self.control_plane.get(NAMESPACES, self.namespace) or {"metadata": {}}
         return self._consumer_namespace
 
     def namespace_uid(self):
@@ -103,12 +98,12 @@ class BoundApi:
     def removal_problem(self, app_namespaces):
         """Why this pass may remove nothing upstream for an object missing on the app side, or None."""
         identity = (self.consumer_namespace()["metadata"].get("annotations") or {}).get(IDENTITY_ANNOTATION)
-        own = next((item for item in app_namespaces if item["metadata"]["name"] == app_cluster.BIND_NAMESPACE), None)
-        return app_cluster.foreign_cluster_problem(identity, own)
+        own = next((item for item in app_namespaces if item["metadata"]["name"] == bindings.BIND_NAMESPACE), None)
+        return bindings.foreign_cluster_problem(identity, own)
 
     def read_mapping(self):
         """The consumer's namespace mapping on the control plane, read once per pass and kept for watches."""
-        self.mapping = sync.Mapping(self.provider.list(API_SERVICE_NAMESPACES, self.namespace)[0])
+        self.mapping = sync.Mapping(self.control_plane.list(API_SERVICE_NAMESPACES, self.namespace)[0])
         return self.mapping
 
     def accepted_claims(self, app):
@@ -117,7 +112,7 @@ class BoundApi:
         for claim in self.binding["spec"].get("permissionClaims") or []:
             if claim.get("state") != "Accepted":
                 continue
-            api_version = app_cluster.claim_api_version(claim)
+            api_version = bindings.claim_api_version(claim)
             resource = app.resource_by_plural(api_version, claim["resource"])
             if resource is None:
                 raise ConfigError("APIServiceBinding %s claims %s in %s, which the app cluster does not serve."
@@ -139,27 +134,27 @@ def follow_rotation(app, bound, connect):
     """Copy the consumer's kubeconfig down when the control plane holds another one, as Klutch's konnector
     does: that is how a rotated token reaches the app cluster. From then on the pass uses it. Whether it
     was copied; one that names another consumer namespace is not taken."""
-    cluster_binding = bound.provider.get(CLUSTER_BINDINGS, "cluster", bound.namespace) or {}
+    cluster_binding = bound.control_plane.get(CLUSTER_BINDINGS, "cluster", bound.namespace) or {}
     ref = (cluster_binding.get("spec") or {}).get("kubeconfigSecretRef") or {}
-    held = bound.provider.get(SECRETS, ref.get("name") or KUBECONFIG_SECRET, bound.namespace)
-    encoded = ((held or {}).get("data") or {}).get(ref.get("key") or app_cluster.KUBECONFIG_KEY)
+    held = bound.control_plane.get(SECRETS, ref.get("name") or KUBECONFIG_SECRET, bound.namespace)
+    encoded = ((held or {}).get("data") or {}).get(ref.get("key") or bindings.KUBECONFIG_KEY)
     name, namespace, key, current = bound.secret
     config = decoded_kubeconfig(encoded) if encoded and encoded != current else None
-    if not config or app_cluster.kubeconfig_target(config)[1] != bound.namespace:
+    if not config or bindings.kubeconfig_target(config)[1] != bound.namespace:
         return False
     app.write("PATCH", SECRETS, {"metadata": {"name": name, "namespace": namespace}, "data": {key: encoded}})
     bound.secret = (name, namespace, key, encoded)
-    bound.provider = connect(config)
+    bound.control_plane = connect(config)
     return True
 
 
-def provider_listing(bound, resource, mapping, names=None):
+def control_plane_listing(bound, resource, mapping, names=None):
     """The kind's objects on the control plane, in the consumer's mapped namespaces; a namespaced kind is
     never read cluster-wide, where other consumers' objects are. With `names` (a claim that names its
     objects), only those: the consumer's rights cover no others."""
     if not resource.namespaced:
-        return bound.provider.list(resource)[0]
-    return listing(bound.provider, resource, mapping.down, names)
+        return bound.control_plane.list(resource)[0]
+    return listing(bound.control_plane, resource, mapping.down, names)
 
 
 def name_selector(name):
@@ -195,9 +190,9 @@ def plan_binding(bound, app, prune=True, before_claims=None):
         if not bound.removals_withheld:
             operations = sync.plan_namespace_removals(mapping, set(item["metadata"]["name"] for item in namespaces))
         operations += sync.plan_instances(app.list(bound.instances)[0],
-                                          provider_listing(bound, bound.instances, mapping), mapping, prune=prune)
+                                          control_plane_listing(bound, bound.instances, mapping), mapping, prune=prune)
     else:
-        operations = sync.plan_cluster_instances(app.list(bound.instances)[0], bound.provider.list(bound.instances)[0],
+        operations = sync.plan_cluster_instances(app.list(bound.instances)[0], bound.control_plane.list(bound.instances)[0],
                                                  bound.namespace, bound.namespace_uid(), prune=prune)
     # Claimed kinds only where the consumer namespace lives: one being deleted loses its objects
     # (and the agent's RoleBinding there) anyway, and takes no new ones.
@@ -212,12 +207,12 @@ def plan_binding(bound, app, prune=True, before_claims=None):
         resources[resource.plural] = resource
         names = claimed_names([claim]).get((claim.get("group") or "", claim["resource"]))
         operations += sync.plan_claims(claim, resource.plural, listing(app, resource, claims_mapping.up),
-                                       provider_listing(bound, resource, claims_mapping, names), claims_mapping,
+                                       control_plane_listing(bound, resource, claims_mapping, names), claims_mapping,
                                        prune=prune)
     return operations, resources
 
 
-def execute(operation, clients, resources, provider_namespace):
+def execute(operation, clients, resources, consumer_namespace):
     """Send one operation to its cluster; False when there was nothing to write after all."""
     client = clients[operation.side]
     resource = resources[operation.kind]
@@ -227,11 +222,11 @@ def execute(operation, clients, resources, provider_namespace):
         try:
             client.write("POST", API_SERVICE_NAMESPACES, {
                 "apiVersion": API_SERVICE_NAMESPACES.api_version, "kind": API_SERVICE_NAMESPACES.kind,
-                "metadata": {"name": name, "namespace": provider_namespace}})
+                "metadata": {"name": name, "namespace": consumer_namespace}})
         except Conflict:  # someone asked for it already
             return False
     elif operation.action == "unmap_namespace":
-        return client.delete(API_SERVICE_NAMESPACES, name, provider_namespace).changed
+        return client.delete(API_SERVICE_NAMESPACES, name, consumer_namespace).changed
     elif operation.action == "create":
         try:
             client.write("POST", resource, body)
@@ -262,11 +257,7 @@ def execute(operation, clients, resources, provider_namespace):
 def bound_kind(app, binding_name):
     """The Resource of a binding's kind on the app cluster, from the CRD the binding made; None without one."""
     crd = app.get(CUSTOM_RESOURCE_DEFINITIONS, binding_name)
-    if crd is None:
-        return None
-    spec = crd["spec"]
-    return Resource(group_version(spec["group"], app_cluster.instance_version(spec)), spec["names"]["kind"],
-                    spec["names"]["plural"], namespaced=spec["scope"] == "Namespaced")
+    return None if crd is None else bindings.instance_resource(crd["spec"])
 
 
 def release_instances(app, binding_name, deleting_only=False):
@@ -284,13 +275,13 @@ def release_instances(app, binding_name, deleting_only=False):
         if not sync.has_finalizer(obj) or (deleting_only and not sync.deleting(obj)):
             continue
         metadata = obj["metadata"]
-        execute(sync.Operation(sync.CONSUMER, "remove_finalizer", "instances", metadata.get("namespace"),
-                               metadata["name"], obj), {sync.CONSUMER: app}, {"instances": resource}, None)
+        execute(sync.Operation(sync.APP_CLUSTER, "remove_finalizer", "instances", metadata.get("namespace"),
+                               metadata["name"], obj), {sync.APP_CLUSTER: app}, {"instances": resource}, None)
         released.append(obj)
     return released
 
 
-def run_operations(operations, clients, resources, provider_namespace, workers, proceed=None):
+def run_operations(operations, clients, resources, consumer_namespace, workers, proceed=None):
     """Send the operations, concurrently across objects and in order for each; (writes made, error messages).
 
     `proceed()` is asked before each write (the agent: still the leader?); once false, the rest is left.
@@ -305,7 +296,7 @@ def run_operations(operations, clients, resources, provider_namespace, workers, 
             if proceed is not None and not proceed():
                 return written, "not written: this agent no longer leads"
             try:
-                written += int(execute(operation, clients, resources, provider_namespace))
+                written += int(execute(operation, clients, resources, consumer_namespace))
             except ClusterError as error:
                 return written, error  # this object's later steps depend on the failed one
         return written, None
@@ -339,12 +330,12 @@ def selected_bindings(app, names):
     """The app cluster's bindings named in `names` (all when empty); ConfigError naming any that is missing."""
     if app.resource_for(API_SERVICE_BINDINGS.api_version, API_SERVICE_BINDINGS.kind) is None:
         raise ConfigError("%s does not serve APIServiceBinding: nothing is bound there." % app.label)
-    bindings = app.list(API_SERVICE_BINDINGS, app_cluster.BIND_NAMESPACE)[0]
-    missing = sorted(set(names) - set(item["metadata"]["name"] for item in bindings))
+    listed = app.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0]
+    missing = sorted(set(names) - set(item["metadata"]["name"] for item in listed))
     if missing:
         raise ConfigError("%s has no APIServiceBinding %s in %s. Bind it first with klutch.bind.klutch_binding, or "
-                          "fix bindings." % (app.label, ", ".join(missing), app_cluster.BIND_NAMESPACE))
-    return [item for item in bindings if not names or item["metadata"]["name"] in names]
+                          "fix bindings." % (app.label, ", ".join(missing), bindings.BIND_NAMESPACE))
+    return [item for item in listed if not names or item["metadata"]["name"] in names]
 
 
 def withheld_message(bound):
@@ -383,7 +374,7 @@ def sync_once(app, names, client_for, prune, concurrency, result):
                 result.setdefault("removals_withheld", {})[bound.name] = withheld_message(bound)
             result["synced"][bound.name] = counts(operations)
             result["operations"].extend(dict(item, binding=bound.name) for item in described(operations))
-            made, failed = run_operations(operations, {sync.CONSUMER: app, sync.PROVIDER: bound.provider}, resources,
+            made, failed = run_operations(operations, {sync.APP_CLUSTER: app, sync.CONTROL_PLANE: bound.control_plane}, resources,
                                           bound.namespace, concurrency)
             written += made
             if not changed_meanwhile(failed) or attempt == PASSES_ON_CONFLICT - 1:

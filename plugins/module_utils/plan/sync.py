@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The konnector's decisions, from listings of both sides: what to write where. No I/O.
+"""Syncing a binding, as the konnector decides it from listings of both sides: what to write where. No I/O.
 
 One planner serves klutch_claim_sync (one pass from a playbook) and the konnector agent (the same
 pass, driven by watches). It follows Klutch's konnector (instances: spec up, status down, adopt,
 finalizer deletes; claimed objects: the owner side wins), with one deliberate difference: under
-`owner: Provider`, an object the consumer made itself is never uploaded to the control plane.
+`owner: Provider`, an object the app cluster made itself is never uploaded to the control plane.
 """
 
 import copy
@@ -16,25 +16,25 @@ BOUND_ANNOTATION = "klutch.anynines.com/bound"
 OWNER_ANNOTATION = "klutch.anynines.com/resource-owner"
 SYNCER_FINALIZER = "klutch.anynines.com/syncer"
 CLUSTER_NAMESPACE_ANNOTATION = "klutch.anynines.com/cluster-namespace"
-PROVIDER, CONSUMER = "provider", "consumer"
+CONTROL_PLANE, APP_CLUSTER = "control_plane", "app_cluster"
 # Server-set or side-specific metadata that never crosses between clusters.
 _SIDE_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "selfLink")
 # What a claimed object's copy is not compared on: everything else (data, type, spec, ...) is content.
 _NOT_CONTENT = ("apiVersion", "kind", "metadata", "status")
 
-# side: PROVIDER or CONSUMER; action: create, update_spec, update_status, replace, delete,
+# side: CONTROL_PLANE or APP_CLUSTER; action: create, update_spec, update_status, replace, delete,
 # add_finalizer, remove_finalizer (body: the object as listed), annotate (body: the annotations to
 # add), map_namespace / unmap_namespace (an APIServiceNamespace to create / delete); kind:
 # "instances" or a claim's key.
 Operation = namedtuple("Operation", ["side", "action", "kind", "namespace", "name", "body"])
-# Where a consumer's instance lives upstream: namespace (None when cluster-scoped), name, the
+# Where an app cluster's instance lives upstream: namespace (None when cluster-scoped), name, the
 # annotations that place it there, and its ownerReferences.
 Upstream = namedtuple("Upstream", ["namespace", "name", "annotations", "owner_references"])
 
 
 # Fields of a Crossplane claim that the platform sets (which composition, which composite): a
-# consumer's instance never carries them upstream, nor annotations or labels of crossplane.io
+# app cluster's instance never carries them upstream, nor annotations or labels of crossplane.io
 # (external-name, paused), which steer what the platform provisions.
 PLATFORM_SPEC_FIELDS = ("compositionRef", "compositionSelector", "compositionRevisionRef",
                         "compositionRevisionSelector", "compositionUpdatePolicy", "resourceRef")
@@ -47,7 +47,7 @@ def platform_key(key):
 
 
 def consumer_spec(spec):
-    """What of an instance's spec the consumer may set upstream."""
+    """What of an instance's spec the app cluster may set upstream."""
     if not isinstance(spec, dict):
         return spec
     return dict((key, value) for key, value in spec.items() if key not in PLATFORM_SPEC_FIELDS)
@@ -82,16 +82,16 @@ def copy_for(obj, namespace, annotations):
     return copied
 
 
-def contains(provider_value, consumer_value):
-    """Whether the provider's value holds everything the consumer set.
+def contains(control_plane_value, app_value):
+    """Whether the control plane's value holds everything the app cluster set.
 
-    Fields the provider side adds (Crossplane writes resourceRef and composition settings into a
-    claim's spec) are its own; only what the consumer set is kept in step.
+    Fields the control plane adds (Crossplane writes resourceRef and composition settings into a
+    claim's spec) are its own; only what the app cluster set is kept in step.
     """
-    if isinstance(consumer_value, dict) and isinstance(provider_value, dict):
-        return all(key in provider_value and contains(provider_value[key], value)
-                   for key, value in consumer_value.items())
-    return provider_value == consumer_value
+    if isinstance(app_value, dict) and isinstance(control_plane_value, dict):
+        return all(key in control_plane_value and contains(control_plane_value[key], value)
+                   for key, value in app_value.items())
+    return control_plane_value == app_value
 
 
 def _by_key(objects):
@@ -99,7 +99,7 @@ def _by_key(objects):
 
 
 class Mapping:
-    """Consumer namespace N <-> provider namespace, from the APIServiceNamespaces' status."""
+    """App cluster namespace N <-> its namespace on the control plane, from the APIServiceNamespaces' status."""
 
     def __init__(self, service_namespaces):
         self.up = {}
@@ -111,7 +111,7 @@ class Mapping:
         self.known = set(_metadata(item)["name"] for item in service_namespaces)
 
     def only(self, namespaces):
-        """This mapping for the given consumer namespaces only (e.g. those not being deleted)."""
+        """This mapping for the given app cluster namespaces only (e.g. those not being deleted)."""
         kept = Mapping([])
         kept.up = dict((source, target) for source, target in self.up.items() if source in namespaces)
         kept.down = dict((target, source) for source, target in kept.up.items())
@@ -119,22 +119,22 @@ class Mapping:
         return kept
 
 
-def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
+def plan_instances(app_objects, control_plane_objects, mapping, prune=True):
     """Operations that bring a namespaced bound kind's instances in step.
 
-    Without `prune`, bound upstream objects whose consumer object is gone are left alone.
+    Without `prune`, bound upstream objects whose app cluster object is gone are left alone.
     """
     operations = []
-    upstream = _by_key(provider_objects)
+    upstream = _by_key(control_plane_objects)
     seen = set()
-    for down in consumer_objects:
+    for down in app_objects:
         namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
         if namespace not in mapping.up:
             if namespace not in mapping.known and not deleting(down):
-                operations.append(Operation(PROVIDER, "map_namespace", "instances", namespace, namespace, None))
+                operations.append(Operation(CONTROL_PLANE, "map_namespace", "instances", namespace, namespace, None))
                 mapping.known.add(namespace)
             if deleting(down) and has_finalizer(down):
-                operations.append(Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down))
+                operations.append(Operation(APP_CLUSTER, "remove_finalizer", "instances", namespace, name, down))
             continue
         target = mapping.up[namespace]
         seen.add((target, name))
@@ -145,26 +145,26 @@ def plan_instances(consumer_objects, provider_objects, mapping, prune=True):
     return operations
 
 
-def plan_namespace_removals(mapping, consumer_namespaces):
-    """An APIServiceNamespace whose consumer namespace is gone is deleted; the backend then removes <P>-N."""
-    return [Operation(PROVIDER, "unmap_namespace", "instances", name, name, None)
-            for name in sorted(mapping.known) if name not in consumer_namespaces]
+def plan_namespace_removals(mapping, app_namespaces):
+    """An APIServiceNamespace whose app cluster namespace is gone is deleted; the backend then removes <P>-N."""
+    return [Operation(CONTROL_PLANE, "unmap_namespace", "instances", name, name, None)
+            for name in sorted(mapping.known) if name not in app_namespaces]
 
 
-def plan_cluster_instances(consumer_objects, provider_objects, provider_namespace, namespace_uid, prune=True):
-    """The same for a cluster-scoped kind: consumer object N is `<P>-N` upstream.
+def plan_cluster_instances(app_objects, control_plane_objects, consumer_namespace, namespace_uid, prune=True):
+    """The same for a cluster-scoped kind: app cluster object N is `<P>-N` upstream.
 
     Upstream copies carry the annotation cluster-namespace: <P> and an ownerReference to the
     Namespace <P>, so removing the consumer's namespace on the control plane removes them too.
-    Provider objects whose names lack the prefix belong to other consumers and are left alone.
+    Control-plane objects whose names lack the prefix belong to other consumers and are left alone.
     """
-    prefix = provider_namespace + "-"
-    marks = {CLUSTER_NAMESPACE_ANNOTATION: provider_namespace}
-    owners = [{"apiVersion": "v1", "kind": "Namespace", "name": provider_namespace, "uid": namespace_uid}]
-    upstream = dict((_metadata(up)["name"][len(prefix):], up) for up in provider_objects
+    prefix = consumer_namespace + "-"
+    marks = {CLUSTER_NAMESPACE_ANNOTATION: consumer_namespace}
+    owners = [{"apiVersion": "v1", "kind": "Namespace", "name": consumer_namespace, "uid": namespace_uid}]
+    upstream = dict((_metadata(up)["name"][len(prefix):], up) for up in control_plane_objects
                     if _metadata(up)["name"].startswith(prefix))
     operations = []
-    for down in consumer_objects:
+    for down in app_objects:
         name = _metadata(down)["name"]
         operations.extend(_instance_pair(down, upstream.pop(name, None), Upstream(None, prefix + name, marks, owners)))
     for name, up in sorted(upstream.items()):
@@ -173,34 +173,34 @@ def plan_cluster_instances(consumer_objects, provider_objects, provider_namespac
 
 
 def _unpaired_upstream(up, namespace, name, prune):
-    """A provider instance without a consumer object: a missed delete, or one the provider made (adopt)."""
+    """A control-plane instance without an app cluster object: a missed delete, or one the platform made (adopt)."""
     if deleting(up):
         return []
     if _annotations(up).get(BOUND_ANNOTATION) == "true":
-        # Its consumer object is gone and the delete was missed (e.g. while no agent ran).
-        return [Operation(PROVIDER, "delete", "instances", _metadata(up).get("namespace"), _metadata(up)["name"], up)] \
+        # Its app cluster object is gone and the delete was missed (e.g. while no agent ran).
+        return [Operation(CONTROL_PLANE, "delete", "instances", _metadata(up).get("namespace"), _metadata(up)["name"], up)] \
             if prune else []
     # Marked bound only once the copy exists (next pass): a failed create must not leave a bound
-    # provider object without a consumer, which the next pass would delete. Created with the syncer
-    # finalizer: a consumer who deletes it at once still reaches upstream.
+    # control-plane object without an app cluster object, which the next pass would delete. Created with the syncer
+    # finalizer: an app cluster that deletes it at once still reaches upstream.
     adopted = copy_for(up, namespace, {BOUND_ANNOTATION: "true"})
     adopted["metadata"]["name"] = name
     adopted["metadata"]["annotations"].pop(CLUSTER_NAMESPACE_ANNOTATION, None)
     adopted["metadata"]["finalizers"] = [SYNCER_FINALIZER]
-    return [Operation(CONSUMER, "create", "instances", namespace, name, adopted)]
+    return [Operation(APP_CLUSTER, "create", "instances", namespace, name, adopted)]
 
 
 def _bound_mark(down):
-    """Marks a consumer instance as bound in the pass that creates or finds its upstream copy."""
+    """Marks an app cluster instance as bound in the pass that creates or finds its upstream copy."""
     if _annotations(down).get(BOUND_ANNOTATION) == "true":
         return []
     metadata = _metadata(down)
-    return [Operation(CONSUMER, "annotate", "instances", metadata.get("namespace"), metadata["name"],
+    return [Operation(APP_CLUSTER, "annotate", "instances", metadata.get("namespace"), metadata["name"],
                       {BOUND_ANNOTATION: "true"})]
 
 
 def upstream_copy(down, at, marks):
-    """A new upstream copy of consumer instance `down`, placed `at` and marked with `marks`: the consumer's spec,
+    """A new upstream copy of app cluster instance `down`, placed `at` and marked with `marks`: its spec,
     its labels and annotations without the platform's keys."""
     created = copy_for(down, at.namespace, marks)
     created["metadata"]["name"] = at.name
@@ -219,25 +219,25 @@ def upstream_copy(down, at, marks):
 
 
 def _instance_pair(down, up, at):
-    """Operations for a consumer instance and its upstream copy (None when missing), placed `at`."""
+    """Operations for an app cluster instance and its upstream copy (None when missing), placed `at`."""
     namespace, name = _metadata(down).get("namespace"), _metadata(down)["name"]
     marks = dict(at.annotations, **{BOUND_ANNOTATION: "true"})
     if up is None:
         if deleting(down):
-            return [Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down)] if has_finalizer(down) \
+            return [Operation(APP_CLUSTER, "remove_finalizer", "instances", namespace, name, down)] if has_finalizer(down) \
                 else []
-        operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
+        operations = [] if has_finalizer(down) else [Operation(APP_CLUSTER, "add_finalizer", "instances", namespace, name,
                                                                down)]
-        operations.append(Operation(PROVIDER, "create", "instances", at.namespace, at.name, upstream_copy(down, at, marks)))
+        operations.append(Operation(CONTROL_PLANE, "create", "instances", at.namespace, at.name, upstream_copy(down, at, marks)))
         return operations + _bound_mark(down)
     if deleting(down):
         if deleting(up):
-            return []  # wait until the provider has let it go
-        operations = [Operation(PROVIDER, "delete", "instances", at.namespace, at.name, up)]
+            return []  # wait until the control plane has let it go
+        operations = [Operation(CONTROL_PLANE, "delete", "instances", at.namespace, at.name, up)]
         if has_finalizer(down):
-            operations.append(Operation(CONSUMER, "remove_finalizer", "instances", namespace, name, down))
+            operations.append(Operation(APP_CLUSTER, "remove_finalizer", "instances", namespace, name, down))
         return operations
-    operations = [] if has_finalizer(down) else [Operation(CONSUMER, "add_finalizer", "instances", namespace, name,
+    operations = [] if has_finalizer(down) else [Operation(APP_CLUSTER, "add_finalizer", "instances", namespace, name,
                                                            down)]
     if not contains(up.get("spec") or {}, consumer_spec(down.get("spec") or {})) or any(
             _annotations(up).get(key) != value for key, value in marks.items()):
@@ -246,15 +246,15 @@ def _instance_pair(down, up, at):
             metadata["namespace"] = at.namespace
         body = {"apiVersion": up.get("apiVersion"), "kind": up.get("kind"), "metadata": metadata,
                 "spec": consumer_spec(down.get("spec"))}
-        operations.append(Operation(PROVIDER, "update_spec", "instances", at.namespace, at.name, body))
+        operations.append(Operation(CONTROL_PLANE, "update_spec", "instances", at.namespace, at.name, body))
     operations += _bound_mark(down)
     if (down.get("status") or {}) != (up.get("status") or {}):
-        # The provider's status onto the consumer's object, applied whole by the one status writer;
+        # The control plane's status onto the app cluster's object, applied whole by the one status writer;
         # custom resources take no unconditional update, and an annotate before it moves the version.
         metadata = {"name": name, "namespace": namespace} if namespace else {"name": name}
         body = {"apiVersion": down.get("apiVersion"), "kind": down.get("kind"), "metadata": metadata,
                 "status": up.get("status") or {}}
-        operations.append(Operation(CONSUMER, "update_status", "instances", namespace, name, body))
+        operations.append(Operation(APP_CLUSTER, "update_status", "instances", namespace, name, body))
     return operations
 
 
@@ -270,22 +270,22 @@ def claim_matches(claim, obj):
                                       for wanted in label_selectors)
 
 
-def claim_owner(claim, provider_obj, consumer_obj):
+def claim_owner(claim, control_plane_obj, app_obj):
     """Who owns a claimed object, or None when nobody may sync it.
 
-    Klutch also lets a consumer's mark decide; here only the control plane's side does: an app
-    cluster is a tenant, and a mark it writes on its own object must not let it replace the
-    provider's. The consumer's mark counts only when the provider's object is gone, to let a copy
-    follow its deleted source. Under `owner: Provider`, a consumer object that nobody marked is the
-    consumer's own and stays on the app cluster.
+    Klutch also lets the app cluster's mark decide; here only the control plane's side does: an app
+    cluster is a tenant, and a mark it writes on its own object must not let it replace the control
+    plane's. The app cluster's mark counts only when the control plane's object is gone, to let a copy
+    follow its deleted source. Under `owner: Provider`, an app cluster object that nobody marked is the
+    app cluster's own and stays there.
     """
-    provider_mark = _annotations(provider_obj).get(OWNER_ANNOTATION) if provider_obj is not None else None
-    if provider_mark in ("Provider", "Consumer"):
-        owner = provider_mark
-    elif provider_obj is not None:
+    control_plane_mark = _annotations(control_plane_obj).get(OWNER_ANNOTATION) if control_plane_obj is not None else None
+    if control_plane_mark in ("Provider", "Consumer"):
+        owner = control_plane_mark
+    elif control_plane_obj is not None:
         owner = "Provider"
     else:
-        owner = "Provider" if _annotations(consumer_obj or {}).get(OWNER_ANNOTATION) == "Provider" else "Consumer"
+        owner = "Provider" if _annotations(app_obj or {}).get(OWNER_ANNOTATION) == "Provider" else "Consumer"
     wanted = (claim.get("selector") or {}).get("owner")
     if wanted and owner != wanted:
         return None
@@ -306,7 +306,7 @@ def _content(obj):
     return dict((key, value) for key, value in obj.items() if key not in _NOT_CONTENT and value is not None)
 
 
-def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=True):
+def plan_claims(claim, kind, app_objects, control_plane_objects, mapping, prune=True):
     """Operations for one accepted claim in every mapped namespace pair (the owner's side wins).
 
     Without `prune`, copies whose owner's object is gone are left alone.
@@ -314,25 +314,25 @@ def plan_claims(claim, kind, consumer_objects, provider_objects, mapping, prune=
     operations = []
     # Pairs start from objects the claim selects on either side; their counterparts are looked up
     # whatever their labels, so a copy that lost a label is repaired, not created again.
-    consumers, providers = _by_key(consumer_objects), _by_key(provider_objects)
+    on_app, on_control_plane = _by_key(app_objects), _by_key(control_plane_objects)
     pairs = set()
-    for (namespace, name), obj in consumers.items():
+    for (namespace, name), obj in on_app.items():
         if namespace in mapping.up and claim_matches(claim, obj):
             pairs.add((namespace, mapping.up[namespace], name))
-    for (target, name), obj in providers.items():
+    for (target, name), obj in on_control_plane.items():
         if target in mapping.down and claim_matches(claim, obj):
             pairs.add((mapping.down[target], target, name))
     # Where the claim fixes the owner, the copy's mark alone tells ownership; marking the source as
     # Klutch does would double the writes for nothing. Without a fixed owner the mark decides it.
     mark_source = not (claim.get("selector") or {}).get("owner")
     for namespace, target, name in sorted(pairs):
-        down, up = consumers.get((namespace, name)), providers.get((target, name))
+        down, up = on_app.get((namespace, name)), on_control_plane.get((target, name))
         owner = claim_owner(claim, up, down)
         if owner is None:
             continue
         source, copy_ = (up, down) if owner == "Provider" else (down, up)
-        source_at, copy_at = ((PROVIDER, target), (CONSUMER, namespace)) if owner == "Provider" else \
-            ((CONSUMER, namespace), (PROVIDER, target))
+        source_at, copy_at = ((CONTROL_PLANE, target), (APP_CLUSTER, namespace)) if owner == "Provider" else \
+            ((APP_CLUSTER, namespace), (CONTROL_PLANE, target))
         if source is not None and (not claim_matches(claim, source) or system_object(source)):
             continue  # the owner's claim does not select it: a namesake on the other side cannot pull it over
         if copy_ is not None and (_annotations(copy_).get(OWNER_ANNOTATION) != owner or system_object(copy_)):

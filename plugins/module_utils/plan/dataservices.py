@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: klutch.bind contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Data-service sources (Crossplane XRDs and Compositions): checks and white-labelling. No I/O."""
+"""Publishing a data service: what its sources (Crossplane XRDs and Compositions) may hold, and their
+white-labelling. No I/O."""
 
 import copy
 import re
