@@ -48,23 +48,17 @@ def stop(record, grace=10.0):
     if not alive(record):
         return
     pid = record["pid"]
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while alive(record) and time.monotonic() < deadline:
-        reap(pid)
-        time.sleep(0.05)
-    if alive(record):
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):  # KILL only for a group that outlived TERM's grace
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signal_number)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace
         while alive(record) and time.monotonic() < deadline:
             reap(pid)
             time.sleep(0.05)
+        if not alive(record):
+            break
     reap(pid)
     if alive(record):
         raise LabError(f"pid {pid} ({record['argv'][0]}) survived SIGKILL for {grace:.0f} s (stuck in the kernel?): "
