@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from ansible_collections.klutch.bind.plugins.module_utils import arguments
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now as kubernetes_now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import condition_holds
@@ -64,10 +65,9 @@ def widget_crd(*fields):
 
 def export_params(consumer, cluster_id=CLUSTER_ID, **extra):
     """klutch_export_request's parameters with its defaults, for the planner called in this process."""
-    return dict({"consumer": consumer, "cluster_id": cluster_id, "resources": [{"group": GROUP, "resource": RESOURCE}],
-                 "state": "present", "consumer_scope": "Namespaced", "external_address": None,
-                 "external_ca_data": None, "external_server_name": None, "provider_pretty_name": "klutch.bind",
-                 "delete_namespace": False, "wait_timeout": 30, "previous_cluster_id": None}, **extra)
+    defaults = dict((name, spec.get("default")) for name, spec in arguments.EXPORT.items())
+    return dict(defaults, consumer=consumer, cluster_id=cluster_id, resources=[{"group": GROUP, "resource": RESOURCE}],
+                state="present", delete_namespace=False, wait_timeout=30, **extra)
 
 
 def admin_client(control_plane):
