@@ -220,7 +220,6 @@ diff:
 from ansible_collections.klutch.bind.plugins.module_utils import arguments, validate
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.lifecycle import bind, sync
-from ansible_collections.klutch.bind.plugins.module_utils.lifecycle.export import ExportOptions
 from ansible_collections.klutch.bind.plugins.module_utils.module import KlutchModule
 
 
@@ -250,26 +249,15 @@ def main():
         control_plane = module.client({"kubeconfig": params["control_plane_kubeconfig"],
                                        "context": params["control_plane_context"]},
                                       kubeconfig_from_environment=True) if reaches_control_plane else None
-        options = ExportOptions.from_params(params)
-        if params["state"] == "absent":
-            result, errors = bind.unbind_app_cluster(
-                module.client(), control_plane, module.check_mode, options=options, services=params["services"],
-                delete_crds=params["delete_crds"], control_plane_cleanup=params["control_plane_cleanup"]), []
-        else:
-            result, errors = bind.bind_app_cluster(
-                module.client(), control_plane, module.check_mode, lambda config: module.client({"kubeconfig": config}),
-                options=options, services=params["services"], wait_timeout=params["wait_timeout"],
-                then_sync=params["sync"])
+        result, errors = bind.bind_request(module.client(), control_plane, module.check_mode,
+                                           lambda config: module.client({"kubeconfig": config}), params)
     except ClusterError as error:
         module.fail(error)
+    for message in bind.warnings(result):
+        module.warn(message)
     diff = result.pop("diff")
     if module.diff_mode:
         result["diff"] = diff
-    for message in result.get("removals_withheld", {}).values():
-        module.warn(message)
-    for name, binding in sorted(result.get("bindings", {}).items()):
-        if binding.get("rejected_claims"):
-            module.warn(bind.rejected_claims_warning(name, binding["rejected_claims"]))
     if errors:
         module.fail(sync.failed_writes(errors, result["operations"]), **result)
     module.exit(**result)

@@ -278,3 +278,21 @@ def unbind_app_cluster(app, control_plane, check_mode, *, options, services, del
     result["diff"] = (run.diffs if run else []) + recorder.diffs
     result["changed"] = recorder.changed or bool(run and run.changed)
     return result
+
+
+def bind_request(app, control_plane, check_mode, client_for, params):
+    """klutch_bind: its `state` of the app cluster's `services`. (result, the sync's write errors)."""
+    options = export.ExportOptions.from_params(params)
+    if params["state"] == "absent":
+        return unbind_app_cluster(app, control_plane, check_mode, options=options, services=params["services"],
+                                  delete_crds=params["delete_crds"],
+                                  control_plane_cleanup=params["control_plane_cleanup"]), []
+    return bind_app_cluster(app, control_plane, check_mode, client_for, options=options, services=params["services"],
+                            wait_timeout=params["wait_timeout"], then_sync=params["sync"])
+
+
+def warnings(result):
+    """What a user of klutch_bind should hear of its result: removals withheld, claims rejected."""
+    return list(result.get("removals_withheld", {}).values()) + [
+        rejected_claims_warning(name, binding["rejected_claims"])
+        for name, binding in sorted(result.get("bindings", {}).items()) if binding.get("rejected_claims")]
