@@ -4,6 +4,7 @@ control plane's kube-apiserver restarted, or away for a minute while instances c
 come back nothing is lost or duplicated)."""
 
 import base64
+import datetime
 import json
 import os
 import signal
@@ -267,6 +268,51 @@ def test_the_control_plane_away_for_a_minute_while_instances_come_and_go(lab, ag
     assert all(obj["metadata"].get("deletionTimestamp") is None for obj in app.list(MANGODBS, namespace)[0])
     assert all(SYNCER_FINALIZER in obj["metadata"]["finalizers"] for obj in app.list(MANGODBS, namespace)[0])
     eventually("the konnector ready again", lambda: readiness(world, "konnector") == 200, timeout=30)
+
+
+def agent_requests(events, users, since, until):
+    """[(verb, resource/subresource)] of what `users` asked in [since, until], besides watches and Leases."""
+    asked = []
+    for event in events:
+        received = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        resource = event.get("objectRef") or {}
+        if event.get("stage") == "ResponseComplete" and event.get("user", {}).get("username") in users \
+                and since <= received <= until and event.get("verb") != "watch" and resource.get("resource") != "leases":
+            asked.append((event["verb"], "/".join(filter(None, (resource.get("resource"), resource.get("subresource"))))))
+    return asked
+
+
+def lease_holders(events, lease):
+    return set(event["user"]["username"] for event in events if (event.get("objectRef") or {}).get("resource") == "leases"
+               and event["objectRef"].get("name") == lease and event.get("verb") in ("update", "create"))
+
+
+def test_idle_agents_send_nothing_but_their_watches_leases_and_heartbeat(agents, control_plane, audit, figure):
+    """Both agents pass over everything every 2 s here (their resync); from their caches, a quiet stretch costs
+    no read and no write, only the watches' renewals, the Leases and the konnector's heartbeat."""
+    consumer = agents.namespace
+    windows = []
+    for _window in range(6):  # a window may still see the end of what an earlier test started
+        since = datetime.datetime.now(datetime.timezone.utc)
+        time.sleep(10)
+        until = datetime.datetime.now(datetime.timezone.utc)
+        app_log, cp_log = audit(agents.cluster), audit(control_plane)
+        app_log.flush()
+        cp_log.flush()
+        konnector = lease_holders(app_log.events(), "klutch-bind")
+        backend = lease_holders(cp_log.events(), "klutch-bind-backend")
+        assert konnector and backend, "both agents hold their Lease"
+        asked = {"konnector on the app cluster": agent_requests(app_log.events(), konnector, since, until),
+                 "konnector on the control plane": [request for request in agent_requests(
+                     cp_log.events(), {f"system:serviceaccount:{consumer}:klutch-binder"}, since, until)
+                     if request != ("patch", "clusterbindings/status")],  # the heartbeat
+                 "backend": agent_requests(cp_log.events(), backend, since, until)}
+        windows.append(asked)
+        if not any(asked.values()):
+            break
+    figure(f"idle agents: {sum(len(found) for found in windows[-1].values())} requests besides watches, Leases and "
+           f"heartbeat in 10 s, after {len(windows)} window(s)")
+    assert windows[-1] == {"konnector on the app cluster": [], "konnector on the control plane": [], "backend": []}
 
 
 def test_the_agents_logs_hold_no_secret_value_or_token(agents):

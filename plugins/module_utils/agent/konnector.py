@@ -3,12 +3,16 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The konnector's side of the agent, on an app cluster: each binding's sync pass (the one klutch_claim_sync
 runs), its CRD and status kept like the export, the agent's rights in bound namespaces, the heartbeat
-on the consumer's ClusterBinding, and the watches that wake it."""
+on the consumer's ClusterBinding, and the watches that wake it.
+
+Both clusters are read through caches that the watches keep, so a pass over objects in step sends no
+request; a change wakes only the bindings whose watches saw it, and each resync all of them."""
 
 import json
+import threading
 import time
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import log
+from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import CachedClient, log
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.apply import now
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import AGENT_RETRY_BUDGET, ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Forbidden, Unauthorized
@@ -32,32 +36,39 @@ from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import APP_C
 VERSION = "0.1.0"
 HEARTBEAT_INTERVAL = 150  # s; the ClusterBinding is told 5m0s, Klutch's heartbeat interval
 GRANT_SECONDS = 10  # for a fresh RoleBinding to take effect (the API server's RBAC cache trails writes)
+WHOLE = None  # a pass over everything of a binding, not only some changed instances
 
 
 class Konnector:
     """On an app cluster: every binding's sync pass, its CRD kept like the export, and the heartbeat."""
 
     def __init__(self):
+        self.app = None  # the app cluster's CachedClient, made on the first pass
+        self.lock = threading.Lock()
+        self.waiting = {}  # {binding: the instances a change touched since its last pass, or WHOLE}
+        self.everyone = True  # every binding next: at the start, after a binding, namespace or kubeconfig changed
+        self.watches = {}  # {binding: {watch key: Informer}} from its last pass
+        self.connection = {}  # {binding: the key of its control plane's client} from its last pass
+        self.failing = set()  # bindings whose last pass did not go well: passed over again each time
         self.heartbeats = {}
-        self.control_planes = {}  # one client per control-plane kubeconfig, kept across passes
-        self.connected = set()  # the kubeconfigs of self.control_planes used in this pass
+        self.control_planes = {}  # one CachedClient per control-plane kubeconfig, kept while a binding uses it
         self.rotation_checked = set()  # (app-side Secret, consumer namespace) checked for a rotation in this pass
         self.granted = set()  # bound namespaces where the agent holds its claimed-kind RoleBinding
         self.withheld = {}  # binding -> why its last pass removed nothing upstream (logged when it changes)
+        self.resync = 30.0  # seconds between whole passes, from the options of the first pass
 
     def connect(self, config):
+        """The control plane's client for a consumer's kubeconfig. The consumer may get its namespace but not
+        watch it: that read goes to the server once per resync, which also finds refused credentials at once,
+        however long a watch that began before kept going."""
         key = json.dumps(config, sort_keys=True)
         if key not in self.control_planes:
-            self.control_planes[key] = ClusterClient.from_params({"kubeconfig": config}, environ={},
-                                                                 retry_budget=AGENT_RETRY_BUDGET)
-        self.connected.add(key)
+            self.control_planes[key] = CachedClient(ClusterClient.from_params(
+                {"kubeconfig": config}, environ={}, retry_budget=AGENT_RETRY_BUDGET), {"namespaces": self.resync})
         return self.control_planes[key]
 
-    def forget_unused_connections(self):
-        """Drop the clients no binding used in the pass (credentials rotated out, bindings gone)."""
-        for key in set(self.control_planes) - self.connected:
-            del self.control_planes[key]
-        self.connected = set()
+    def connection_of(self, client):
+        return next((key for key, held in self.control_planes.items() if held is client), None)
 
     def grant(self, app, service_account):
         """before_claims for the pass: the RoleBinding that lets the agent read claimed kinds in a bound namespace."""
@@ -78,33 +89,90 @@ class Konnector:
                 self.granted.add(namespace)
         return grant_in if service_account else None
 
-    def sync(self, app, options, proceed):
+    def wake(self, name, kind=None, side=None):
+        """The callback of a watch: wake binding `name`, or every binding (None). A watch of one of the binding's
+        kinds (its instances, or a claimed kind) on `side` notes which object changed: a pass for changed
+        objects only looks at those."""
+        def woken(obj):
+            metadata = obj.get("metadata") or {}
+            with self.lock:
+                if name is None:
+                    self.everyone = True
+                elif kind is None or self.waiting.get(name, set()) is WHOLE:
+                    self.waiting[name] = WHOLE
+                else:
+                    self.waiting.setdefault(name, set()).add((kind, side, metadata.get("namespace"), metadata.get("name")))
+        return woken
+
+    def due(self, listed, resync):
+        """[(binding, the objects to look at, or WHOLE)] to pass over now: those that changes touched, whole
+        when anything but their objects changed or they failed; every binding whole on a resync."""
+        with self.lock:
+            everyone, self.everyone = self.everyone or resync, False
+            waiting, self.waiting = self.waiting, {}
+        due = []
+        for binding in listed:
+            name = binding["metadata"]["name"]
+            if everyone or name in self.failing or name not in self.watches:
+                due.append((binding, WHOLE))
+            elif name in waiting:
+                due.append((binding, waiting[name]))
+        return due
+
+    def sync(self, client, options, proceed, resync=False):
+        """A pass over the bindings that changes touched (every binding on a resync), each on its own; (the
+        watches of every binding, what was written, how many bindings could not be synced)."""
+        if self.app is None:
+            self.app, self.resync = CachedClient(client), options.resync
+        app = self.app
+        wanted = dict((("app_cluster",) + key, app.informer(resource, namespace, on_change=self.wake(None)))
+                      for key, resource, namespace in (
+                          (("bindings",), API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE),
+                          (("namespaces",), NAMESPACES, None),  # a deleted namespace is unmapped
+                          (("kubeconfigs",), SECRETS, bindings.BIND_NAMESPACE)))
         listed = app.list(API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE)[0]
         self.rotation_checked = set()
-        wanted = {("app_cluster", "bindings"): (app, API_SERVICE_BINDINGS, bindings.BIND_NAMESPACE),
-                  ("app_cluster", "namespaces"): (app, NAMESPACES, None)}  # a deleted namespace is unmapped
-        written, failed = 0, 0
-        for binding in listed:
+        written = 0
+        for binding, changed in self.due(listed, resync):
             if not proceed():
                 break  # no longer the leader: the next one takes over
+            name = binding["metadata"]["name"]
             try:  # one binding's trouble, whatever it is, does not hold up the others
-                made, ok = self.sync_binding(app, binding, options, proceed, wanted)
+                made, ok = self.sync_binding(app, binding, options, proceed, changed)
             except Exception as error:  # pylint: disable=broad-exception-caught
                 made, ok = 0, False
                 self.granted.clear()  # a RoleBinding someone removed is written again on the next pass
-                log("error", "binding cannot be synced", binding=binding["metadata"]["name"],
+                log("error", "binding cannot be synced", binding=name,
                     error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
             written += made
-            failed += int(not ok)
-        else:  # every binding was seen: the clients none of them used can go
-            self.forget_unused_connections()
-        return wanted, written, failed
+            (self.failing.discard if ok else self.failing.add)(name)
+        return self.keep_watches(wanted, set(binding["metadata"]["name"] for binding in listed)), written, \
+            len(self.failing)
 
-    def sync_binding(self, app, binding, options, proceed, wanted):
-        """One binding's pass; (writes made, whether all went well). Watches it needs go into `wanted`."""
+    def keep_watches(self, wanted, names):
+        """Every listed binding's watches from its last pass, and the clients they use; the rest is let go."""
+        for state in (self.watches, self.connection):
+            for gone in set(state) - names:
+                del state[gone]
+        self.failing &= names
+        for watches in self.watches.values():
+            wanted.update(watches)
+        used = set(self.connection.values())
+        for key in set(self.control_planes) - used:
+            del self.control_planes[key]
+        for cached in ([self.app] if self.app else []) + list(self.control_planes.values()):
+            cached.retain(wanted.values())
+        return wanted
+
+    def sync_binding(self, app, binding, options, proceed, changed=WHOLE):
+        """One binding's pass, WHOLE or for the `changed` objects only; (writes made, whether all went well). The
+        watches and the client of a whole pass are kept for the next."""
         name = binding["metadata"]["name"]
+        if changed is WHOLE:
+            self.watches[name], self.connection[name] = {}, None
         try:
             bound = sync.BoundApi(binding, app, self.connect)
+            bound.consumer_namespace()  # the control plane still takes these credentials
         except sync.Unbound as problem:  # the binding's status says why
             return self.unserved(app, binding, (problem.condition, problem.reason, str(problem))), False
         except Unauthorized as error:  # the control plane refuses this consumer's credentials
@@ -124,9 +192,13 @@ class Konnector:
             if sync.follow_rotation(app, bound, self.connect):
                 log("info", "kubeconfig copied from the control plane", binding=name)
                 written += 1
+                changed = WHOLE  # new credentials: new watches
         written += self.keep_status(app, binding, None)
-        written += self.keep_crd(app, bound)
-        operations, resources = sync.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
+        if changed is WHOLE:
+            written += self.keep_crd(app, bound)
+            operations, resources = sync.plan_binding(bound, app, before_claims=self.grant(app, options.grant_claims_to))
+        else:
+            operations, resources = sync.plan_changed(bound, app, changed)
         if bound.removals_withheld and self.withheld.get(name) != bound.removals_withheld:
             log("warning", "removals withheld", binding=name, error=sync.withheld_message(bound))
         self.withheld[name] = bound.removals_withheld
@@ -138,7 +210,9 @@ class Konnector:
             log("error", "write failed", binding=bound.name, error=str(error))
         if proceed():
             self.heartbeat(bound)
-        wanted.update(self.watched(app, bound, resources))
+        if changed is WHOLE:
+            self.watches[name] = self.watched(app, bound, resources)
+            self.connection[name] = self.connection_of(bound.control_plane)
         return written + made, not errors
 
     def unserved(self, app, binding, problem):
@@ -182,37 +256,42 @@ class Konnector:
             log("info", "CRD updated from the export", binding=bound.name)
         return int(change.changed)
 
-    @staticmethod
-    def watched(app, bound, resources):
-        """Watches for one binding: its kinds on the app cluster, and in its mapped namespaces upstream."""
+    def watched(self, app, bound, resources):
+        """Watches for one binding, each waking it: its kinds on the app cluster, its CRD there, and upstream its
+        ClusterBinding, export, mapping, kubeconfig and kinds in its mapped namespaces."""
         # Keyed by the client too: once a rotation brought new credentials, watches restart with them.
-        control_plane_key = (bound.namespace, id(bound.control_plane))
-        wanted = {("control_plane", control_plane_key, "apiservicenamespaces"): (bound.control_plane, API_SERVICE_NAMESPACES,
-                                                                                 bound.namespace),
-                  ("control_plane", control_plane_key, "apiserviceexports"): (bound.control_plane, API_SERVICE_EXPORTS,
-                                                                              bound.namespace),
-                  ("control_plane", control_plane_key, "kubeconfig"): (bound.control_plane, SECRETS, bound.namespace,
-                                                                       sync.name_selector(KUBECONFIG_SECRET))}
-        for resource in resources.values():
+        upstream = ("control_plane", bound.namespace, id(bound.control_plane))
+        watches = {}
+
+        def watch(key, client, resource, namespace=None, field_selector=None, kind=None):
+            watches[key] = client.informer(resource, namespace, field_selector)
+            watches[key].listen(bound.name, self.wake(bound.name, kind, APP_CLUSTER if client is app else CONTROL_PLANE))
+
+        watch(("app_cluster", "crd", bound.name), app, CUSTOM_RESOURCE_DEFINITIONS, None,
+              sync.name_selector(bound.name))
+        for resource, selector in ((API_SERVICE_NAMESPACES, None), (API_SERVICE_EXPORTS, None), (CLUSTER_BINDINGS, None),
+                                   (SECRETS, sync.name_selector(KUBECONFIG_SECRET))):
+            watch(upstream + (resource.plural,), bound.control_plane, resource, bound.namespace, selector)
+        for kind, resource in resources.items():  # each change of one of them is one object's to look at
             if resource is bound.instances:
-                wanted[("app_cluster", resource.api_version, resource.plural)] = (app, resource, None)
+                watch(("app_cluster", resource.api_version, resource.plural), app, resource, kind=kind)
             else:  # claimed kinds: only in bound namespaces, where the agent may read them
                 for source in bound.claim_namespaces:
-                    wanted[("app_cluster", resource.api_version, resource.plural, source)] = (app, resource, source)
+                    watch(("app_cluster", resource.api_version, resource.plural, source), app, resource, source,
+                          kind=kind)
             if not resource.namespaced:
-                wanted[("control_plane", control_plane_key, resource.api_version, resource.plural)] = (
-                    bound.control_plane, resource, None)
+                watch(upstream + (resource.api_version, resource.plural), bound.control_plane, resource, kind=kind)
                 continue
             # A claim that names its objects is watched name by name: the consumer may read no others.
             names = None if resource is bound.instances else \
                 bound.claim_names.get((resource.group, resource.plural))
             for target in sorted(bound.mapping.down):
-                key = ("control_plane", control_plane_key, resource.api_version, resource.plural, target)
+                key = upstream + (resource.api_version, resource.plural, target)
                 if names is None:
-                    wanted[key] = (bound.control_plane, resource, target)
+                    watch(key, bound.control_plane, resource, target, kind=kind)
                 for name in sorted(names or ()):
-                    wanted[key + (name,)] = (bound.control_plane, resource, target, sync.name_selector(name))
-        return wanted
+                    watch(key + (name,), bound.control_plane, resource, target, sync.name_selector(name), kind=kind)
+        return watches
 
     def heartbeat(self, bound):
         """Klutch's konnector heartbeat on the consumer's ClusterBinding, every 2.5 minutes."""

@@ -13,8 +13,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import backoff
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import UNREAD, backoff
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError, Conflict, Invalid
+from ansible_collections.klutch.bind.plugins.module_utils.k8s.objects import Change, holds
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import Resource
 
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
@@ -83,41 +84,230 @@ class Lease:
             return False  # someone else changed it first
 
 
+class Informer:
+    """One kind's objects on one cluster as a watch keeps them, so that a pass reads them from memory.
+
+    Run by Watches: it lists once, then follows the watch from the list's version; when the version has
+    expired (410) or the watch failed, it lists again. Its listeners, `on_change(obj)` and those given to
+    listen(), hear of every object added, changed or deleted, from the watch or found by a new list, after
+    the cache holds it.
+    """
+
+    def __init__(self, client, resource, namespace=None, field_selector=None, on_change=None):
+        self.client, self.resource, self.namespace, self.field_selector = client, resource, namespace, field_selector
+        self.listeners = {None: on_change} if on_change else {}
+        self.objects = {}  # {namespace (None when cluster-scoped): {name: object}}
+        self.lock = threading.Lock()
+        self.synced = threading.Event()
+
+    def get(self, name, namespace=None):
+        with self.lock:
+            return self.objects.get(namespace if self.resource.namespaced else None, {}).get(name)
+
+    def items(self, namespace=None):
+        """The objects in `namespace`, or all of them, by name."""
+        with self.lock:
+            if namespace is not None:
+                return [obj for _name, obj in sorted(self.objects.get(namespace, {}).items())]
+            return [obj for where in sorted(self.objects, key=str) for _name, obj in sorted(self.objects[where].items())]
+
+    def replace(self, items):
+        """After a list: the cache holds `items`, and whatever differs from before is reported."""
+        listed = {}
+        for obj in items:
+            listed.setdefault(obj["metadata"].get("namespace"), {})[obj["metadata"]["name"]] = obj
+        with self.lock:
+            before, self.objects = self.objects, listed
+        self.synced.set()
+        for namespace in sorted(set(before) | set(listed), key=str):
+            old_ones, new_ones = before.get(namespace, {}), listed.get(namespace, {})
+            for name in sorted(set(old_ones) | set(new_ones)):
+                old, new = old_ones.get(name), new_ones.get(name)
+                if old is None or new is None or old["metadata"].get("resourceVersion") != new["metadata"].get(
+                        "resourceVersion"):
+                    self.on_change(new or old)
+
+    def listen(self, key, on_change):
+        """Let `on_change` hear of changes, in place of what listened under `key` before."""
+        with self.lock:
+            self.listeners[key] = on_change
+
+    def on_change(self, obj):
+        with self.lock:
+            listeners = list(self.listeners.values())
+        for listener in listeners:
+            listener(obj)
+
+    def update(self, kind, obj):
+        metadata = obj["metadata"]
+        with self.lock:
+            if kind == "DELETED":
+                self.objects.get(metadata.get("namespace"), {}).pop(metadata["name"], None)
+            else:
+                self.objects.setdefault(metadata.get("namespace"), {})[metadata["name"]] = obj
+        self.on_change(obj)
+
+    def written(self, obj, deleted=False):
+        """What a write of this agent got back, kept until the watch brings it (or something newer): a pass
+        that follows at once reads its own writes. Not reported: the watch event will be."""
+        metadata = obj["metadata"]
+        version = metadata.get("resourceVersion")
+        with self.lock:
+            held = self.objects.setdefault(metadata.get("namespace"), {})
+            current = (held.get(metadata["name"]) or {}).get("metadata") or {}
+            if deleted and current and not later(current.get("resourceVersion"), version):
+                del held[metadata["name"]]
+            elif not deleted and (not current or later(version, current.get("resourceVersion"))):
+                held[metadata["name"]] = obj
+
+
+def later(version, than):
+    """Whether resourceVersion `version` is later than `than`; when either is no number, assumed so."""
+    try:
+        return int(version) > int(than)
+    except (TypeError, ValueError):
+        return True
+
+
+class CachedClient:
+    """A cluster client whose reads come from the informers that cover them and whose writes go to the server
+    and into those informers: a pass over objects that are in step sends no request.
+
+    An object a synced informer covers is read from it, as is a listing of exactly what an informer lists;
+    everything else is asked of the server. An apply whose object already holds what is applied is not sent.
+    Objects of a kind in `remembered` ({plural: seconds}) that no informer covers, such as one the agent may
+    get but not watch, are read again only after that long.
+    """
+
+    def __init__(self, client, remembered=None):
+        self.client = client
+        self.informers = {}  # {(api_version, plural, namespace, field_selector): Informer}
+        self.remembered = remembered or {}
+        self.memo = {}  # {(plural, namespace, name): (when read, object)}
+
+    def __getattr__(self, name):  # label, discovery, waits: the client's own
+        return getattr(self.client, name)
+
+    def informer(self, resource, namespace=None, field_selector=None, on_change=None):
+        """The informer of this listing, made once; Watches runs it."""
+        key = (resource.api_version, resource.plural, namespace, field_selector)
+        if key not in self.informers:
+            self.informers[key] = Informer(self.client, resource, namespace, field_selector, on_change)
+        return self.informers[key]
+
+    def retain(self, kept):
+        """Forget the informers not in `kept` (Watches stopped them)."""
+        kept = set(id(informer) for informer in kept)
+        for key in [key for key, informer in self.informers.items() if id(informer) not in kept]:
+            del self.informers[key]
+
+    def _synced(self, resource, namespace, field_selector):
+        informer = self.informers.get((resource.api_version, resource.plural, namespace, field_selector))
+        return informer if informer is not None and informer.synced.is_set() else None
+
+    def _covering(self, resource, namespace, name=None):
+        """A synced informer that holds the object `name` of `resource` in `namespace`, as far as it exists."""
+        selectors = (None, "metadata.name=%s" % name) if name else (None,)
+        for where in (namespace, None) if namespace else (None,):
+            for selector in selectors:
+                informer = self._synced(resource, where, selector)
+                if informer is not None:
+                    return informer
+        return None
+
+    def get(self, resource, name, namespace=None):
+        informer = self._covering(resource, namespace, name)
+        if informer is not None:
+            return informer.get(name, namespace)
+        if resource.plural not in self.remembered:
+            return self.client.get(resource, name, namespace)
+        key = (resource.plural, namespace, name)
+        read_at, found = self.memo.get(key, (None, None))
+        if read_at is None or time.monotonic() - read_at > self.remembered[resource.plural]:
+            read_at, found = time.monotonic(), self.client.get(resource, name, namespace)
+            self.memo[key] = (read_at, found)
+        return found
+
+    def list(self, resource, namespace=None, label_selector=None, field_selector=None):
+        informer = self._synced(resource, namespace, field_selector) or \
+            (self._synced(resource, None, field_selector) if namespace else None)
+        if label_selector is None and informer is not None:
+            return informer.items(namespace), None
+        return self.client.list(resource, namespace, label_selector=label_selector, field_selector=field_selector)
+
+    def _keep(self, resource, obj, deleted=False):
+        metadata = (obj or {}).get("metadata") or {}
+        informer = self._covering(resource, metadata.get("namespace"), metadata.get("name"))
+        if informer is not None and metadata.get("name"):
+            informer.written(obj, deleted)
+
+    def _before(self, resource, name, namespace, before):
+        """`before` as the caller gave it, else from an informer that covers the object."""
+        informer = self._covering(resource, namespace, name) if before is UNREAD else None
+        return before if informer is None else informer.get(name, namespace)
+
+    def apply(self, resource, body, force=False, before=UNREAD, subresource=None, **options):
+        metadata = body.get("metadata") or {}
+        before = self._before(resource, metadata.get("name"), metadata.get("namespace"), before)
+        if before not in (None, UNREAD) and holds(before, {"status": body.get("status")} if subresource == "status"
+                                                  else body):
+            return Change(before, before, False)
+        change = self.client.apply(resource, body, force=force, before=before, subresource=subresource, **options)
+        if change.changed and not self.client.dry_run:
+            self._keep(resource, change.after)
+        return change
+
+    def write(self, method, resource, body, subresource=None):
+        written = self.client.write(method, resource, body, subresource)
+        if not self.client.dry_run:
+            self._keep(resource, written)
+        return written
+
+    def delete(self, resource, name, namespace=None, propagation="Background", before=UNREAD):
+        change = self.client.delete(resource, name, namespace, propagation=propagation,
+                                    before=self._before(resource, name, namespace, before))
+        if change.changed and not self.client.dry_run:
+            self._keep(resource, change.before, deleted=True)
+        return change
+
+
 class Watches:
-    """Watch threads that set `changed` when anything they watch changes; kept in step with the bindings."""
+    """A thread per Informer that keeps it and sets `changed` when anything it watches changes; kept in step
+    with what the side's last pass asked for."""
 
     def __init__(self, changed, stopping):
         self.changed, self.stopping = changed, stopping
         self.running = {}
 
     def keep(self, wanted):
-        """Run exactly the watches in `wanted`: {key: (client, resource, namespace[, field selector])}."""
+        """Run exactly the watches in `wanted`: {key: Informer}."""
         for key in list(self.running):
             if key not in wanted:
-                self.running.pop(key).set()
+                stop, informer = self.running.pop(key)
+                stop.set()
+                informer.synced.clear()  # no longer kept: a new watch lists again before it is read
         for key, watched in wanted.items():
             if key not in self.running:
                 stop = threading.Event()
-                self.running[key] = stop
-                client, resource, namespace = watched[:3]
-                selector = watched[3] if len(watched) > 3 else None
-                thread = threading.Thread(target=self._watch, args=(client, resource, namespace, selector, stop),
-                                          daemon=True)
-                thread.start()
+                self.running[key] = (stop, watched)
+                threading.Thread(target=self._watch, args=(watched, stop), daemon=True).start()
 
-    def _watch(self, client, resource, namespace, selector, stop):
+    def _watch(self, informer, stop):
         """List once, then watch on from the last version seen; list again only when that version is gone.
 
-        After a failure the thread backs off and lists again, and asks for a pass: events may have been
-        missed meanwhile. Nothing but `stop` ends the thread.
+        The informer holds what each list and event shows. After a failure it no longer counts as synced, so
+        reads go to the server (which says what is wrong: refused credentials, say) until the thread, backing
+        off, has listed again. Nothing but `stop` ends the thread.
         """
+        client, resource, namespace, selector = informer.client, informer.resource, informer.namespace, \
+            informer.field_selector
         attempt, version = 0, None
         while not stop.is_set() and not self.stopping.is_set():
             try:
                 if version is None:
-                    version = client.list(resource, namespace, field_selector=selector)[1]
-                    if attempt:
-                        self.changed.set()
+                    items, version = client.list(resource, namespace, field_selector=selector)
+                    informer.replace(items)
+                    self.changed.set()
                 for kind, obj in client.watch(resource, namespace, version, WATCH_SECONDS, field_selector=selector):
                     if stop.is_set():
                         return
@@ -128,11 +318,14 @@ class Watches:
                         break
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if kind != "BOOKMARK":
+                        informer.update(kind, obj)
                         self.changed.set()
                 attempt = 0
             except Exception as error:  # pylint: disable=broad-exception-caught
                 log("warning", "watch failed; retrying", resource=resource.plural, namespace=namespace,
                     error=str(error) if isinstance(error, ClusterError) else error.__class__.__name__)
+                informer.synced.clear()
+                self.changed.set()
                 version = None
                 stop.wait(backoff(min(attempt, 5)))
                 attempt += 1
@@ -228,8 +421,10 @@ class Agent:
                     self.failing = 0
                     due = 0.0  # a pass at once when leadership comes
                 elif self.changed.is_set() or time.monotonic() >= due:
+                    resync = time.monotonic() >= due
                     self.changed.clear()
-                    wanted, written, failed = self.role.sync(self.client, self.options, self.leadership.leading)
+                    wanted, written, failed = self.role.sync(self.client, self.options, self.leadership.leading,
+                                                             resync)
                     self.watches.keep(wanted)
                     self.passes += 1
                     self.failing = failed

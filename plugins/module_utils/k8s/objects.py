@@ -50,6 +50,18 @@ def has_changed(before, planned):
     return _comparable(before) != _comparable(planned)
 
 
+def holds(current, desired):
+    """Whether `current` (an object as a watch shows it) already has every field `desired` sets, with the same
+    value: applying `desired` would change nothing. Lists are compared item by item and must be as long, so a
+    removed rule or reference counts as a change; fields only the server sets are not looked at."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(holds(current.get(key), value) for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(current, list) and len(current) == len(desired) and \
+            all(holds(have, want) for have, want in zip(current, desired))
+    return current == desired
+
+
 def redact(obj):
     """A copy safe to show: Secret values and last-applied annotations of Secrets replaced."""
     if not isinstance(obj, dict) or obj.get("kind") != "Secret":

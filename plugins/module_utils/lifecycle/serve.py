@@ -38,6 +38,7 @@ FIELD_MANAGER = "klutch.bind-backend"
 # applied with force: where Klutch's backend wrote them before, its field manager owns the fields,
 # and without force every apply would fail with a conflict. Nothing else is forced.
 OURS = {"force": True}
+TOKEN_SECRETS = "type=%s" % consumers.TOKEN_SECRET_TYPE
 
 
 def by_name(objects):
@@ -60,7 +61,9 @@ class Consumer:
             self.exports = by_name(client.list(API_SERVICE_EXPORTS, self.namespace)[0])
             self.requests = by_name(client.list(API_SERVICE_EXPORT_REQUESTS, self.namespace)[0])
             self.service_namespaces = client.list(API_SERVICE_NAMESPACES, self.namespace)[0]
-            self.secrets = by_name(client.list(SECRETS, self.namespace)[0])
+            kubeconfig = client.get(SECRETS, consumers.KUBECONFIG_SECRET, self.namespace)
+            self.secrets = by_name(client.list(SECRETS, self.namespace, field_selector=TOKEN_SECRETS)[0]
+                                   + ([kubeconfig] if kubeconfig else []))
         return self
 
     @classmethod

@@ -212,6 +212,64 @@ def plan_binding(bound, app, prune=True, before_claims=None):
     return operations, resources
 
 
+def plan_changed(bound, app, changed, prune=True):
+    """([operations], {kind: Resource}) that plan_binding would plan for the objects in `changed` [(kind, side,
+    namespace, name) as a watch saw them; kind "instances" or a claimed kind's plural], reading only those:
+    what one changed object needs, however many others are bound."""
+    mapping = bound.read_mapping()
+    namespaces = app.list(NAMESPACES)[0]
+    bound.removals_withheld = bound.removal_problem(namespaces)
+    prune = prune and not bound.removals_withheld
+    wanted = {}  # {kind: {(app cluster namespace, name)}}
+    for kind, side, namespace, name in changed:
+        wanted.setdefault(kind, set()).add(app_key(bound, mapping, side, namespace, name) if kind == "instances"
+                                           else (mapping.down.get(namespace, namespace) if side == sync.CONTROL_PLANE
+                                                 else namespace, name))
+    wanted = dict((kind, keys - {None}) for kind, keys in wanted.items())
+    operations, resources = [], {"instances": bound.instances}
+    if wanted.get("instances"):
+        operations += plan_instances_named(bound, app, mapping, wanted["instances"], prune)
+    claims_mapping = mapping.only(set(item["metadata"]["name"] for item in namespaces
+                                      if not item["metadata"].get("deletionTimestamp")))
+    for claim, resource in bound.accepted_claims(app):
+        keys = [(namespace, name) for namespace, name in wanted.get(resource.plural, ()) if namespace in claims_mapping.up]
+        if keys:
+            resources[resource.plural] = resource
+            operations += sync.plan_claims(claim, resource.plural, present(app, resource, keys),
+                                           present(bound.control_plane, resource,
+                                                   [(claims_mapping.up[namespace], name) for namespace, name in keys]),
+                                           claims_mapping, prune=prune)
+    return operations, resources
+
+
+def app_key(bound, mapping, side, namespace, name):
+    """(namespace, name) on the app cluster of an instance a watch saw on `side`; None for none of the binding's."""
+    if side == sync.APP_CLUSTER:
+        return namespace, name
+    if bound.instances.namespaced:
+        return (mapping.down[namespace], name) if namespace in mapping.down else None
+    prefix = bound.namespace + "-"
+    return (None, name[len(prefix):]) if name.startswith(prefix) else None
+
+
+def present(client, resource, keys):
+    """The objects of `resource` at `keys` [(namespace, name)] that exist."""
+    return [found for found in (client.get(resource, name, namespace) for namespace, name in keys) if found]
+
+
+def plan_instances_named(bound, app, mapping, keys, prune):
+    """plan_instances (or plan_cluster_instances) for the instances at `keys` on the app cluster only."""
+    app_objects = present(app, bound.instances, keys)
+    if not bound.instances.namespaced:
+        prefix = bound.namespace + "-"
+        return sync.plan_cluster_instances(app_objects, present(bound.control_plane, bound.instances,
+                                                                [(None, prefix + name) for _namespace, name in keys]),
+                                           bound.namespace, bound.namespace_uid(), prune=prune)
+    upstream = present(bound.control_plane, bound.instances,
+                       [(mapping.up[namespace], name) for namespace, name in keys if namespace in mapping.up])
+    return sync.plan_instances(app_objects, upstream, mapping, prune=prune)
+
+
 def execute(operation, clients, resources, consumer_namespace):
     """Send one operation to its cluster; False when there was nothing to write after all."""
     client = clients[operation.side]

@@ -164,12 +164,13 @@ def kubeconfig_target(config):
 def konnector_roles(binding_name, export_spec, claims):
     """The konnector agent's rights for one binding, as two ClusterRoles that Kubernetes aggregates.
 
-    Into klutch-bind-konnector: the bound kind (and its status) everywhere, its own CRD by name.
+    Into klutch-bind-konnector: the bound kind (and its status) everywhere, its own CRD by name (list and
+    watch too, which the API server allows by name only to a request that selects that name).
     Into klutch-bind-konnector-claims: each accepted claim's kind, which the agent holds only in the
     namespaces it binds that role in. A binding added later extends the agent without redeploying it.
     """
     crd_rule = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-                "resourceNames": [binding_name], "verbs": ["get", "update", "patch"]}
+                "resourceNames": [binding_name], "verbs": ["get", "list", "watch", "update", "patch"]}
     plural = export_spec["names"]["plural"]
     instance_rule = {"apiGroups": [export_spec["group"]], "resources": [plural, plural + "/status"],
                      "verbs": OBJECT_VERBS}

@@ -1,8 +1,10 @@
-"""The konnector agent's clients for the control plane: one per kubeconfig while bindings use it."""
+"""The konnector agent's clients for the control plane, one per kubeconfig while bindings use it, and which
+bindings a change wakes."""
 
 import argparse
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import Konnector
+from ansible_collections.klutch.bind.plugins.module_utils.agent.konnector import WHOLE, Konnector
+from ansible_collections.klutch.bind.plugins.module_utils.plan.sync import APP_CLUSTER, CONTROL_PLANE
 
 
 def kubeconfig(token):
@@ -17,16 +19,39 @@ class NoBindings:
         return [], "1"
 
 
-def test_a_rotated_out_kubeconfigs_client_goes_after_the_first_pass_that_does_not_use_it():
+def test_a_rotated_out_kubeconfigs_client_goes_once_no_binding_uses_it():
     konnector = Konnector()
     old = konnector.connect(kubeconfig("old"))
     assert konnector.connect(kubeconfig("old")) is old, "one client per kubeconfig"
-    konnector.forget_unused_connections()
-    assert list(konnector.control_planes.values()) == [old], "used in the pass: kept"
+    konnector.connection["b"] = konnector.connection_of(old)
+    konnector.keep_watches({}, {"b"})
+    assert list(konnector.control_planes.values()) == [old], "its binding uses it: kept"
 
-    new = konnector.connect(kubeconfig("new"))  # the next pass, after a rotation
-    konnector.forget_unused_connections()
+    new = konnector.connect(kubeconfig("new"))  # the binding's next pass, after a rotation
+    konnector.connection["b"] = konnector.connection_of(new)
+    konnector.keep_watches({}, {"b"})
     assert list(konnector.control_planes.values()) == [new]
 
-    konnector.sync(NoBindings(), argparse.Namespace(), lambda: True)  # the bindings are gone
+    konnector.sync(NoBindings(), argparse.Namespace(resync=30), lambda: True)  # the bindings are gone
     assert konnector.control_planes == {}
+
+
+def test_a_changed_object_wakes_its_binding_for_that_object_and_any_other_change_wakes_it_whole():
+    konnector = Konnector()
+    konnector.watches, konnector.everyone = {"a": {}, "b": {}}, False  # both had a whole pass
+    listed = [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]
+    instance = {"metadata": {"name": "x", "namespace": "shop"}}
+    konnector.wake("a", "instances", APP_CLUSTER)(instance)
+    konnector.wake("a", "secrets", CONTROL_PLANE)({"metadata": {"name": "x", "namespace": "cluster-abcde-shop"}})
+    assert konnector.due(listed, resync=False) == [
+        (listed[0], {("instances", APP_CLUSTER, "shop", "x"), ("secrets", CONTROL_PLANE, "cluster-abcde-shop", "x")})]
+    assert konnector.due(listed, resync=False) == [], "nothing changed since"
+    konnector.wake("a", "instances", APP_CLUSTER)(instance)
+    konnector.wake("a")({"metadata": {"name": "postgresqlinstances.samples.klutch.bind"}})  # its export, say
+    konnector.wake("a", "instances", APP_CLUSTER)(instance)
+    assert konnector.due(listed, resync=False) == [(listed[0], WHOLE)]
+    konnector.wake(None)({"metadata": {"name": "shop"}})  # an app namespace
+    assert konnector.due(listed, resync=False) == [(listed[0], WHOLE), (listed[1], WHOLE)]
+    assert konnector.due(listed, resync=True) == [(listed[0], WHOLE), (listed[1], WHOLE)]
+    konnector.failing = {"b"}
+    assert konnector.due(listed, resync=False) == [(listed[1], WHOLE)], "a failing binding is passed over whole"

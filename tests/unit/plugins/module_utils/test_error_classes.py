@@ -137,7 +137,7 @@ def test_a_binding_whose_control_plane_refuses_or_cannot_be_reached_says_which(m
     seen = []
     monkeypatch.setattr(Konnector, "unserved", lambda self, app, binding, problem: seen.append(problem) or 0)
     binding = {"metadata": {"name": "b"}}
-    assert Konnector().sync_binding(None, binding, None, None, set()) == (0, False)
+    assert Konnector().sync_binding(None, binding, None, None) == (0, False)
     assert seen[0][:2] == ("Connected", reason) and fragment in seen[0][2]
 
 
