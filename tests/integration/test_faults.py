@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import Watches
+from ansible_collections.klutch.bind.plugins.module_utils.agent.runtime import Informer, Watches
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.client import ClusterClient
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.errors import ClusterError
 from ansible_collections.klutch.bind.plugins.module_utils.k8s.resources import CONFIG_MAPS
@@ -146,7 +146,7 @@ def test_a_watch_whose_version_expired_lists_again_and_keeps_reporting_changes(
                            as_watch_event=as_watch_event)
     changed, stopping = threading.Event(), threading.Event()
     watches = Watches(changed, stopping)
-    watches.keep({"config-maps": (through(proxy), CONFIG_MAPS, namespace)})
+    watches.keep({"config-maps": Informer(through(proxy), CONFIG_MAPS, namespace)})
     try:
         for name in ("after-expiry", "and-after-that"):
             deadline = time.monotonic() + 20
