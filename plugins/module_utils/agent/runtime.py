@@ -139,12 +139,16 @@ class Informer:
             listener(obj)
 
     def update(self, kind, obj):
+        """A watch event. One older than what the cache holds (this agent's own later write) leaves it."""
         metadata = obj["metadata"]
         with self.lock:
-            if kind == "DELETED":
-                self.objects.get(metadata.get("namespace"), {}).pop(metadata["name"], None)
-            else:
-                self.objects.setdefault(metadata.get("namespace"), {})[metadata["name"]] = obj
+            held = self.objects.setdefault(metadata.get("namespace"), {})
+            current = ((held.get(metadata["name"]) or {}).get("metadata") or {}).get("resourceVersion")
+            if current is None or not later(current, metadata.get("resourceVersion"), unknown=False):
+                if kind == "DELETED":
+                    held.pop(metadata["name"], None)
+                else:
+                    held[metadata["name"]] = obj
         self.on_change(obj)
 
     def written(self, obj, deleted=False):
@@ -161,12 +165,12 @@ class Informer:
                 held[metadata["name"]] = obj
 
 
-def later(version, than):
-    """Whether resourceVersion `version` is later than `than`; when either is no number, assumed so."""
+def later(version, than, unknown=True):
+    """Whether resourceVersion `version` is later than `than`; `unknown` when either is no number."""
     try:
         return int(version) > int(than)
     except (TypeError, ValueError):
-        return True
+        return unknown
 
 
 class CachedClient:

@@ -93,3 +93,14 @@ def test_a_remembered_kind_is_read_again_only_after_its_time():
     cached.get(NAMESPACES, "cluster-a")
     cached.get(NAMESPACES, "cluster-a")
     assert server.asked == [("get", "namespaces", None, "cluster-a")]
+
+
+def test_a_watch_event_older_than_the_agents_own_later_write_leaves_the_write():
+    informer = Informer(None, SECRETS)
+    informer.replace([obj("a", "5", "ns")])
+    informer.written(obj("a", "9", "ns"))  # this agent's update, answered before the watch brings version 7
+    informer.update("MODIFIED", obj("a", "7", "ns"))
+    assert informer.get("a", "ns")["metadata"]["resourceVersion"] == "9"
+    informer.update("MODIFIED", obj("a", "9", "ns"))
+    informer.update("DELETED", obj("a", "10", "ns"))
+    assert informer.get("a", "ns") is None
